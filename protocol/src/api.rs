@@ -1,0 +1,321 @@
+//! Request and response bodies of the JSON API under `/api/v1`.
+//!
+//! These are plain serde types: the server parses them into validated
+//! domain values at its edge, the CLI and any Rust client build them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::money::Micros;
+use crate::time::Timestamp;
+
+pub const API_PREFIX: &str = "/api/v1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Buyer,
+    Contributor,
+    Reviewer,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Buyer, Role::Contributor, Role::Reviewer, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Buyer => "buyer",
+            Role::Contributor => "contributor",
+            Role::Reviewer => "reviewer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+// ---------------------------------------------------------------- accounts
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+    /// Roles asked for at sign-up. `admin` cannot be self-assigned.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// A label for the API token the login creates (e.g. "laptop CLI").
+    #[serde(default)]
+    pub token_label: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub user: User,
+    /// Bearer token for `Authorization: Bearer ...`. Shown once; the server
+    /// keeps only its hash.
+    pub token: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkKeyRequest {
+    /// Hex of the 32-byte ed25519 public key.
+    pub public_key: String,
+    /// Hex signature of [`crate::signing::key_link_message`] by that key.
+    pub proof: String,
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublicKeyInfo {
+    pub id: i64,
+    pub public_key: String,
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Me {
+    pub user: User,
+    pub keys: Vec<PublicKeyInfo>,
+}
+
+// ---------------------------------------------------------------- projects
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    Classification,
+}
+
+impl TaskType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::Classification => "classification",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectStatus {
+    /// Created, items may be imported; not visible to contributors.
+    Draft,
+    /// Funded; contributors may take tasks.
+    Open,
+    /// Every item is resolved.
+    Completed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateProject {
+    pub title: String,
+    #[serde(default)]
+    pub instructions: String,
+    pub task_type: TaskType,
+    /// Per type. Classification: `{"classes": ["positive", "negative"]}`.
+    pub schema: Value,
+    /// Answers collected per item before consensus is attempted.
+    pub overlap: u32,
+    /// Paid from escrow for each accepted answer.
+    pub reward: Micros,
+    /// What the buyer will escrow when funding.
+    pub budget: Micros,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Project {
+    pub id: i64,
+    pub buyer_id: i64,
+    pub title: String,
+    pub instructions: String,
+    pub task_type: TaskType,
+    pub schema: Value,
+    pub overlap: u32,
+    /// Ties ask for one more answer, up to this many; chosen so that
+    /// accepted answers per item never exceed `overlap`.
+    pub max_answers: u32,
+    pub reward: Micros,
+    pub budget: Micros,
+    pub status: ProjectStatus,
+    pub priority: i32,
+    pub item_count: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportLineError {
+    /// 1-based line (JSONL) or record (CSV, counting the header as line 1).
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub errors: Vec<ImportLineError>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FundRequest {
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Progress {
+    pub project_id: i64,
+    pub status: ProjectStatus,
+    pub items_total: i64,
+    pub items_resolved: i64,
+    pub items_without_consensus: i64,
+    pub answers_total: i64,
+    pub answers_accepted: i64,
+    pub answers_rejected: i64,
+    pub budget: Micros,
+    pub escrow_balance: Micros,
+    pub paid_out: Micros,
+}
+
+// ---------------------------------------------------------------- queue
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    /// How many tasks to lease at once (1 to 100).
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Task {
+    pub lease_id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub expires_at: Timestamp,
+    /// The item's data as imported (e.g. `{"text": "..."}`).
+    pub data: Value,
+    pub task_type: TaskType,
+    pub schema: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    /// Empty when the project has nothing left for this contributor.
+    pub tasks: Vec<Task>,
+}
+
+// ---------------------------------------------------------------- submissions
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitAnswer {
+    pub lease_id: i64,
+    /// Per type. Classification: `{"label": "positive"}`.
+    pub answer: Value,
+    /// Chosen by the client, unique per submission; a retry with the same
+    /// key returns the first result and changes nothing.
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerStatus {
+    /// Waiting for the item's consensus.
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Submission {
+    pub id: i64,
+    pub lease_id: i64,
+    pub item_id: i64,
+    pub project_id: i64,
+    pub answer: Value,
+    pub status: AnswerStatus,
+    /// Paid for this answer so far (the reward once accepted).
+    pub paid: Micros,
+    pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- ledger
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepositRequest {
+    pub user_id: i64,
+    pub amount: Micros,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Balance {
+    pub user_id: i64,
+    pub balance: Micros,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub transaction_id: i64,
+    pub kind: String,
+    /// Signed: positive credits this account, negative debits it.
+    pub amount: Micros,
+    pub memo: Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerHistory {
+    pub balance: Micros,
+    pub entries: Vec<LedgerEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransactionReceipt {
+    pub transaction_id: i64,
+    pub kind: String,
+    pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- errors
+
+/// An RFC 9457 problem document, as every error response carries it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Problem {
+    /// Stable identifier of the kind of problem, e.g.
+    /// `urn:sahel:problem:lease-expired`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ImportLineError>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub database: String,
+    pub queue: String,
+}

@@ -1,0 +1,547 @@
+//! Users, roles, passwords (argon2), bearer API tokens, and the ed25519 keys
+//! that sign CLI requests.
+//!
+//! Tokens and passwords are stored only as hashes. A public key is linked
+//! to an account only with a proof signed by its private key, and a signed
+//! request is accepted once: stale timestamps and seen nonces are refused.
+
+pub mod entity;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sahel_protocol::Timestamp;
+use sahel_protocol::api::{self, Role};
+use sahel_protocol::signing::{self, MAX_CLOCK_SKEW_SECS, RequestParts};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
+use sha2::{Digest, Sha256};
+
+use crate::db::{Db, now_ms};
+use crate::error::{Error, Result, is_unique_violation};
+use crate::ledger::{self, AccountRef};
+use entity::{api_token, request_nonce, user, user_key};
+
+/// A set of roles, stored as a bit set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Roles(i32);
+
+impl Roles {
+    fn bit(role: Role) -> i32 {
+        match role {
+            Role::Buyer => 1,
+            Role::Contributor => 2,
+            Role::Reviewer => 4,
+            Role::Admin => 8,
+        }
+    }
+
+    pub fn from_bits(bits: i32) -> Roles {
+        Roles(bits & 0b1111)
+    }
+
+    pub fn bits(self) -> i32 {
+        self.0
+    }
+
+    pub fn of(roles: &[Role]) -> Roles {
+        Roles(roles.iter().fold(0, |acc, r| acc | Self::bit(*r)))
+    }
+
+    pub fn has(self, role: Role) -> bool {
+        self.0 & Self::bit(role) != 0
+    }
+
+    pub fn list(self) -> Vec<Role> {
+        Role::ALL.into_iter().filter(|r| self.has(*r)).collect()
+    }
+}
+
+/// Who is making a request, once authenticated.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthUser {
+    pub id: i64,
+    pub roles: Roles,
+}
+
+impl AuthUser {
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.roles.has(role) || self.roles.has(Role::Admin) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role-required",
+                format!("this action needs the {} role", role.as_str()),
+            ))
+        }
+    }
+}
+
+/// A validated sign-up.
+pub struct NewUser {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+    pub roles: Roles,
+}
+
+impl NewUser {
+    /// Validates a self-service sign-up; `admin` cannot be asked for.
+    pub fn from_request(req: api::RegisterRequest) -> Result<NewUser> {
+        if req.roles.contains(&Role::Admin) {
+            return Err(Error::forbidden(
+                "role-not-self-assignable",
+                "the admin role cannot be chosen at sign-up",
+            ));
+        }
+        let roles = if req.roles.is_empty() {
+            Roles::of(&[Role::Contributor])
+        } else {
+            Roles::of(&req.roles)
+        };
+        NewUser::new(req.email, req.password, req.display_name, roles)
+    }
+
+    pub fn new(
+        email: String,
+        password: String,
+        display_name: String,
+        roles: Roles,
+    ) -> Result<NewUser> {
+        let email = email.trim().to_lowercase();
+        let valid_email = email.len() <= 254
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+            })
+            && !email.chars().any(char::is_whitespace);
+        if !valid_email {
+            return Err(Error::invalid(
+                "invalid-email",
+                format!("{email:?} is not an email address"),
+            ));
+        }
+        let n = password.chars().count();
+        if !(8..=1024).contains(&n) {
+            return Err(Error::invalid(
+                "weak-password",
+                "the password must be 8 to 1024 characters long",
+            ));
+        }
+        let display_name = display_name.trim().to_owned();
+        if display_name.is_empty()
+            || display_name.chars().count() > 100
+            || display_name.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "invalid-display-name",
+                "the display name must be 1 to 100 printable characters",
+            ));
+        }
+        Ok(NewUser {
+            email,
+            password,
+            display_name,
+            roles,
+        })
+    }
+}
+
+pub fn to_api_user(u: &user::Model) -> api::User {
+    api::User {
+        id: u.id,
+        email: u.email.clone(),
+        display_name: u.display_name.clone(),
+        roles: Roles::from_bits(u.roles).list(),
+        created_at: Timestamp(u.created_at),
+    }
+}
+
+/// Argon2 is deliberately slow: hashing runs on the blocking pool so it
+/// never stalls an HTTP worker.
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt_bytes = [0u8; 16];
+        getrandom::fill(&mut salt_bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
+        Ok::<_, anyhow::Error>(hash.to_string())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?
+    .map_err(Error::Unexpected)
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+        Ok::<_, anyhow::Error>(
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!(e))?
+    .map_err(Error::Unexpected)
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source failed");
+    hex::encode(buf)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Creates a user and their ledger account in one transaction.
+pub async fn create_user(db: &Db, new: NewUser) -> Result<user::Model> {
+    let password_hash = hash_password(new.password).await?;
+    let tx = db.write().await?;
+    let now = now_ms();
+    let inserted = user::ActiveModel {
+        email: Set(new.email.clone()),
+        display_name: Set(new.display_name),
+        password_hash: Set(password_hash),
+        roles: Set(new.roles.bits()),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&*tx)
+    .await;
+    let u = match inserted {
+        Ok(u) => u,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::conflict(
+                "email-taken",
+                format!("an account with {} already exists", new.email),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ledger::ensure_account(&*tx, AccountRef::User(u.id)).await?;
+    tx.commit().await?;
+    Ok(u)
+}
+
+pub async fn find_by_email(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(conn)
+        .await?)
+}
+
+pub async fn get_user(conn: &impl ConnectionTrait, id: i64) -> Result<user::Model> {
+    user::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("user-not-found", format!("no user {id}")))
+}
+
+/// Checks a password and issues a new API token.
+pub async fn login(
+    db: &Db,
+    email: &str,
+    password: &str,
+    label: Option<String>,
+) -> Result<(user::Model, String)> {
+    let refused = || Error::unauthorized("bad-credentials", "unknown email or wrong password");
+    let Some(u) = find_by_email(&db.conn, email).await? else {
+        return Err(refused());
+    };
+    if !verify_password(password.to_owned(), u.password_hash.clone()).await? {
+        return Err(refused());
+    }
+    let token = create_token(db, u.id, label).await?;
+    Ok((u, token))
+}
+
+pub async fn create_token(db: &Db, user_id: i64, label: Option<String>) -> Result<String> {
+    let token = format!("sahel_{}", random_hex(32));
+    let tx = db.write().await?;
+    api_token::ActiveModel {
+        user_id: Set(user_id),
+        token_hash: Set(sha256_hex(token.as_bytes())),
+        label: Set(label.map(|l| l.chars().take(100).collect())),
+        created_at: Set(now_ms()),
+        revoked_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&*tx)
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+pub async fn authenticate_token(conn: &impl ConnectionTrait, token: &str) -> Result<AuthUser> {
+    let refused = || Error::unauthorized("bad-token", "the bearer token is unknown or revoked");
+    let row = api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(sha256_hex(token.as_bytes())))
+        .filter(api_token::Column::RevokedAt.is_null())
+        .one(conn)
+        .await?
+        .ok_or_else(refused)?;
+    let u = user::Entity::find_by_id(row.user_id)
+        .one(conn)
+        .await?
+        .ok_or_else(refused)?;
+    Ok(AuthUser {
+        id: u.id,
+        roles: Roles::from_bits(u.roles),
+    })
+}
+
+/// The four signature headers of a request, as received.
+pub struct SignatureHeaders<'a> {
+    pub key: &'a str,
+    pub timestamp: &'a str,
+    pub nonce: &'a str,
+    pub signature: &'a str,
+}
+
+/// Verifies a signed request and records its nonce so it cannot be used
+/// again. The nonce insert is the replay check: the primary key refuses a
+/// second (key, nonce), on every replica alike.
+pub async fn authenticate_signature(
+    db: &Db,
+    h: &SignatureHeaders<'_>,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Result<AuthUser> {
+    let ts: i64 = h.timestamp.parse().map_err(|_| {
+        Error::unauthorized("bad-signature", "the timestamp header is not unix seconds")
+    })?;
+    let now_secs = now_ms() / 1000;
+    if (now_secs - ts).abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(Error::unauthorized(
+            "stale-request",
+            format!(
+                "the request timestamp is more than {MAX_CLOCK_SKEW_SECS} s from the server clock; check your clock"
+            ),
+        ));
+    }
+    if h.nonce.len() < 16
+        || h.nonce.len() > 64
+        || !h.nonce.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(Error::unauthorized(
+            "bad-signature",
+            "the nonce must be 16 to 64 letters or digits",
+        ));
+    }
+    let vk = signing::parse_public_key(h.key)
+        .map_err(|e| Error::unauthorized("bad-signature", e.to_string()))?;
+    let parts = RequestParts {
+        method,
+        path,
+        query,
+        timestamp: ts,
+        nonce: h.nonce,
+        body,
+    };
+    signing::verify(&vk, &parts.canonical_message(), h.signature)
+        .map_err(|e| Error::unauthorized("bad-signature", e.to_string()))?;
+
+    let key_hex = signing::public_key_hex(&vk);
+    let key = user_key::Entity::find()
+        .filter(user_key::Column::PublicKey.eq(key_hex.clone()))
+        .filter(user_key::Column::RevokedAt.is_null())
+        .one(&db.conn)
+        .await?
+        .ok_or_else(|| {
+            Error::unauthorized(
+                "unknown-key",
+                "this public key is not linked to any account (or was revoked)",
+            )
+        })?;
+    let u = get_user(&db.conn, key.user_id).await?;
+
+    let tx = db.write().await?;
+    let inserted = request_nonce::ActiveModel {
+        public_key: Set(key_hex),
+        nonce: Set(h.nonce.to_owned()),
+        created_at: Set(now_ms()),
+    }
+    .insert(&*tx)
+    .await;
+    match inserted {
+        Ok(_) => tx.commit().await?,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::unauthorized(
+                "replayed-request",
+                "this nonce was already used; sign each request afresh",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(AuthUser {
+        id: u.id,
+        roles: Roles::from_bits(u.roles),
+    })
+}
+
+/// Deletes nonces too old to matter: a request that reused one would be
+/// refused for its timestamp anyway. Returns how many were removed.
+pub async fn sweep_nonces(db: &Db) -> Result<u64> {
+    let cutoff = now_ms() - 2 * MAX_CLOCK_SKEW_SECS * 1000 - 60_000;
+    let tx = db.write().await?;
+    let res = request_nonce::Entity::delete_many()
+        .filter(request_nonce::Column::CreatedAt.lt(cutoff))
+        .exec(&*tx)
+        .await?;
+    tx.commit().await?;
+    Ok(res.rows_affected)
+}
+
+pub async fn link_key(db: &Db, user_id: i64, req: api::LinkKeyRequest) -> Result<user_key::Model> {
+    let vk = signing::parse_public_key(req.public_key.trim())
+        .map_err(|e| Error::invalid("invalid-key", e.to_string()))?;
+    let key_hex = signing::public_key_hex(&vk);
+    signing::verify(
+        &vk,
+        &signing::key_link_message(user_id, &key_hex),
+        &req.proof,
+    )
+    .map_err(|_| {
+        Error::invalid(
+            "invalid-key-proof",
+            "the proof is not this key's signature of the key-link message for your account",
+        )
+    })?;
+    let tx = db.write().await?;
+    let inserted = user_key::ActiveModel {
+        user_id: Set(user_id),
+        public_key: Set(key_hex),
+        label: Set(req.label.map(|l| l.chars().take(100).collect())),
+        created_at: Set(now_ms()),
+        revoked_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&*tx)
+    .await;
+    let key = match inserted {
+        Ok(k) => k,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::conflict(
+                "key-taken",
+                "this public key is already linked (keys cannot be shared or re-linked)",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok(key)
+}
+
+pub async fn revoke_key(db: &Db, user_id: i64, key_id: i64) -> Result<()> {
+    let tx = db.write().await?;
+    let res = user_key::Entity::update_many()
+        .col_expr(user_key::Column::RevokedAt, Expr::value(now_ms()))
+        .filter(user_key::Column::Id.eq(key_id))
+        .filter(user_key::Column::UserId.eq(user_id))
+        .filter(user_key::Column::RevokedAt.is_null())
+        .exec(&*tx)
+        .await?;
+    if res.rows_affected == 0 {
+        return Err(Error::not_found(
+            "key-not-found",
+            format!("you have no active key {key_id}"),
+        ));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn me(conn: &impl ConnectionTrait, user_id: i64) -> Result<api::Me> {
+    let u = get_user(conn, user_id).await?;
+    let keys = user_key::Entity::find()
+        .filter(user_key::Column::UserId.eq(user_id))
+        .order_by_asc(user_key::Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|k| api::PublicKeyInfo {
+            id: k.id,
+            public_key: k.public_key,
+            label: k.label,
+            created_at: Timestamp(k.created_at),
+            revoked_at: k.revoked_at.map(Timestamp),
+        })
+        .collect();
+    Ok(api::Me {
+        user: to_api_user(&u),
+        keys,
+    })
+}
+
+/// Creates an admin, or grants the admin role to an existing account. Used
+/// by `sahel-server create-admin` and by tests; never reachable over HTTP.
+pub async fn ensure_admin(
+    db: &Db,
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> Result<user::Model> {
+    if let Some(u) = find_by_email(&db.conn, email).await? {
+        let tx = db.write().await?;
+        let roles = Roles::from_bits(u.roles).bits() | Roles::of(&[Role::Admin]).bits();
+        user::Entity::update_many()
+            .col_expr(user::Column::Roles, Expr::value(roles))
+            .filter(user::Column::Id.eq(u.id))
+            .exec(&*tx)
+            .await?;
+        tx.commit().await?;
+        return get_user(&db.conn, u.id).await;
+    }
+    let new = NewUser::new(
+        email.to_owned(),
+        password.to_owned(),
+        display_name.to_owned(),
+        Roles::of(&[Role::Admin]),
+    )?;
+    create_user(db, new).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_bits() {
+        let r = Roles::of(&[Role::Buyer, Role::Reviewer]);
+        assert!(r.has(Role::Buyer) && r.has(Role::Reviewer) && !r.has(Role::Admin));
+        assert_eq!(
+            Roles::from_bits(r.bits()).list(),
+            vec![Role::Buyer, Role::Reviewer]
+        );
+    }
+
+    #[test]
+    fn sign_up_validation_refuses_bad_input() {
+        let mk = |email: &str, pw: &str, name: &str| {
+            NewUser::new(email.into(), pw.into(), name.into(), Roles::default())
+        };
+        assert!(mk("a@b.c", "longenough", "Ann").is_ok());
+        assert!(mk("no-at-sign", "longenough", "Ann").is_err());
+        assert!(mk("a@b.c", "short", "Ann").is_err());
+        assert!(mk("a@b.c", "longenough", "  ").is_err());
+        assert!(mk("a @b.c", "longenough", "Ann").is_err());
+        let admin = api::RegisterRequest {
+            email: "a@b.c".into(),
+            password: "longenough".into(),
+            display_name: "Ann".into(),
+            roles: vec![Role::Admin],
+        };
+        assert!(NewUser::from_request(admin).is_err());
+    }
+}

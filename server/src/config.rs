@@ -1,0 +1,137 @@
+//! Server configuration: every setting is a flag with a matching environment
+//! variable (the flag wins). Tests build a [`Config`] value directly.
+//!
+//! | flag | variable | default | meaning |
+//! |---|---|---|---|
+//! | `--bind` | `SAHEL_BIND` | `127.0.0.1:8080` | address to listen on (port 0 picks a free one) |
+//! | `--data-dir` | `SAHEL_DATA_DIR` | `./data` | SQLite file and local artifacts live here |
+//! | `--database-url` | `DATABASE_URL` | `sqlite://<data-dir>/sahel.db` | `postgres://...` for PostgreSQL |
+//! | `--demo` | `SAHEL_DEMO` | off | load the demo buyer and bounty from `fixtures/demo` |
+//! | `--fixtures-dir` | `SAHEL_FIXTURES_DIR` | `./fixtures` | where `--demo` reads its files |
+//! | `--lease-secs` | `SAHEL_LEASE_SECS` | `600` | how long a task lease lasts |
+//! | `--workers` | `SAHEL_WORKERS` | cores | HTTP worker threads |
+//! | `--db-pool` | `SAHEL_DB_POOL` | `16` | database connections |
+//! | `--max-body-bytes` | `SAHEL_MAX_BODY_BYTES` | `1048576` | JSON request body limit |
+//! | `--max-import-bytes` | `SAHEL_MAX_IMPORT_BYTES` | `67108864` | item import body limit |
+//! | - | `RUST_LOG` | `info` | log filter (tracing `EnvFilter` syntax) |
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SAHEL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// Directory for the SQLite file and local artifacts.
+    #[arg(long, env = "SAHEL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL; a SQLite file in the data directory when unset.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Load the demo buyer and bounty from the fixtures directory.
+    #[arg(long, env = "SAHEL_DEMO")]
+    pub demo: bool,
+
+    /// Where `--demo` finds its files.
+    #[arg(long, env = "SAHEL_FIXTURES_DIR", default_value = "./fixtures")]
+    pub fixtures_dir: PathBuf,
+
+    /// Lease duration in seconds.
+    #[arg(long, env = "SAHEL_LEASE_SECS", default_value_t = 600)]
+    pub lease_secs: u64,
+
+    /// HTTP worker threads (default: number of cores).
+    #[arg(long, env = "SAHEL_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Database connection pool size.
+    #[arg(long, env = "SAHEL_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+
+    /// Largest JSON request body accepted, in bytes.
+    #[arg(long, env = "SAHEL_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Largest item import body accepted, in bytes.
+    #[arg(long, env = "SAHEL_MAX_IMPORT_BYTES", default_value_t = 64 << 20)]
+    pub max_import_bytes: usize,
+}
+
+impl Config {
+    /// A config for tests and embedding: everything at its default, files
+    /// under `data_dir`.
+    pub fn for_data_dir(data_dir: PathBuf) -> Config {
+        Config {
+            bind: "127.0.0.1:0".into(),
+            data_dir,
+            database_url: None,
+            demo: false,
+            fixtures_dir: PathBuf::from("./fixtures"),
+            lease_secs: 600,
+            workers: Some(2),
+            db_pool: 8,
+            max_body_bytes: 1 << 20,
+            max_import_bytes: 64 << 20,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("sahel.db").display()
+            ),
+        }
+    }
+}
+
+/// Hides the password of the database URL: configs get logged.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url()))
+            .field("demo", &self.demo)
+            .field("lease_secs", &self.lease_secs)
+            .field("workers", &self.workers)
+            .field("db_pool", &self.db_pool)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host -> scheme://user:***@host
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let mut c = Config::for_data_dir("/tmp/x".into());
+        c.database_url = Some("postgres://sahel:hunter2@db:5432/sahel".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://sahel:***@db:5432/sahel"),
+            "{shown}"
+        );
+    }
+}

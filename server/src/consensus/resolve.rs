@@ -1,0 +1,145 @@
+//! Applies a consensus decision inside the submitting transaction: the
+//! item's status, every answer's verdict, and the payment of accepted
+//! answers from escrow commit together or not at all.
+
+use sahel_protocol::Micros;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use super::{Decision, Vote, decide};
+use crate::db::now_ms;
+use crate::error::Result;
+use crate::ledger::{self, AccountRef};
+use crate::projects::entity::item;
+use crate::projects::{self, Project};
+use crate::queue::entity::{answer, lease};
+
+/// What happened to the item, for the queue to mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still collecting its answers.
+    Pending,
+    /// Tied; now needs this many answers in all.
+    NeedMore(u32),
+    /// Resolved, or closed without consensus.
+    Closed,
+}
+
+async fn set_answers(
+    conn: &impl ConnectionTrait,
+    ids: &[i64],
+    status: &str,
+    paid: i64,
+    now: i64,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    answer::Entity::update_many()
+        .col_expr(answer::Column::Status, Expr::value(status))
+        .col_expr(answer::Column::Paid, Expr::value(paid))
+        .col_expr(answer::Column::DecidedAt, Expr::value(now))
+        .filter(answer::Column::Id.is_in(ids.to_vec()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn resolve_item(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    item_id: i64,
+) -> Result<Outcome> {
+    let Some(it) = item::Entity::find_by_id(item_id).one(conn).await? else {
+        return Ok(Outcome::Pending);
+    };
+    if it.status != "open" || it.answers_count < it.needed {
+        return Ok(Outcome::Pending);
+    }
+    let rows = answer::Entity::find()
+        .filter(answer::Column::ItemId.eq(item_id))
+        .filter(answer::Column::Status.eq("pending"))
+        .all(conn)
+        .await?;
+    let votes: Vec<Vote> = rows
+        .iter()
+        .map(|a| Vote {
+            answer_id: a.id,
+            answer: serde_json::from_str(&a.payload).unwrap_or_default(),
+        })
+        .collect();
+    let now = now_ms();
+    match decide(&p.schema, &votes, p.row.max_answers as u32) {
+        Decision::NeedMore { needed } => {
+            item::Entity::update_many()
+                .col_expr(item::Column::Needed, Expr::value(needed as i32))
+                .filter(item::Column::Id.eq(item_id))
+                .exec(conn)
+                .await?;
+            Ok(Outcome::NeedMore(needed))
+        }
+        Decision::Resolved {
+            result,
+            accepted,
+            rejected,
+            agreement,
+        } => {
+            let reward = p.row.reward;
+            set_answers(conn, &accepted, "accepted", reward, now).await?;
+            set_answers(conn, &rejected, "rejected", 0, now).await?;
+            let stored =
+                json!({ "answer": result, "agreement": agreement, "answers": votes.len() });
+            close_item(conn, item_id, "resolved", Some(stored.to_string()), now).await?;
+
+            let mut postings = vec![(
+                AccountRef::Escrow(p.row.id),
+                Micros(-reward * accepted.len() as i64),
+            )];
+            for a in rows.iter().filter(|a| accepted.contains(&a.id)) {
+                postings.push((AccountRef::User(a.user_id), Micros(reward)));
+            }
+            ledger::post(
+                conn,
+                "pay_answers",
+                json!({ "project_id": p.row.id, "item_id": item_id, "answer_ids": accepted }),
+                Some(format!("resolve:{item_id}")),
+                &postings,
+            )
+            .await?;
+            projects::complete_if_done(conn, p.row.id).await?;
+            Ok(Outcome::Closed)
+        }
+        Decision::NoConsensus { rejected } => {
+            set_answers(conn, &rejected, "rejected", 0, now).await?;
+            close_item(conn, item_id, "no_consensus", None, now).await?;
+            projects::complete_if_done(conn, p.row.id).await?;
+            Ok(Outcome::Closed)
+        }
+    }
+}
+
+async fn close_item(
+    conn: &impl ConnectionTrait,
+    item_id: i64,
+    status: &str,
+    result: Option<String>,
+    now: i64,
+) -> Result<()> {
+    item::Entity::update_many()
+        .col_expr(item::Column::Status, Expr::value(status))
+        .col_expr(item::Column::Result, Expr::value(result))
+        .col_expr(item::Column::ResolvedAt, Expr::value(now))
+        .filter(item::Column::Id.eq(item_id))
+        .exec(conn)
+        .await?;
+    // A closed item has no use for leases; any left (a holder whose lease
+    // lapsed just as the last answer came) end with it.
+    lease::Entity::update_many()
+        .col_expr(lease::Column::Status, Expr::value("released"))
+        .filter(lease::Column::ItemId.eq(item_id))
+        .filter(lease::Column::Status.eq("open"))
+        .exec(conn)
+        .await?;
+    Ok(())
+}

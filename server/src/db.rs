@@ -1,0 +1,99 @@
+//! Database connection, migrations, and the write gate.
+//!
+//! SQLite allows one writer at a time; concurrent write transactions that
+//! start as readers fail with SQLITE_BUSY when they upgrade. Rather than
+//! retrying, every write transaction on SQLite first takes an in-process
+//! async mutex, so writers queue in memory and readers stay concurrent
+//! (WAL mode). On PostgreSQL the gate is absent and row locks do the work.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sahel_migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+#[derive(Clone)]
+pub struct Db {
+    pub conn: DatabaseConnection,
+    gate: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction; on SQLite it also holds the write gate until it is
+/// committed or dropped (dropping rolls back).
+pub struct WriteTx {
+    tx: DatabaseTransaction,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl Deref for WriteTx {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.tx.commit().await
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &str, pool: u32) -> anyhow::Result<Db> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(pool.max(2))
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    // NORMAL in WAL mode is durable across application
+                    // crashes; only an OS crash can lose the last commits.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        let conn = Database::connect(opts)
+            .await
+            .with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
+        let gate =
+            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Db { conn, gate })
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.conn, None)
+            .await
+            .context("running migrations")
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Begins a write transaction (taking the SQLite write gate first).
+    pub async fn write(&self) -> Result<WriteTx, DbErr> {
+        let gate = match &self.gate {
+            Some(g) => Some(g.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = self.conn.begin().await?;
+        Ok(WriteTx { tx, _gate: gate })
+    }
+
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.conn.ping().await
+    }
+}
+
+pub fn now_ms() -> i64 {
+    sahel_protocol::Timestamp::now().millis()
+}

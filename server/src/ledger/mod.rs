@@ -1,0 +1,394 @@
+//! The double-entry ledger.
+//!
+//! A transaction is a set of postings that sums to zero; an account's
+//! balance is the sum of its postings. Each account row also carries that
+//! sum as `balance`, updated in the same database transaction as the
+//! postings by a conditional `UPDATE ... WHERE balance + amount >= 0`: the
+//! overdraft check and the write are one atomic statement, so two
+//! concurrent payments cannot both spend the same escrow. [`audit`]
+//! re-derives every balance from the postings.
+
+pub mod entity;
+
+use sahel_protocol::api;
+use sahel_protocol::{Micros, Timestamp};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::db::now_ms;
+use crate::error::{Error, Result, is_unique_violation};
+use entity::{account, posting, transaction};
+
+/// The accounts money can sit in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccountRef {
+    User(i64),
+    /// A project's escrow: funded by its buyer, pays accepted answers.
+    Escrow(i64),
+    /// Where deposits come from: the outside world. The only account that
+    /// may go negative; its balance is minus everything ever deposited.
+    Deposits,
+}
+
+impl AccountRef {
+    fn kind(self) -> &'static str {
+        match self {
+            AccountRef::User(_) => "user",
+            AccountRef::Escrow(_) => "escrow",
+            AccountRef::Deposits => "deposits",
+        }
+    }
+
+    fn owner(self) -> i64 {
+        match self {
+            AccountRef::User(id) | AccountRef::Escrow(id) => id,
+            AccountRef::Deposits => 0,
+        }
+    }
+
+    fn allow_negative(self) -> bool {
+        matches!(self, AccountRef::Deposits)
+    }
+}
+
+/// Returns the id of an account, creating it on first use.
+pub async fn ensure_account(conn: &impl ConnectionTrait, r: AccountRef) -> Result<i64> {
+    if let Some(a) = find_account(conn, r).await? {
+        return Ok(a.id);
+    }
+    let inserted = account::ActiveModel {
+        kind: Set(r.kind().to_owned()),
+        owner_id: Set(r.owner()),
+        balance: Set(0),
+        allow_negative: Set(r.allow_negative()),
+        created_at: Set(now_ms()),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await;
+    match inserted {
+        Ok(a) => Ok(a.id),
+        // Another transaction created it first; on SQLite (one writer at a
+        // time) this cannot happen, on PostgreSQL the caller retries.
+        Err(e) if is_unique_violation(&e) => Err(Error::conflict(
+            "retry",
+            "concurrent account creation; retry",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find_account(
+    conn: &impl ConnectionTrait,
+    r: AccountRef,
+) -> Result<Option<account::Model>> {
+    Ok(account::Entity::find()
+        .filter(account::Column::Kind.eq(r.kind()))
+        .filter(account::Column::OwnerId.eq(r.owner()))
+        .one(conn)
+        .await?)
+}
+
+pub async fn balance(conn: &impl ConnectionTrait, r: AccountRef) -> Result<Micros> {
+    Ok(Micros(
+        find_account(conn, r).await?.map_or(0, |a| a.balance),
+    ))
+}
+
+/// What [`post`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    New(i64),
+    /// A transaction with this idempotency key already existed; nothing
+    /// was written.
+    Replayed(i64),
+}
+
+impl Posted {
+    pub fn id(self) -> i64 {
+        match self {
+            Posted::New(id) | Posted::Replayed(id) => id,
+        }
+    }
+}
+
+/// Writes one balanced transaction inside the caller's database
+/// transaction. Refuses (and the caller must roll back) if any account
+/// that may not go negative would.
+pub async fn post(
+    conn: &impl ConnectionTrait,
+    kind: &str,
+    memo: serde_json::Value,
+    idempotency_key: Option<String>,
+    postings: &[(AccountRef, Micros)],
+) -> Result<Posted> {
+    let sum = postings
+        .iter()
+        .try_fold(0i64, |acc, (_, m)| acc.checked_add(m.0));
+    if sum != Some(0) || postings.is_empty() {
+        return Err(Error::Unexpected(anyhow::anyhow!(
+            "unbalanced ledger transaction {kind}: {postings:?}"
+        )));
+    }
+    if let Some(key) = &idempotency_key {
+        if let Some(t) = transaction::Entity::find()
+            .filter(transaction::Column::IdempotencyKey.eq(key.clone()))
+            .one(conn)
+            .await?
+        {
+            return Ok(Posted::Replayed(t.id));
+        }
+    }
+    let tx = transaction::ActiveModel {
+        kind: Set(kind.to_owned()),
+        memo: Set(memo.to_string()),
+        idempotency_key: Set(idempotency_key),
+        created_at: Set(now_ms()),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::conflict(
+                "retry",
+                "a concurrent request with the same idempotency key is in flight; retry",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+
+    let mut rows = Vec::with_capacity(postings.len());
+    for (r, amount) in postings {
+        let account_id = ensure_account(conn, *r).await?;
+        let res = account::Entity::update_many()
+            .col_expr(
+                account::Column::Balance,
+                Expr::col(account::Column::Balance).add(amount.0),
+            )
+            .filter(account::Column::Id.eq(account_id))
+            .filter(
+                Condition::any()
+                    .add(account::Column::AllowNegative.eq(true))
+                    .add(Expr::col(account::Column::Balance).add(amount.0).gte(0)),
+            )
+            .exec(conn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(Error::conflict(
+                "insufficient-funds",
+                format!(
+                    "the {} account holds less than {}",
+                    r.kind(),
+                    Micros(-amount.0)
+                ),
+            ));
+        }
+        rows.push(posting::ActiveModel {
+            transaction_id: Set(tx.id),
+            account_id: Set(account_id),
+            amount: Set(amount.0),
+            ..Default::default()
+        });
+    }
+    posting::Entity::insert_many(rows).exec(conn).await?;
+    Ok(Posted::New(tx.id))
+}
+
+#[derive(Debug, FromQueryResult)]
+struct EntryRow {
+    transaction_id: i64,
+    amount: i64,
+    kind: String,
+    memo: String,
+    created_at: i64,
+}
+
+/// An account's postings, newest first, with its balance.
+pub async fn history(
+    conn: &impl ConnectionTrait,
+    r: AccountRef,
+    limit: u64,
+) -> Result<api::LedgerHistory> {
+    let Some(acc) = find_account(conn, r).await? else {
+        return Ok(api::LedgerHistory {
+            balance: Micros::ZERO,
+            entries: Vec::new(),
+        });
+    };
+    let rows = posting::Entity::find()
+        .select_only()
+        .column(posting::Column::TransactionId)
+        .column(posting::Column::Amount)
+        .column_as(
+            Expr::col((transaction::Entity, transaction::Column::Kind)),
+            "kind",
+        )
+        .column_as(
+            Expr::col((transaction::Entity, transaction::Column::Memo)),
+            "memo",
+        )
+        .column_as(
+            Expr::col((transaction::Entity, transaction::Column::CreatedAt)),
+            "created_at",
+        )
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            posting::Entity::belongs_to(transaction::Entity)
+                .from(posting::Column::TransactionId)
+                .to(transaction::Column::Id)
+                .into(),
+        )
+        .filter(posting::Column::AccountId.eq(acc.id))
+        .order_by_desc(posting::Column::Id)
+        .limit(limit)
+        .into_model::<EntryRow>()
+        .all(conn)
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| api::LedgerEntry {
+            transaction_id: r.transaction_id,
+            kind: r.kind,
+            amount: Micros(r.amount),
+            memo: serde_json::from_str(&r.memo).unwrap_or(serde_json::Value::Null),
+            created_at: Timestamp(r.created_at),
+        })
+        .collect();
+    Ok(api::LedgerHistory {
+        balance: Micros(acc.balance),
+        entries,
+    })
+}
+
+/// What an audit of the whole ledger found. Every list is empty on a
+/// healthy ledger.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub postings_total: i64,
+    /// Transactions whose postings do not sum to zero.
+    pub unbalanced_transactions: Vec<i64>,
+    /// Accounts whose stored balance differs from the sum of postings.
+    pub balance_mismatches: Vec<(i64, i64, i64)>,
+    /// Accounts below zero that may not be.
+    pub negative_accounts: Vec<i64>,
+}
+
+impl Audit {
+    pub fn is_clean(&self) -> bool {
+        self.postings_total == 0
+            && self.unbalanced_transactions.is_empty()
+            && self.balance_mismatches.is_empty()
+            && self.negative_accounts.is_empty()
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct SumRow {
+    id: i64,
+    total: Option<i64>,
+}
+
+/// Re-derives the ledger's invariants from its rows.
+pub async fn audit(conn: &impl ConnectionTrait) -> Result<Audit> {
+    let mut out = Audit::default();
+    let by_tx: Vec<SumRow> = posting::Entity::find()
+        .select_only()
+        .column_as(posting::Column::TransactionId, "id")
+        .column_as(
+            Expr::col(posting::Column::Amount).sum().cast_as("BIGINT"),
+            "total",
+        )
+        .group_by(posting::Column::TransactionId)
+        .into_model()
+        .all(conn)
+        .await?;
+    for r in &by_tx {
+        let t = r.total.unwrap_or(0);
+        out.postings_total += t;
+        if t != 0 {
+            out.unbalanced_transactions.push(r.id);
+        }
+    }
+    let by_account: Vec<SumRow> = posting::Entity::find()
+        .select_only()
+        .column_as(posting::Column::AccountId, "id")
+        .column_as(
+            Expr::col(posting::Column::Amount).sum().cast_as("BIGINT"),
+            "total",
+        )
+        .group_by(posting::Column::AccountId)
+        .into_model()
+        .all(conn)
+        .await?;
+    let derived: std::collections::HashMap<i64, i64> = by_account
+        .into_iter()
+        .map(|r| (r.id, r.total.unwrap_or(0)))
+        .collect();
+    for a in account::Entity::find().all(conn).await? {
+        let d = derived.get(&a.id).copied().unwrap_or(0);
+        if d != a.balance {
+            out.balance_mismatches.push((a.id, a.balance, d));
+        }
+        if d < 0 && !a.allow_negative {
+            out.negative_accounts.push(a.id);
+        }
+    }
+    Ok(out)
+}
+
+/// An admin credits a user's balance from outside money (until real
+/// on-ramps exist). Idempotent on its key: a retry returns the first
+/// transaction; the same key for another deposit is a conflict.
+pub async fn deposit(
+    db: &crate::db::Db,
+    req: api::DepositRequest,
+) -> Result<api::TransactionReceipt> {
+    if req.amount.0 <= 0 {
+        return Err(Error::invalid(
+            "invalid-amount",
+            "a deposit must be positive",
+        ));
+    }
+    let key = req.idempotency_key.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(Error::invalid(
+            "invalid-idempotency-key",
+            "the idempotency key must be 1 to 200 characters",
+        ));
+    }
+    let tx = db.write().await?;
+    crate::accounts::get_user(&*tx, req.user_id).await?;
+    let memo = serde_json::json!({ "user_id": req.user_id, "amount": req.amount });
+    let posted = post(
+        &*tx,
+        "deposit",
+        memo.clone(),
+        Some(format!("deposit:{key}")),
+        &[
+            (AccountRef::Deposits, Micros(-req.amount.0)),
+            (AccountRef::User(req.user_id), req.amount),
+        ],
+    )
+    .await?;
+    let row = transaction::Entity::find_by_id(posted.id())
+        .one(&*tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("transaction {} vanished", posted.id()))?;
+    if matches!(posted, Posted::Replayed(_)) && row.memo != memo.to_string() {
+        return Err(Error::conflict(
+            "idempotency-key-reused",
+            "this idempotency key was used for a different deposit",
+        ));
+    }
+    tx.commit().await?;
+    Ok(api::TransactionReceipt {
+        transaction_id: row.id,
+        kind: row.kind,
+        created_at: Timestamp(row.created_at),
+    })
+}

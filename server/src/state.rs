@@ -1,0 +1,14 @@
+//! The one value every handler gets: cheap to clone, registered once.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::queue::QueueBackend;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub queue: Arc<dyn QueueBackend>,
+    pub config: Arc<Config>,
+}

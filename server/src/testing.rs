@@ -1,0 +1,273 @@
+//! Test support, shared by the server's and the CLI's integration tests:
+//! a real server on port 0 with fresh state.
+//!
+//! Every [`TestApp`] gets its own data directory and database: a fresh
+//! SQLite file by default, or a fresh PostgreSQL database created next to
+//! the one `DATABASE_URL` names. When `SAHEL_TEST_REQUIRE_SERVICES=1`, a
+//! service that cannot be reached fails the test instead of being skipped.
+
+use std::future::Future;
+
+use actix_web::dev::ServerHandle;
+use sahel_protocol::api::{self, Role};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+use crate::accounts::{self, Roles};
+use crate::config::Config;
+use crate::ledger;
+use crate::startup::Application;
+use crate::state::AppState;
+
+/// True when unreachable services must fail tests (CI sets it).
+pub fn require_services() -> bool {
+    matches!(
+        std::env::var("SAHEL_TEST_REQUIRE_SERVICES").as_deref(),
+        Ok("1" | "true" | "yes")
+    )
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+struct PgScratch {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let root = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+impl PgScratch {
+    async fn create(admin_url: &str) -> anyhow::Result<PgScratch> {
+        let name = format!("sahel_test_{}", accounts::random_hex(8));
+        let admin = Database::connect(admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        admin.close().await?;
+        Ok(PgScratch {
+            admin_url: admin_url.to_owned(),
+            url: with_database(admin_url, &name),
+            name,
+        })
+    }
+
+    async fn drop_database(&self) -> anyhow::Result<()> {
+        let admin = Database::connect(&self.admin_url).await?;
+        admin
+            .execute_unprepared(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .await?;
+        admin.close().await?;
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub state: AppState,
+    pub config: Config,
+    handle: ServerHandle,
+    pg: Option<PgScratch>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+pub fn spawn_app() -> TestApp {
+    TestApp::spawn(|_| {})
+}
+
+impl TestApp {
+    /// Starts a server with fresh state; `tweak` adjusts its config.
+    pub fn spawn(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        if std::env::var_os("SAHEL_TEST_LOG").is_some() {
+            crate::telemetry::init();
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let dir = std::env::temp_dir().join(format!("sahel-test-{}", accounts::random_hex(8)));
+        let mut config = Config::for_data_dir(dir);
+        let pg = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => match rt.block_on(PgScratch::create(&url)) {
+                Ok(pg) => Some(pg),
+                Err(e) if require_services() => {
+                    panic!("DATABASE_URL is set but PostgreSQL is not usable: {e:#}")
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: PostgreSQL at DATABASE_URL unreachable ({e:#}); this test runs on SQLite"
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        config.database_url = pg.as_ref().map(|p| p.url.clone());
+        tweak(&mut config);
+        let (address, port, state, handle) = Self::start(&rt, config.clone());
+        TestApp {
+            address,
+            port,
+            state,
+            config,
+            handle,
+            pg,
+            rt: Some(rt),
+        }
+    }
+
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        config: Config,
+    ) -> (String, u16, AppState, ServerHandle) {
+        let app = rt
+            .block_on(Application::build(config))
+            .expect("the server starts");
+        let port = app.port();
+        let state = app.state().clone();
+        let handle = app.handle();
+        rt.spawn(app.run_until_stopped());
+        (format!("http://127.0.0.1:{port}"), port, state, handle)
+    }
+
+    /// Stops the server and starts a new one on the same database, as a
+    /// crash and restart would (in-memory state is lost, rows are not).
+    pub fn restart(&mut self) {
+        let rt = self.rt.as_ref().expect("runtime");
+        rt.block_on(self.handle.stop(false));
+        let mut config = self.config.clone();
+        config.bind = "127.0.0.1:0".into();
+        let (address, port, state, handle) = Self::start(rt, config);
+        self.address = address;
+        self.port = port;
+        self.state = state;
+        self.handle = handle;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.rt.as_ref().expect("runtime").block_on(f)
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db.conn
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+
+    /// Creates an admin directly (admins cannot sign up) and returns their
+    /// id and a bearer token.
+    pub fn create_admin(&self) -> (i64, String) {
+        let email = format!("admin-{}@test.sahel", accounts::random_hex(4));
+        self.block_on(async {
+            let u = accounts::ensure_admin(&self.state.db, &email, "admin-password", "Admin")
+                .await
+                .expect("admin");
+            let token = accounts::create_token(&self.state.db, u.id, None)
+                .await
+                .expect("token");
+            (u.id, token)
+        })
+    }
+
+    /// Creates a user with the given roles directly, for tests whose
+    /// subject is not sign-up.
+    pub fn create_user(&self, email: &str, roles: &[Role]) -> (i64, String) {
+        self.block_on(async {
+            let new = accounts::NewUser::new(
+                email.into(),
+                "password-123".into(),
+                email.into(),
+                Roles::of(roles),
+            )
+            .expect("valid");
+            let u = accounts::create_user(&self.state.db, new)
+                .await
+                .expect("user");
+            let token = accounts::create_token(&self.state.db, u.id, None)
+                .await
+                .expect("token");
+            (u.id, token)
+        })
+    }
+
+    pub fn deposit(&self, user_id: i64, amount: sahel_protocol::Micros) {
+        self.block_on(async {
+            ledger::deposit(
+                &self.state.db,
+                api::DepositRequest {
+                    user_id,
+                    amount,
+                    idempotency_key: accounts::random_hex(8),
+                },
+            )
+            .await
+            .expect("deposit")
+        });
+    }
+
+    pub fn audit(&self) -> ledger::Audit {
+        self.block_on(ledger::audit(self.db())).expect("audit runs")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.block_on(self.handle.stop(false));
+            if let Some(pg) = &self.pg {
+                let state = self.state.clone();
+                rt.block_on(async move {
+                    let _ = state.db.conn.clone().close().await;
+                });
+                if let Err(e) = rt.block_on(pg.drop_database()) {
+                    eprintln!("warning: could not drop test database {}: {e:#}", pg.name);
+                }
+            }
+            rt.shutdown_background();
+        }
+        let _ = std::fs::remove_dir_all(&self.config.data_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn scratch_database_urls_keep_host_and_options() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+    }
+}
