@@ -1,0 +1,137 @@
+//! Shared test vocabulary: people, bounties, and the invariants every
+//! scenario must leave true.
+
+use ed25519_dalek::SigningKey;
+use sahel_protocol::api::{self, Role, TaskType};
+use sahel_protocol::Micros;
+use sahel_server::projects::entity::item;
+use sahel_server::queue::entity::answer;
+pub use sahel_server::testing::{spawn_app, TestApp};
+use sahel_worker::client::{Auth, Client};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::json;
+
+pub const CLASSES: [&str; 3] = ["positive", "negative", "neutral"];
+
+pub fn new_key() -> SigningKey {
+    let bytes: [u8; 32] = hex::decode(sahel_server::accounts::random_hex(32)).unwrap().try_into().unwrap();
+    SigningKey::from_bytes(&bytes)
+}
+
+pub fn anon(app: &TestApp) -> Client {
+    Client::new(&app.address, Auth::None)
+}
+
+pub fn bearer(app: &TestApp, token: &str) -> Client {
+    Client::new(&app.address, Auth::Bearer(token.to_owned()))
+}
+
+/// Signs up through the API and returns the user and a bearer client.
+pub fn sign_up(app: &TestApp, email: &str, roles: &[Role]) -> (api::User, Client) {
+    let res = anon(app)
+        .register(&api::RegisterRequest {
+            email: email.into(),
+            password: "correct horse battery".into(),
+            display_name: email.split('@').next().unwrap().into(),
+            roles: roles.to_vec(),
+        })
+        .expect("sign-up works");
+    (res.user, bearer(app, &res.token))
+}
+
+/// A contributor whose client signs every request with a linked key.
+pub fn contributor(app: &TestApp, name: &str) -> (i64, Client) {
+    let (user, b) = sign_up(app, &format!("{name}@test.sahel"), &[Role::Contributor]);
+    let key = new_key();
+    b.link_key(user.id, &key, None).expect("key links");
+    (user.id, Client::new(&app.address, Auth::Key(key)))
+}
+
+/// A buyer with `tokens` of balance.
+pub fn buyer(app: &TestApp, name: &str, tokens: i64) -> (i64, Client) {
+    let (user, b) = sign_up(app, &format!("{name}@test.sahel"), &[Role::Buyer]);
+    if tokens > 0 {
+        app.deposit(user.id, Micros::from_tokens(tokens).unwrap());
+    }
+    (user.id, b)
+}
+
+pub fn project_spec(overlap: u32, reward: i64, budget: i64) -> api::CreateProject {
+    api::CreateProject {
+        title: "Sentiment of short reviews".into(),
+        instructions: "Pick the sentiment.".into(),
+        task_type: TaskType::Classification,
+        schema: json!({ "classes": CLASSES }),
+        overlap,
+        reward: Micros(reward),
+        budget: Micros(budget),
+        priority: 0,
+    }
+}
+
+pub fn items_jsonl(n: usize) -> String {
+    (0..n).map(|i| format!("{{\"text\": \"review number {i}\", \"truth\": \"{}\"}}\n", CLASSES[i % 3])).collect()
+}
+
+/// A funded classification bounty of `n` items.
+pub fn funded_project(app: &TestApp, n: usize, overlap: u32) -> (Client, api::Project) {
+    let reward = 10_000;
+    let budget = reward * overlap as i64 * n as i64;
+    let (_, b) = buyer(app, &format!("buyer-{}", sahel_server::accounts::random_hex(3)), 1_000);
+    let p = b.create_project(&project_spec(overlap, reward, budget)).expect("project");
+    b.import_items(p.id, "jsonl", items_jsonl(n).as_bytes()).expect("import");
+    let p = b.fund(p.id, "fund-1").expect("fund");
+    (b, p)
+}
+
+/// The label an honest contributor gives: the item's hidden truth.
+pub fn truth(task: &api::Task) -> String {
+    task.data["truth"].as_str().unwrap().to_owned()
+}
+
+pub fn answer(task: &api::Task, label: &str) -> api::SubmitAnswer {
+    api::SubmitAnswer {
+        lease_id: task.lease_id,
+        answer: json!({ "label": label }),
+        idempotency_key: format!("lease-{}", task.lease_id),
+    }
+}
+
+pub fn answers_in_db(app: &TestApp, project: i64) -> u64 {
+    app.block_on(answer::Entity::find().filter(answer::Column::ProjectId.eq(project)).count(app.db())).unwrap()
+}
+
+pub fn items_with_status(app: &TestApp, project: i64, status: &str) -> u64 {
+    app.block_on(
+        item::Entity::find()
+            .filter(item::Column::ProjectId.eq(project))
+            .filter(item::Column::Status.eq(status))
+            .count(app.db()),
+    )
+    .unwrap()
+}
+
+pub fn balance_of(app: &TestApp, user: i64) -> Micros {
+    app.block_on(sahel_server::ledger::balance(app.db(), sahel_server::ledger::AccountRef::User(user))).unwrap()
+}
+
+pub fn escrow_of(app: &TestApp, project: i64) -> Micros {
+    app.block_on(sahel_server::ledger::balance(app.db(), sahel_server::ledger::AccountRef::Escrow(project))).unwrap()
+}
+
+/// The ledger invariants, checked after every scenario.
+pub fn assert_ledger_clean(app: &TestApp) {
+    let a = app.audit();
+    assert!(a.is_clean(), "ledger audit failed: {a:?}");
+}
+
+/// Asserts a call failed with this HTTP status and problem code.
+pub fn assert_problem<T: std::fmt::Debug>(r: Result<T, sahel_worker::client::ApiError>, status: u16, code: &str) {
+    match r {
+        Ok(v) => panic!("expected {status} {code}, got success: {v:?}"),
+        Err(e) => {
+            assert_eq!(e.status, status, "{e}");
+            assert_eq!(e.code(), Some(code), "{e}");
+        }
+    }
+}

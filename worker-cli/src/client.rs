@@ -1,0 +1,273 @@
+//! A blocking HTTP client for the Sahel API, typed by `sahel-protocol`.
+//!
+//! The CLI, the integration tests and the load generator all talk to the
+//! server through this one client, so what the tests prove is what users
+//! run. Requests are authenticated by a bearer token or signed with an
+//! ed25519 key (a fresh nonce and timestamp per request).
+
+use std::fmt;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use sahel_protocol::api::{self, Problem};
+use sahel_protocol::signing::{self, RequestParts};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Clone)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    Key(SigningKey),
+}
+
+/// A failed call: the server's problem document, or a transport failure.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status; 0 when the server was not reached.
+    pub status: u16,
+    pub problem: Option<Problem>,
+    pub message: String,
+}
+
+impl ApiError {
+    /// The problem's stable code, e.g. `lease-expired`.
+    pub fn code(&self) -> Option<&str> {
+        self.problem.as_ref().map(|p| p.kind.trim_start_matches("urn:sahel:problem:"))
+    }
+
+    pub fn is_transport(&self) -> bool {
+        self.status == 0
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.problem, self.status) {
+            (Some(p), _) => write!(f, "{} ({}): {}", p.title, p.kind.trim_start_matches("urn:sahel:problem:"), p.detail),
+            (None, 0) => write!(f, "could not reach the server: {}", self.message),
+            (None, s) => write!(f, "HTTP {s}: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A raw response, for callers that inspect status and body themselves.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json<T: DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_slice(&self.body)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+    auth: Auth,
+}
+
+fn random_nonce() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source failed");
+    hex::encode(b)
+}
+
+fn unix_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Client {
+    pub fn new(base: &str, auth: Auth) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Client { base: base.trim_end_matches('/').to_owned(), agent, auth }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The same client pointed at another server address.
+    pub fn with_base(&self, base: &str) -> Client {
+        Client { base: base.trim_end_matches('/').to_owned(), agent: self.agent.clone(), auth: self.auth.clone() }
+    }
+
+    pub fn with_auth(&self, auth: Auth) -> Client {
+        Client { base: self.base.clone(), agent: self.agent.clone(), auth }
+    }
+
+    /// Sends one request and returns whatever came back. `path` may carry
+    /// a query string; it is signed exactly as sent.
+    pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, content_type: &str) -> ApiResult<RawResponse> {
+        self.raw_with(method, path, body, content_type, &[])
+    }
+
+    pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> ApiResult<RawResponse> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        let bytes = body.unwrap_or(&[]);
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+            Auth::Key(k) => {
+                let (p, q) = path.split_once('?').unwrap_or((path, ""));
+                let nonce = random_nonce();
+                let parts = RequestParts { method, path: p, query: q, timestamp: unix_secs(), nonce: &nonce, body: bytes };
+                for (name, value) in signing::sign_request(k, &parts).pairs() {
+                    req = req.header(name, value);
+                }
+            }
+        }
+        if body.is_some() {
+            req = req.header("content-type", content_type);
+        }
+        for (k, v) in extra_headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(bytes.to_vec()).map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
+        let mut res = self.agent.run(req).map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
+        let header = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let status = res.status().as_u16();
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
+        Ok(RawResponse { status, content_type, retry_after, body })
+    }
+
+    fn decode<T: DeserializeOwned>(res: RawResponse) -> ApiResult<T> {
+        if (200..300).contains(&res.status) {
+            let body = if res.body.is_empty() { b"null".as_slice() } else { &res.body };
+            return serde_json::from_slice(body).map_err(|e| ApiError {
+                status: res.status,
+                problem: None,
+                message: format!("unexpected response body: {e}"),
+            });
+        }
+        let problem: Option<Problem> = serde_json::from_slice(&res.body).ok();
+        Err(ApiError { status: res.status, problem, message: res.text() })
+    }
+
+    pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> ApiResult<T> {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
+        let res = self.raw(method, path, bytes.as_deref(), "application/json")?;
+        Self::decode(res)
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> ApiResult<T> {
+        self.call("GET", path, None::<&()>)
+    }
+
+    fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> ApiResult<T> {
+        self.call("POST", path, Some(body))
+    }
+
+    pub fn health(&self) -> ApiResult<api::Health> {
+        self.get("/healthz")
+    }
+
+    pub fn register(&self, req: &api::RegisterRequest) -> ApiResult<api::LoginResponse> {
+        self.post("/api/v1/accounts/register", req)
+    }
+
+    pub fn login(&self, req: &api::LoginRequest) -> ApiResult<api::LoginResponse> {
+        self.post("/api/v1/accounts/login", req)
+    }
+
+    pub fn me(&self) -> ApiResult<api::Me> {
+        self.get("/api/v1/me")
+    }
+
+    /// Links `key` to the account this client is authenticated as.
+    pub fn link_key(&self, user_id: i64, key: &SigningKey, label: Option<String>) -> ApiResult<api::Me> {
+        use ed25519_dalek::Signer;
+        let public_key = signing::public_key_hex(&key.verifying_key());
+        let proof = hex::encode(key.sign(&signing::key_link_message(user_id, &public_key)).to_bytes());
+        self.post("/api/v1/me/keys", &api::LinkKeyRequest { public_key, proof, label })
+    }
+
+    pub fn projects(&self) -> ApiResult<Vec<api::Project>> {
+        self.get("/api/v1/projects")
+    }
+
+    pub fn project(&self, id: i64) -> ApiResult<api::Project> {
+        self.get(&format!("/api/v1/projects/{id}"))
+    }
+
+    pub fn create_project(&self, req: &api::CreateProject) -> ApiResult<api::Project> {
+        self.post("/api/v1/projects", req)
+    }
+
+    pub fn import_items(&self, project: i64, format: &str, body: &[u8]) -> ApiResult<api::ImportReport> {
+        let ct = if format == "csv" { "text/csv" } else { "application/x-ndjson" };
+        let res = self.raw("POST", &format!("/api/v1/projects/{project}/items?format={format}"), Some(body), ct)?;
+        Self::decode(res)
+    }
+
+    pub fn fund(&self, project: i64, idempotency_key: &str) -> ApiResult<api::Project> {
+        self.post(&format!("/api/v1/projects/{project}/fund"), &api::FundRequest { idempotency_key: idempotency_key.into() })
+    }
+
+    pub fn progress(&self, project: i64) -> ApiResult<api::Progress> {
+        self.get(&format!("/api/v1/projects/{project}/progress"))
+    }
+
+    pub fn lease(&self, project: i64, count: u32) -> ApiResult<Vec<api::Task>> {
+        let res: api::LeaseResponse = self.post(&format!("/api/v1/projects/{project}/leases"), &api::LeaseRequest { count })?;
+        Ok(res.tasks)
+    }
+
+    pub fn release(&self, lease_id: i64) -> ApiResult<()> {
+        let res = self.raw("DELETE", &format!("/api/v1/leases/{lease_id}"), None, "")?;
+        Self::decode::<serde_json::Value>(res).map(|_| ())
+    }
+
+    pub fn submit(&self, req: &api::SubmitAnswer) -> ApiResult<api::Submission> {
+        self.post("/api/v1/submissions", req)
+    }
+
+    pub fn balance(&self) -> ApiResult<api::Balance> {
+        self.get("/api/v1/me/balance")
+    }
+
+    pub fn ledger(&self) -> ApiResult<api::LedgerHistory> {
+        self.get("/api/v1/me/ledger")
+    }
+
+    pub fn deposit(&self, req: &api::DepositRequest) -> ApiResult<api::TransactionReceipt> {
+        self.post("/api/v1/admin/deposits", req)
+    }
+
+    pub fn audit(&self) -> ApiResult<serde_json::Value> {
+        self.get("/api/v1/admin/audit")
+    }
+}
