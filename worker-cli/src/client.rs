@@ -26,7 +26,7 @@ pub enum Auth {
 pub struct ApiError {
     /// HTTP status; 0 when the server was not reached.
     pub status: u16,
-    pub problem: Option<Problem>,
+    pub problem: Option<Box<Problem>>,
     pub message: String,
 }
 
@@ -173,7 +173,7 @@ impl Client {
                 message: format!("unexpected response body: {e}"),
             });
         }
-        let problem: Option<Problem> = serde_json::from_slice(&res.body).ok();
+        let problem: Option<Box<Problem>> = serde_json::from_slice(&res.body).ok();
         Err(ApiError { status: res.status, problem, message: res.text() })
     }
 

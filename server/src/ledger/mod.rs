@@ -133,14 +133,13 @@ pub async fn post(
             "unbalanced ledger transaction {kind}: {postings:?}"
         )));
     }
-    if let Some(key) = &idempotency_key {
-        if let Some(t) = transaction::Entity::find()
+    if let Some(key) = &idempotency_key
+        && let Some(t) = transaction::Entity::find()
             .filter(transaction::Column::IdempotencyKey.eq(key.clone()))
             .one(conn)
             .await?
-        {
-            return Ok(Posted::Replayed(t.id));
-        }
+    {
+        return Ok(Posted::Replayed(t.id));
     }
     let tx = transaction::ActiveModel {
         kind: Set(kind.to_owned()),
@@ -379,7 +378,7 @@ pub async fn deposit(
         .one(&*tx)
         .await?
         .ok_or_else(|| anyhow::anyhow!("transaction {} vanished", posted.id()))?;
-    if matches!(posted, Posted::Replayed(_)) && row.memo != memo.to_string() {
+    if matches!(posted, Posted::Replayed(_)) && row.memo != memo.to_string().as_str() {
         return Err(Error::conflict(
             "idempotency-key-reused",
             "this idempotency key was used for a different deposit",

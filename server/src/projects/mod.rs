@@ -43,10 +43,8 @@ pub fn parse_status(s: &str) -> ProjectStatus {
     }
 }
 
-pub fn parse_task_type(s: &str) -> TaskType {
-    match s {
-        _ => TaskType::Classification,
-    }
+pub fn parse_task_type(_s: &str) -> TaskType {
+    TaskType::Classification
 }
 
 /// A project row with its schema parsed: what the rest of the server uses.

@@ -376,15 +376,11 @@ pub async fn submit(
         Err(e) => {
             // A concurrent twin of this request may have won the race; if
             // so, its result is this request's result too.
-            if matches!(
-                e.client_kind(),
-                Some(ClientKind::Conflict | ClientKind::Gone)
-            ) {
-                if let Some(prev) = find_by_key(&state.db.conn, user.id, &key).await? {
-                    if prev.request_hash == hash {
-                        return Ok(to_api_submission(&prev));
-                    }
-                }
+            if matches!(e.client_kind(), Some(ClientKind::Conflict | ClientKind::Gone))
+                && let Some(prev) = find_by_key(&state.db.conn, user.id, &key).await?
+                && prev.request_hash == hash
+            {
+                return Ok(to_api_submission(&prev));
             }
             Err(e)
         }
