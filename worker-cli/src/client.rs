@@ -11,8 +11,8 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use sahel_protocol::api::{self, Problem};
 use sahel_protocol::signing::{self, RequestParts};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 #[derive(Clone)]
 pub enum Auth {
@@ -33,7 +33,9 @@ pub struct ApiError {
 impl ApiError {
     /// The problem's stable code, e.g. `lease-expired`.
     pub fn code(&self) -> Option<&str> {
-        self.problem.as_ref().map(|p| p.kind.trim_start_matches("urn:sahel:problem:"))
+        self.problem
+            .as_ref()
+            .map(|p| p.kind.trim_start_matches("urn:sahel:problem:"))
     }
 
     pub fn is_transport(&self) -> bool {
@@ -44,7 +46,13 @@ impl ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.problem, self.status) {
-            (Some(p), _) => write!(f, "{} ({}): {}", p.title, p.kind.trim_start_matches("urn:sahel:problem:"), p.detail),
+            (Some(p), _) => write!(
+                f,
+                "{} ({}): {}",
+                p.title,
+                p.kind.trim_start_matches("urn:sahel:problem:"),
+                p.detail
+            ),
             (None, 0) => write!(f, "could not reach the server: {}", self.message),
             (None, s) => write!(f, "HTTP {s}: {}", self.message),
         }
@@ -88,7 +96,10 @@ fn random_nonce() -> String {
 }
 
 fn unix_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Client {
@@ -98,7 +109,11 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        Client { base: base.trim_end_matches('/').to_owned(), agent, auth }
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            agent,
+            auth,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -107,16 +122,30 @@ impl Client {
 
     /// The same client pointed at another server address.
     pub fn with_base(&self, base: &str) -> Client {
-        Client { base: base.trim_end_matches('/').to_owned(), agent: self.agent.clone(), auth: self.auth.clone() }
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            agent: self.agent.clone(),
+            auth: self.auth.clone(),
+        }
     }
 
     pub fn with_auth(&self, auth: Auth) -> Client {
-        Client { base: self.base.clone(), agent: self.agent.clone(), auth }
+        Client {
+            base: self.base.clone(),
+            agent: self.agent.clone(),
+            auth,
+        }
     }
 
     /// Sends one request and returns whatever came back. `path` may carry
     /// a query string; it is signed exactly as sent.
-    pub fn raw(&self, method: &str, path: &str, body: Option<&[u8]>, content_type: &str) -> ApiResult<RawResponse> {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> ApiResult<RawResponse> {
         self.raw_with(method, path, body, content_type, &[])
     }
 
@@ -137,7 +166,14 @@ impl Client {
             Auth::Key(k) => {
                 let (p, q) = path.split_once('?').unwrap_or((path, ""));
                 let nonce = random_nonce();
-                let parts = RequestParts { method, path: p, query: q, timestamp: unix_secs(), nonce: &nonce, body: bytes };
+                let parts = RequestParts {
+                    method,
+                    path: p,
+                    query: q,
+                    timestamp: unix_secs(),
+                    nonce: &nonce,
+                    body: bytes,
+                };
                 for (name, value) in signing::sign_request(k, &parts).pairs() {
                     req = req.header(name, value);
                 }
@@ -149,9 +185,22 @@ impl Client {
         for (k, v) in extra_headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(bytes.to_vec()).map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
-        let mut res = self.agent.run(req).map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
-        let header = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let req = req.body(bytes.to_vec()).map_err(|e| ApiError {
+            status: 0,
+            problem: None,
+            message: e.to_string(),
+        })?;
+        let mut res = self.agent.run(req).map_err(|e| ApiError {
+            status: 0,
+            problem: None,
+            message: e.to_string(),
+        })?;
+        let header = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let content_type = header("content-type").unwrap_or_default();
         let retry_after = header("retry-after");
         let status = res.status().as_u16();
@@ -160,13 +209,26 @@ impl Client {
             .with_config()
             .limit(1 << 30)
             .read_to_vec()
-            .map_err(|e| ApiError { status: 0, problem: None, message: e.to_string() })?;
-        Ok(RawResponse { status, content_type, retry_after, body })
+            .map_err(|e| ApiError {
+                status: 0,
+                problem: None,
+                message: e.to_string(),
+            })?;
+        Ok(RawResponse {
+            status,
+            content_type,
+            retry_after,
+            body,
+        })
     }
 
     fn decode<T: DeserializeOwned>(res: RawResponse) -> ApiResult<T> {
         if (200..300).contains(&res.status) {
-            let body = if res.body.is_empty() { b"null".as_slice() } else { &res.body };
+            let body = if res.body.is_empty() {
+                b"null".as_slice()
+            } else {
+                &res.body
+            };
             return serde_json::from_slice(body).map_err(|e| ApiError {
                 status: res.status,
                 problem: None,
@@ -174,10 +236,19 @@ impl Client {
             });
         }
         let problem: Option<Box<Problem>> = serde_json::from_slice(&res.body).ok();
-        Err(ApiError { status: res.status, problem, message: res.text() })
+        Err(ApiError {
+            status: res.status,
+            problem,
+            message: res.text(),
+        })
     }
 
-    pub fn call<T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&impl Serialize>) -> ApiResult<T> {
+    pub fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> ApiResult<T> {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
         let res = self.raw(method, path, bytes.as_deref(), "application/json")?;
         Self::decode(res)
@@ -208,11 +279,26 @@ impl Client {
     }
 
     /// Links `key` to the account this client is authenticated as.
-    pub fn link_key(&self, user_id: i64, key: &SigningKey, label: Option<String>) -> ApiResult<api::Me> {
+    pub fn link_key(
+        &self,
+        user_id: i64,
+        key: &SigningKey,
+        label: Option<String>,
+    ) -> ApiResult<api::Me> {
         use ed25519_dalek::Signer;
         let public_key = signing::public_key_hex(&key.verifying_key());
-        let proof = hex::encode(key.sign(&signing::key_link_message(user_id, &public_key)).to_bytes());
-        self.post("/api/v1/me/keys", &api::LinkKeyRequest { public_key, proof, label })
+        let proof = hex::encode(
+            key.sign(&signing::key_link_message(user_id, &public_key))
+                .to_bytes(),
+        );
+        self.post(
+            "/api/v1/me/keys",
+            &api::LinkKeyRequest {
+                public_key,
+                proof,
+                label,
+            },
+        )
     }
 
     pub fn projects(&self) -> ApiResult<Vec<api::Project>> {
@@ -227,14 +313,33 @@ impl Client {
         self.post("/api/v1/projects", req)
     }
 
-    pub fn import_items(&self, project: i64, format: &str, body: &[u8]) -> ApiResult<api::ImportReport> {
-        let ct = if format == "csv" { "text/csv" } else { "application/x-ndjson" };
-        let res = self.raw("POST", &format!("/api/v1/projects/{project}/items?format={format}"), Some(body), ct)?;
+    pub fn import_items(
+        &self,
+        project: i64,
+        format: &str,
+        body: &[u8],
+    ) -> ApiResult<api::ImportReport> {
+        let ct = if format == "csv" {
+            "text/csv"
+        } else {
+            "application/x-ndjson"
+        };
+        let res = self.raw(
+            "POST",
+            &format!("/api/v1/projects/{project}/items?format={format}"),
+            Some(body),
+            ct,
+        )?;
         Self::decode(res)
     }
 
     pub fn fund(&self, project: i64, idempotency_key: &str) -> ApiResult<api::Project> {
-        self.post(&format!("/api/v1/projects/{project}/fund"), &api::FundRequest { idempotency_key: idempotency_key.into() })
+        self.post(
+            &format!("/api/v1/projects/{project}/fund"),
+            &api::FundRequest {
+                idempotency_key: idempotency_key.into(),
+            },
+        )
     }
 
     pub fn progress(&self, project: i64) -> ApiResult<api::Progress> {
@@ -242,7 +347,10 @@ impl Client {
     }
 
     pub fn lease(&self, project: i64, count: u32) -> ApiResult<Vec<api::Task>> {
-        let res: api::LeaseResponse = self.post(&format!("/api/v1/projects/{project}/leases"), &api::LeaseRequest { count })?;
+        let res: api::LeaseResponse = self.post(
+            &format!("/api/v1/projects/{project}/leases"),
+            &api::LeaseRequest { count },
+        )?;
         Ok(res.tasks)
     }
 

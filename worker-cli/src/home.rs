@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,9 @@ pub fn default_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME") {
         return PathBuf::from(x).join("sahel");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".config").join("sahel")
 }
 
@@ -50,10 +52,14 @@ impl Home {
     /// Writes a new key. The file is created with mode 0600 before any
     /// secret byte is written to it.
     pub fn create_key(&self, force: bool) -> anyhow::Result<SigningKey> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
         let path = self.key_path();
         if path.exists() && !force {
-            bail!("{} already exists; pass --force to replace it (the old key stops working once revoked)", path.display());
+            bail!(
+                "{} already exists; pass --force to replace it (the old key stops working once revoked)",
+                path.display()
+            );
         }
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -81,7 +87,9 @@ impl Home {
 
     pub fn load_profile(&self) -> anyhow::Result<Option<Profile>> {
         match fs::read(self.profile_path()) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).context("reading profile.json")?)),
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).context("reading profile.json")?,
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

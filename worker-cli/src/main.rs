@@ -7,18 +7,22 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sahel_protocol::api::{self, Role};
 use sahel_protocol::signing::public_key_hex;
 use sahel_worker::client::{Auth, Client};
-use sahel_worker::home::{default_dir, Home, Profile};
+use sahel_worker::home::{Home, Profile, default_dir};
 use serde_json::json;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 #[derive(Parser)]
-#[command(name = "sahel", version, about = "Label data for Sahel bounties from the terminal")]
+#[command(
+    name = "sahel",
+    version,
+    about = "Label data for Sahel bounties from the terminal"
+)]
 struct Cli {
     /// Server URL (default: the profile's, else http://127.0.0.1:8080).
     #[arg(long, env = "SAHEL_SERVER", global = true)]
@@ -114,7 +118,11 @@ fn link_and_save(ctx: &Ctx, login: api::LoginResponse) -> anyhow::Result<()> {
     let bearer = Client::new(&ctx.server, Auth::Bearer(login.token));
     let pk = public_key_hex(&key.verifying_key());
     let me = bearer.me()?;
-    if !me.keys.iter().any(|k| k.public_key == pk && k.revoked_at.is_none()) {
+    if !me
+        .keys
+        .iter()
+        .any(|k| k.public_key == pk && k.revoked_at.is_none())
+    {
         bearer.link_key(login.user.id, &key, Some("sahel CLI".into()))?;
     }
     ctx.home.save_profile(&Profile {
@@ -123,7 +131,10 @@ fn link_and_save(ctx: &Ctx, login: api::LoginResponse) -> anyhow::Result<()> {
         user_id: login.user.id,
         public_key: pk,
     })?;
-    println!("signed in as {} (user {}); this CLI's key is linked", login.user.email, login.user.id);
+    println!(
+        "signed in as {} (user {}); this CLI's key is linked",
+        login.user.email, login.user.id
+    );
     Ok(())
 }
 
@@ -138,10 +149,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen { force } => {
             let key = ctx.home.create_key(force)?;
-            println!("wrote {} (public key {})", ctx.home.key_path().display(), public_key_hex(&key.verifying_key()));
+            println!(
+                "wrote {} (public key {})",
+                ctx.home.key_path().display(),
+                public_key_hex(&key.verifying_key())
+            );
         }
         Command::Register { email, name, role } => {
-            ctx.home.load_key().context("create a key first with `sahel keygen`")?;
+            ctx.home
+                .load_key()
+                .context("create a key first with `sahel keygen`")?;
             let anon = Client::new(&ctx.server, Auth::None);
             let req = api::RegisterRequest {
                 email,
@@ -154,8 +171,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Login { email } => {
             let anon = Client::new(&ctx.server, Auth::None);
-            let login =
-                anon.login(&api::LoginRequest { email, password: password()?, token_label: Some("sahel CLI".into()) })?;
+            let login = anon.login(&api::LoginRequest {
+                email,
+                password: password()?,
+                token_label: Some("sahel CLI".into()),
+            })?;
             link_and_save(&ctx, login)?;
         }
         Command::Projects { json } => {
@@ -165,10 +185,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else if projects.is_empty() {
                 println!("no open bounties right now");
             } else {
-                println!("{:>5}  {:<10}  {:>12}  {:>6}  title", "id", "status", "reward", "items");
+                println!(
+                    "{:>5}  {:<10}  {:>12}  {:>6}  title",
+                    "id", "status", "reward", "items"
+                );
                 for p in projects {
                     let status = format!("{:?}", p.status).to_lowercase();
-                    println!("{:>5}  {:<10}  {:>12}  {:>6}  {}", p.id, status, p.reward.to_string(), p.item_count, p.title);
+                    println!(
+                        "{:>5}  {:<10}  {:>12}  {:>6}  {}",
+                        p.id,
+                        status,
+                        p.reward.to_string(),
+                        p.item_count,
+                        p.title
+                    );
                 }
             }
         }
@@ -176,7 +206,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balance { json } => {
             let b = ctx.signed_client()?.balance()?;
             if json {
-                println!("{}", json!({ "user_id": b.user_id, "balance": b.balance, "balance_tokens": b.balance.to_string() }));
+                println!(
+                    "{}",
+                    json!({ "user_id": b.user_id, "balance": b.balance, "balance_tokens": b.balance.to_string() })
+                );
             } else {
                 println!("balance: {} ({} micro-units)", b.balance, b.balance.0);
             }
@@ -198,22 +231,40 @@ fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
     let project = client.project(project_id)?;
     let classes: Vec<String> = project.schema["classes"]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if classes.is_empty() {
-        bail!("project {project_id} is a {:?} task; this terminal loop labels classification tasks", project.task_type);
+        bail!(
+            "project {project_id} is a {:?} task; this terminal loop labels classification tasks",
+            project.task_type
+        );
     }
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let mut out = std::io::stdout();
-    writeln!(out, "== {} ==\n{}\nreward per accepted answer: {}\n", project.title, project.instructions, project.reward)?;
+    writeln!(
+        out,
+        "== {} ==\n{}\nreward per accepted answer: {}\n",
+        project.title, project.instructions, project.reward
+    )?;
     let mut done = 0u32;
     loop {
         let Some(task) = client.lease(project_id, 1)?.into_iter().next() else {
-            writeln!(out, "no more tasks for you in this project ({done} answered). Thank you!")?;
+            writeln!(
+                out,
+                "no more tasks for you in this project ({done} answered). Thank you!"
+            )?;
             return Ok(());
         };
-        writeln!(out, "--- item {} (lease expires {})", task.item_id, task.expires_at)?;
+        writeln!(
+            out,
+            "--- item {} (lease expires {})",
+            task.item_id, task.expires_at
+        )?;
         writeln!(out, "{}\n", item_text(&task.data))?;
         for (i, c) in classes.iter().enumerate() {
             writeln!(out, "  {}) {c}", i + 1)?;
@@ -236,7 +287,12 @@ fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
                 writeln!(out, "skipped")?;
                 break;
             }
-            let Some(label) = choice.parse::<usize>().ok().and_then(|n| n.checked_sub(1)).and_then(|i| classes.get(i)) else {
+            let Some(label) = choice
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| classes.get(i))
+            else {
                 writeln!(out, "type a number from 1 to {}", classes.len())?;
                 continue;
             };
@@ -248,7 +304,11 @@ fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
                 idempotency_key: format!("lease-{}", task.lease_id),
             })?;
             done += 1;
-            writeln!(out, "submitted {label:?} (answer {}, {:?})\n", sub.id, sub.status)?;
+            writeln!(
+                out,
+                "submitted {label:?} (answer {}, {:?})\n",
+                sub.id, sub.status
+            )?;
             break;
         }
     }

@@ -376,8 +376,10 @@ pub async fn submit(
         Err(e) => {
             // A concurrent twin of this request may have won the race; if
             // so, its result is this request's result too.
-            if matches!(e.client_kind(), Some(ClientKind::Conflict | ClientKind::Gone))
-                && let Some(prev) = find_by_key(&state.db.conn, user.id, &key).await?
+            if matches!(
+                e.client_kind(),
+                Some(ClientKind::Conflict | ClientKind::Gone)
+            ) && let Some(prev) = find_by_key(&state.db.conn, user.id, &key).await?
                 && prev.request_hash == hash
             {
                 return Ok(to_api_submission(&prev));

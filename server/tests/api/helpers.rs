@@ -2,11 +2,11 @@
 //! scenario must leave true.
 
 use ed25519_dalek::SigningKey;
-use sahel_protocol::api::{self, Role, TaskType};
 use sahel_protocol::Micros;
+use sahel_protocol::api::{self, Role, TaskType};
 use sahel_server::projects::entity::item;
 use sahel_server::queue::entity::answer;
-pub use sahel_server::testing::{spawn_app, TestApp};
+pub use sahel_server::testing::{TestApp, spawn_app};
 use sahel_worker::client::{Auth, Client};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
@@ -14,7 +14,10 @@ use serde_json::json;
 pub const CLASSES: [&str; 3] = ["positive", "negative", "neutral"];
 
 pub fn new_key() -> SigningKey {
-    let bytes: [u8; 32] = hex::decode(sahel_server::accounts::random_hex(32)).unwrap().try_into().unwrap();
+    let bytes: [u8; 32] = hex::decode(sahel_server::accounts::random_hex(32))
+        .unwrap()
+        .try_into()
+        .unwrap();
     SigningKey::from_bytes(&bytes)
 }
 
@@ -70,16 +73,30 @@ pub fn project_spec(overlap: u32, reward: i64, budget: i64) -> api::CreateProjec
 }
 
 pub fn items_jsonl(n: usize) -> String {
-    (0..n).map(|i| format!("{{\"text\": \"review number {i}\", \"truth\": \"{}\"}}\n", CLASSES[i % 3])).collect()
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"review number {i}\", \"truth\": \"{}\"}}\n",
+                CLASSES[i % 3]
+            )
+        })
+        .collect()
 }
 
 /// A funded classification bounty of `n` items.
 pub fn funded_project(app: &TestApp, n: usize, overlap: u32) -> (Client, api::Project) {
     let reward = 10_000;
     let budget = reward * overlap as i64 * n as i64;
-    let (_, b) = buyer(app, &format!("buyer-{}", sahel_server::accounts::random_hex(3)), 1_000);
-    let p = b.create_project(&project_spec(overlap, reward, budget)).expect("project");
-    b.import_items(p.id, "jsonl", items_jsonl(n).as_bytes()).expect("import");
+    let (_, b) = buyer(
+        app,
+        &format!("buyer-{}", sahel_server::accounts::random_hex(3)),
+        1_000,
+    );
+    let p = b
+        .create_project(&project_spec(overlap, reward, budget))
+        .expect("project");
+    b.import_items(p.id, "jsonl", items_jsonl(n).as_bytes())
+        .expect("import");
     let p = b.fund(p.id, "fund-1").expect("fund");
     (b, p)
 }
@@ -98,7 +115,12 @@ pub fn answer(task: &api::Task, label: &str) -> api::SubmitAnswer {
 }
 
 pub fn answers_in_db(app: &TestApp, project: i64) -> u64 {
-    app.block_on(answer::Entity::find().filter(answer::Column::ProjectId.eq(project)).count(app.db())).unwrap()
+    app.block_on(
+        answer::Entity::find()
+            .filter(answer::Column::ProjectId.eq(project))
+            .count(app.db()),
+    )
+    .unwrap()
 }
 
 pub fn items_with_status(app: &TestApp, project: i64, status: &str) -> u64 {
@@ -112,11 +134,19 @@ pub fn items_with_status(app: &TestApp, project: i64, status: &str) -> u64 {
 }
 
 pub fn balance_of(app: &TestApp, user: i64) -> Micros {
-    app.block_on(sahel_server::ledger::balance(app.db(), sahel_server::ledger::AccountRef::User(user))).unwrap()
+    app.block_on(sahel_server::ledger::balance(
+        app.db(),
+        sahel_server::ledger::AccountRef::User(user),
+    ))
+    .unwrap()
 }
 
 pub fn escrow_of(app: &TestApp, project: i64) -> Micros {
-    app.block_on(sahel_server::ledger::balance(app.db(), sahel_server::ledger::AccountRef::Escrow(project))).unwrap()
+    app.block_on(sahel_server::ledger::balance(
+        app.db(),
+        sahel_server::ledger::AccountRef::Escrow(project),
+    ))
+    .unwrap()
 }
 
 /// The ledger invariants, checked after every scenario.
@@ -126,7 +156,11 @@ pub fn assert_ledger_clean(app: &TestApp) {
 }
 
 /// Asserts a call failed with this HTTP status and problem code.
-pub fn assert_problem<T: std::fmt::Debug>(r: Result<T, sahel_worker::client::ApiError>, status: u16, code: &str) {
+pub fn assert_problem<T: std::fmt::Debug>(
+    r: Result<T, sahel_worker::client::ApiError>,
+    status: u16,
+    code: &str,
+) {
     match r {
         Ok(v) => panic!("expected {status} {code}, got success: {v:?}"),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Deposits, balances and history.
 
-use sahel_protocol::api::{self, Role};
 use sahel_protocol::Micros;
+use sahel_protocol::api::{self, Role};
 
 use crate::helpers::*;
 
@@ -11,7 +11,11 @@ fn only_admins_deposit_and_a_retried_deposit_is_credited_once() {
     let (admin_id, admin_token) = app.create_admin();
     let admin = bearer(&app, &admin_token);
     let (user, b) = sign_up(&app, "payee@test.sahel", &[Role::Buyer]);
-    let req = api::DepositRequest { user_id: user.id, amount: Micros(2_500_000), idempotency_key: "dep-1".into() };
+    let req = api::DepositRequest {
+        user_id: user.id,
+        amount: Micros(2_500_000),
+        idempotency_key: "dep-1".into(),
+    };
     assert_problem(b.deposit(&req), 403, "role-required");
     let first = admin.deposit(&req).unwrap();
     let again = admin.deposit(&req).unwrap();
@@ -50,7 +54,11 @@ fn history_lists_each_posting_with_its_sign() {
     assert_eq!(h.entries[0].amount, Micros(10_000));
     assert_eq!(h.entries[0].memo["item_id"], t.item_id);
     let bh = b.ledger().unwrap();
-    let kinds: Vec<(&str, i64)> = bh.entries.iter().map(|e| (e.kind.as_str(), e.amount.0)).collect();
+    let kinds: Vec<(&str, i64)> = bh
+        .entries
+        .iter()
+        .map(|e| (e.kind.as_str(), e.amount.0))
+        .collect();
     assert_eq!(kinds, vec![("fund", -10_000), ("deposit", 1_000_000_000)]);
     assert_eq!(balance_of(&app, uid), Micros(10_000));
     assert_ledger_clean(&app);

@@ -1,7 +1,7 @@
 //! Bounty creation, import and funding, with their refusals.
 
-use sahel_protocol::api::{ProjectStatus, Role};
 use sahel_protocol::Micros;
+use sahel_protocol::api::{ProjectStatus, Role};
 
 use crate::helpers::*;
 
@@ -9,10 +9,14 @@ use crate::helpers::*;
 fn a_buyer_creates_imports_and_funds_a_bounty_and_the_budget_moves_to_escrow() {
     let app = spawn_app();
     let (buyer_id, b) = buyer(&app, "funder", 10);
-    let p = b.create_project(&project_spec(3, 100_000, 3_000_000)).unwrap();
+    let p = b
+        .create_project(&project_spec(3, 100_000, 3_000_000))
+        .unwrap();
     assert_eq!(p.status, ProjectStatus::Draft);
     assert_eq!(p.max_answers, 5);
-    let report = b.import_items(p.id, "jsonl", items_jsonl(10).as_bytes()).unwrap();
+    let report = b
+        .import_items(p.id, "jsonl", items_jsonl(10).as_bytes())
+        .unwrap();
     assert_eq!(report.imported, 10);
     assert!(report.errors.is_empty());
     let funded = b.fund(p.id, "f1").unwrap();
@@ -31,8 +35,11 @@ fn a_buyer_creates_imports_and_funds_a_bounty_and_the_budget_moves_to_escrow() {
 fn funding_is_refused_when_the_balance_is_short_and_nothing_moves() {
     let app = spawn_app();
     let (buyer_id, b) = buyer(&app, "poor", 1);
-    let p = b.create_project(&project_spec(1, 500_000, 2_000_000)).unwrap();
-    b.import_items(p.id, "jsonl", items_jsonl(4).as_bytes()).unwrap();
+    let p = b
+        .create_project(&project_spec(1, 500_000, 2_000_000))
+        .unwrap();
+    b.import_items(p.id, "jsonl", items_jsonl(4).as_bytes())
+        .unwrap();
     assert_problem(b.fund(p.id, "f"), 409, "insufficient-funds");
     assert_eq!(balance_of(&app, buyer_id), Micros(1_000_000));
     assert_eq!(escrow_of(&app, p.id), Micros(0));
@@ -45,8 +52,11 @@ fn funding_is_refused_when_the_budget_cannot_pay_every_answer() {
     let app = spawn_app();
     let (buyer_id, b) = buyer(&app, "stingy", 100);
     // 3 answers x 10 items x 0.1 = 3 tokens, budget 2.
-    let p = b.create_project(&project_spec(3, 100_000, 2_000_000)).unwrap();
-    b.import_items(p.id, "jsonl", items_jsonl(10).as_bytes()).unwrap();
+    let p = b
+        .create_project(&project_spec(3, 100_000, 2_000_000))
+        .unwrap();
+    b.import_items(p.id, "jsonl", items_jsonl(10).as_bytes())
+        .unwrap();
     assert_problem(b.fund(p.id, "f"), 422, "budget-too-small");
     assert_eq!(balance_of(&app, buyer_id), Micros(100_000_000));
     assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Draft);
@@ -63,12 +73,23 @@ fn an_import_with_bad_lines_reports_them_and_imports_nothing() {
     let problem = err.problem.unwrap();
     let lines: Vec<u64> = problem.errors.iter().map(|e| e.line).collect();
     assert_eq!(lines, vec![2, 3, 4]);
-    assert!(problem.errors[2].message.contains("missing field \"text\""), "{:?}", problem.errors);
+    assert!(
+        problem.errors[2].message.contains("missing field \"text\""),
+        "{:?}",
+        problem.errors
+    );
     assert_eq!(b.project(p.id).unwrap().item_count, 0);
     assert_eq!(items_with_status(&app, p.id, "open"), 0);
 
     // Asked explicitly, the good lines go in and the bad are still reported.
-    let res = b.raw("POST", &format!("/api/v1/projects/{}/items?format=jsonl&partial=true", p.id), Some(body.as_bytes()), "x").unwrap();
+    let res = b
+        .raw(
+            "POST",
+            &format!("/api/v1/projects/{}/items?format=jsonl&partial=true", p.id),
+            Some(body.as_bytes()),
+            "x",
+        )
+        .unwrap();
     assert_eq!(res.status, 201);
     let report: sahel_protocol::api::ImportReport = res.json().unwrap();
     assert_eq!(report.imported, 2);
@@ -81,9 +102,13 @@ fn csv_imports_use_the_header_as_field_names() {
     let app = spawn_app();
     let (_, b) = buyer(&app, "csv", 0);
     let p = b.create_project(&project_spec(1, 1000, 1000)).unwrap();
-    let report = b.import_items(p.id, "csv", b"text,lang\nbonjour,fr\n\"hello, world\",en\n").unwrap();
+    let report = b
+        .import_items(p.id, "csv", b"text,lang\nbonjour,fr\n\"hello, world\",en\n")
+        .unwrap();
     assert_eq!(report.imported, 2);
-    let err = b.import_items(p.id, "csv", b"text,lang\nok,en\nmissing-a-field\n").unwrap_err();
+    let err = b
+        .import_items(p.id, "csv", b"text,lang\nok,en\nmissing-a-field\n")
+        .unwrap_err();
     assert_eq!(err.problem.unwrap().errors[0].line, 3);
     assert_eq!(b.project(p.id).unwrap().item_count, 2);
 }
@@ -92,7 +117,11 @@ fn csv_imports_use_the_header_as_field_names() {
 fn items_cannot_be_added_once_a_project_is_funded() {
     let app = spawn_app();
     let (b, p) = funded_project(&app, 2, 1);
-    assert_problem(b.import_items(p.id, "jsonl", items_jsonl(1).as_bytes()), 409, "project-not-draft");
+    assert_problem(
+        b.import_items(p.id, "jsonl", items_jsonl(1).as_bytes()),
+        409,
+        "project-not-draft",
+    );
     assert_eq!(b.project(p.id).unwrap().item_count, 2);
 }
 
@@ -117,12 +146,22 @@ fn bad_bounty_definitions_are_refused_with_the_reason() {
 fn only_buyers_create_bounties_and_only_their_owner_changes_them() {
     let app = spawn_app();
     let (_, c) = contributor(&app, "not-a-buyer");
-    assert_problem(c.create_project(&project_spec(1, 10, 10)), 403, "role-required");
+    assert_problem(
+        c.create_project(&project_spec(1, 10, 10)),
+        403,
+        "role-required",
+    );
     let (_, owner) = buyer(&app, "owner", 0);
     let (_, other) = sign_up(&app, "other@test.sahel", &[Role::Buyer]);
     let p = owner.create_project(&project_spec(1, 10, 10)).unwrap();
-    assert_problem(other.import_items(p.id, "jsonl", items_jsonl(1).as_bytes()), 404, "project-not-found");
-    owner.import_items(p.id, "jsonl", items_jsonl(1).as_bytes()).unwrap();
+    assert_problem(
+        other.import_items(p.id, "jsonl", items_jsonl(1).as_bytes()),
+        404,
+        "project-not-found",
+    );
+    owner
+        .import_items(p.id, "jsonl", items_jsonl(1).as_bytes())
+        .unwrap();
     app.deposit(p.buyer_id, Micros(1_000_000));
     owner.fund(p.id, "k").unwrap();
     // Open projects are visible to everyone, but still owned by one buyer.

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 
-use sahel_protocol::api::{AnswerStatus, ProjectStatus};
 use sahel_protocol::Micros;
+use sahel_protocol::api::{AnswerStatus, ProjectStatus};
 use sahel_server::queue::entity::{answer, lease};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -18,7 +18,9 @@ fn four_contributors_finish_a_bounty_and_are_paid_exactly_for_accepted_answers()
     let escrow_before = escrow_of(&app, p.id);
     assert_eq!(escrow_before, Micros(10_000 * 3 * 10));
 
-    let workers: Vec<(i64, sahel_worker::client::Client)> = (0..4).map(|i| contributor(&app, &format!("c{i}"))).collect();
+    let workers: Vec<(i64, sahel_worker::client::Client)> = (0..4)
+        .map(|i| contributor(&app, &format!("c{i}")))
+        .collect();
     let start = Arc::new(Barrier::new(workers.len()));
     let handles: Vec<_> = workers
         .iter()
@@ -44,7 +46,11 @@ fn four_contributors_finish_a_bounty_and_are_paid_exactly_for_accepted_answers()
         })
         .collect();
     let counts: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(counts.iter().sum::<u32>(), 30, "every item got exactly overlap answers: {counts:?}");
+    assert_eq!(
+        counts.iter().sum::<u32>(),
+        30,
+        "every item got exactly overlap answers: {counts:?}"
+    );
 
     assert_eq!(items_with_status(&app, p.id, "resolved"), 10);
     let progress = b.progress(p.id).unwrap();
@@ -52,7 +58,13 @@ fn four_contributors_finish_a_bounty_and_are_paid_exactly_for_accepted_answers()
     assert_eq!(progress.items_resolved, 10);
 
     // Each contributor earned reward x accepted answers, no more, no less.
-    let rows = app.block_on(answer::Entity::find().filter(answer::Column::ProjectId.eq(p.id)).all(app.db())).unwrap();
+    let rows = app
+        .block_on(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
+        .unwrap();
     let mut accepted: HashMap<i64, i64> = HashMap::new();
     for r in &rows {
         assert_ne!(r.status, "pending");
@@ -64,11 +76,23 @@ fn four_contributors_finish_a_bounty_and_are_paid_exactly_for_accepted_answers()
     for (id, c) in &workers {
         let expected = 10_000 * accepted.get(id).copied().unwrap_or(0);
         assert_eq!(balance_of(&app, *id), Micros(expected));
-        assert_eq!(c.balance().unwrap().balance, Micros(expected), "the API reports the same balance");
+        assert_eq!(
+            c.balance().unwrap().balance,
+            Micros(expected),
+            "the API reports the same balance"
+        );
         paid += expected;
     }
-    assert_eq!(accepted.get(&workers[3].0), None, "the contrarian was never accepted");
-    assert_eq!(escrow_of(&app, p.id), Micros(escrow_before.0 - paid), "escrow fell by exactly what was paid");
+    assert_eq!(
+        accepted.get(&workers[3].0),
+        None,
+        "the contrarian was never accepted"
+    );
+    assert_eq!(
+        escrow_of(&app, p.id),
+        Micros(escrow_before.0 - paid),
+        "escrow fell by exactly what was paid"
+    );
     assert_eq!(progress.paid_out, Micros(paid));
     assert_ledger_clean(&app);
 }
@@ -81,7 +105,9 @@ fn wrong(label: &str) -> String {
 fn a_tie_asks_for_one_more_answer_and_the_majority_is_paid() {
     let app = spawn_app();
     let (_, p) = funded_project(&app, 1, 3);
-    let people: Vec<_> = (0..4).map(|i| contributor(&app, &format!("t{i}"))).collect();
+    let people: Vec<_> = (0..4)
+        .map(|i| contributor(&app, &format!("t{i}")))
+        .collect();
     for ((_, c), label) in people.iter().zip(["positive", "negative", "neutral"]) {
         let t = c.lease(p.id, 1).unwrap().remove(0);
         let s = c.submit(&answer(&t, label)).unwrap();
@@ -107,11 +133,23 @@ fn a_contributor_never_gets_an_item_twice_and_leases_stop_at_what_is_needed() {
     let (_, c) = contributor(&app, "c");
     let mine = a.lease(p.id, 5).unwrap();
     assert_eq!(mine.len(), 2, "one lease per item per contributor");
-    assert_eq!(a.lease(p.id, 5).unwrap().len(), 0, "nothing new while holding both");
+    assert_eq!(
+        a.lease(p.id, 5).unwrap().len(),
+        0,
+        "nothing new while holding both"
+    );
     assert_eq!(b.lease(p.id, 5).unwrap().len(), 2);
-    assert_eq!(c.lease(p.id, 5).unwrap().len(), 0, "two open leases already cover overlap 2");
+    assert_eq!(
+        c.lease(p.id, 5).unwrap().len(),
+        0,
+        "two open leases already cover overlap 2"
+    );
     let open = app
-        .block_on(lease::Entity::find().filter(lease::Column::ProjectId.eq(p.id)).all(app.db()))
+        .block_on(
+            lease::Entity::find()
+                .filter(lease::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
         .unwrap();
     assert_eq!(open.len(), 4);
 }
@@ -141,13 +179,25 @@ fn an_answer_outside_the_schema_is_refused_and_the_lease_stays_usable() {
     let (_, p) = funded_project(&app, 1, 1);
     let (_, c) = contributor(&app, "schema");
     let t = c.lease(p.id, 1).unwrap().remove(0);
-    for bad in [json!({"label": "ecstatic"}), json!("positive"), json!({"labels": ["positive"]})] {
-        let req = sahel_protocol::api::SubmitAnswer { lease_id: t.lease_id, answer: bad, idempotency_key: "k".into() };
+    for bad in [
+        json!({"label": "ecstatic"}),
+        json!("positive"),
+        json!({"labels": ["positive"]}),
+    ] {
+        let req = sahel_protocol::api::SubmitAnswer {
+            lease_id: t.lease_id,
+            answer: bad,
+            idempotency_key: "k".into(),
+        };
         assert_problem(c.submit(&req), 422, "invalid-answer");
     }
     assert_eq!(answers_in_db(&app, p.id), 0);
     let ok = c.submit(&answer(&t, "neutral")).unwrap();
-    assert_eq!(ok.status, AnswerStatus::Accepted, "overlap 1 resolves at once");
+    assert_eq!(
+        ok.status,
+        AnswerStatus::Accepted,
+        "overlap 1 resolves at once"
+    );
 }
 
 #[test]
@@ -165,7 +215,10 @@ fn an_expired_lease_is_refused_and_its_item_is_handed_out_again() {
     assert_eq!(again[0].item_id, t.item_id);
     assert_problem(a.submit(&answer(&t, "positive")), 410, "lease-expired");
     assert_eq!(answers_in_db(&app, p.id), 0);
-    assert_eq!(b.submit(&answer(&again[0], "positive")).unwrap().status, AnswerStatus::Accepted);
+    assert_eq!(
+        b.submit(&answer(&again[0], "positive")).unwrap().status,
+        AnswerStatus::Accepted
+    );
 }
 
 #[test]
@@ -209,7 +262,10 @@ fn the_database_refuses_a_second_answer_to_one_item_even_if_the_queue_were_wrong
     assert_problem(c.submit(&req), 409, "already-answered");
     assert_eq!(answers_in_db(&app, p.id), 1);
     // And the refused attempt left the forged lease as it was.
-    let l = app.block_on(lease::Entity::find_by_id(forged.id).one(app.db())).unwrap().unwrap();
+    let l = app
+        .block_on(lease::Entity::find_by_id(forged.id).one(app.db()))
+        .unwrap()
+        .unwrap();
     assert_eq!(l.status, "open");
 }
 
@@ -222,7 +278,10 @@ fn leases_survive_a_server_restart() {
     let t = a.lease(p.id, 1).unwrap().remove(0);
     app.restart();
     let (a, b) = (a.with_base(&app.address), b.with_base(&app.address));
-    assert!(b.lease(p.id, 1).unwrap().is_empty(), "the rebuilt queue still knows the lease");
+    assert!(
+        b.lease(p.id, 1).unwrap().is_empty(),
+        "the rebuilt queue still knows the lease"
+    );
     let s = a.submit(&answer(&t, "positive")).unwrap();
     assert_eq!(s.status, AnswerStatus::Accepted);
     assert_ledger_clean(&app);
@@ -246,7 +305,8 @@ fn a_draft_project_hands_out_no_tasks() {
     let app = spawn_app();
     let (_, b) = buyer(&app, "drafter", 10);
     let p = b.create_project(&project_spec(1, 1000, 1_000_000)).unwrap();
-    b.import_items(p.id, "jsonl", items_jsonl(2).as_bytes()).unwrap();
+    b.import_items(p.id, "jsonl", items_jsonl(2).as_bytes())
+        .unwrap();
     let (_, c) = contributor(&app, "eager");
     assert_problem(c.lease(p.id, 1), 404, "project-not-found");
     assert_problem(b.lease(p.id, 1), 403, "role-required");
