@@ -225,6 +225,14 @@ pub struct LeaseResponse {
     pub tasks: Vec<Task>,
 }
 
+/// Lease from any open project the caller may work on, highest priority
+/// first (then oldest project), filling `count` across projects.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LeaseAnyRequest {
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
 // ---------------------------------------------------------------- submissions
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -257,6 +265,27 @@ pub struct Submission {
     /// Paid for this answer so far (the reward once accepted).
     pub paid: Micros,
     pub created_at: Timestamp,
+}
+
+/// Up to 100 answers in one call; each is accepted or refused on its own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitBatch {
+    pub submissions: Vec<SubmitAnswer>,
+}
+
+/// One answer's fate in a batch: `submission` or `error`, never both.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<Submission>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitBatchResponse {
+    /// In the order of the request.
+    pub results: Vec<BatchResult>,
 }
 
 // ---------------------------------------------------------------- ledger

@@ -6,8 +6,9 @@
 //! | `--bind` | `SAHEL_BIND` | `127.0.0.1:8080` | address to listen on (port 0 picks a free one) |
 //! | `--data-dir` | `SAHEL_DATA_DIR` | `./data` | SQLite file and local artifacts live here |
 //! | `--database-url` | `DATABASE_URL` | `sqlite://<data-dir>/sahel.db` | `postgres://...` for PostgreSQL |
-//! | `--demo` | `SAHEL_DEMO` | off | load the demo buyer and bounty from `fixtures/demo` |
-//! | `--fixtures-dir` | `SAHEL_FIXTURES_DIR` | `./fixtures` | where `--demo` reads its files |
+//! | `--redis-url` | `REDIS_URL` | unset: in-process queue | `redis://host:6379` shares the queue between replicas |
+//! | `--redis-prefix` | `SAHEL_REDIS_PREFIX` | `sahel` | key prefix, so several deployments can share a Redis |
+//! | `--demo` | `SAHEL_DEMO` | off | load the demo buyer and bounty (compiled in from `fixtures/demo`) |
 //! | `--lease-secs` | `SAHEL_LEASE_SECS` | `600` | how long a task lease lasts |
 //! | `--workers` | `SAHEL_WORKERS` | cores | HTTP worker threads |
 //! | `--db-pool` | `SAHEL_DB_POOL` | `16` | database connections |
@@ -34,13 +35,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Load the demo buyer and bounty from the fixtures directory.
+    /// Redis URL for the shared task queue; the in-process queue when unset.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this deployment uses.
+    #[arg(long, env = "SAHEL_REDIS_PREFIX", default_value = "sahel")]
+    pub redis_prefix: String,
+
+    /// Load the demo buyer and bounty.
     #[arg(long, env = "SAHEL_DEMO")]
     pub demo: bool,
-
-    /// Where `--demo` finds its files.
-    #[arg(long, env = "SAHEL_FIXTURES_DIR", default_value = "./fixtures")]
-    pub fixtures_dir: PathBuf,
 
     /// Lease duration in seconds.
     #[arg(long, env = "SAHEL_LEASE_SECS", default_value_t = 600)]
@@ -71,8 +76,9 @@ impl Config {
             bind: "127.0.0.1:0".into(),
             data_dir,
             database_url: None,
+            redis_url: None,
+            redis_prefix: "sahel".into(),
             demo: false,
-            fixtures_dir: PathBuf::from("./fixtures"),
             lease_secs: 600,
             workers: Some(2),
             db_pool: 8,
@@ -99,6 +105,8 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url()))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("demo", &self.demo)
             .field("lease_secs", &self.lease_secs)
             .field("workers", &self.workers)

@@ -11,7 +11,9 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::queue::QueueBackend;
 use crate::queue::memory::MemoryQueue;
+use crate::queue::redis::RedisQueue;
 use crate::state::AppState;
 use crate::{accounts, api, demo, queue};
 
@@ -28,9 +30,19 @@ impl Application {
         })?;
         let db = Db::connect(&config.database_url(), config.db_pool).await?;
         db.migrate().await?;
+        let queue: Arc<dyn QueueBackend> = match &config.redis_url {
+            Some(url) => Arc::new(
+                RedisQueue::connect(url, &config.redis_prefix)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to Redis at {}", crate::config::redact_url(url))
+                    })?,
+            ),
+            None => Arc::new(MemoryQueue::new()),
+        };
         let state = AppState {
             db,
-            queue: Arc::new(MemoryQueue::new()),
+            queue,
             config: Arc::new(config.clone()),
         };
         if config.demo {

@@ -15,6 +15,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use crate::accounts::{self, Roles};
 use crate::config::Config;
 use crate::ledger;
+use crate::queue::QueueBackend;
+use crate::queue::redis::RedisQueue;
 use crate::startup::Application;
 use crate::state::AppState;
 
@@ -83,6 +85,8 @@ pub struct TestApp {
     pub config: Config,
     handle: ServerHandle,
     pg: Option<PgScratch>,
+    /// False for replicas: the first app owns the data dir and database.
+    owns_storage: bool,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -119,6 +123,27 @@ impl TestApp {
             _ => None,
         };
         config.database_url = pg.as_ref().map(|p| p.url.clone());
+        if let Ok(url) = std::env::var("REDIS_URL")
+            && !url.is_empty()
+        {
+            let prefix = format!("sahel-test-{}", accounts::random_hex(6));
+            let reachable = rt.block_on(async {
+                let q = RedisQueue::connect(&url, &prefix).await?;
+                q.health().await.map_err(|e| anyhow::anyhow!("{e}"))
+            });
+            match reachable {
+                Ok(()) => {
+                    config.redis_url = Some(url);
+                    config.redis_prefix = prefix;
+                }
+                Err(e) if require_services() => {
+                    panic!("REDIS_URL is set but Redis is not usable: {e:#}")
+                }
+                Err(e) => eprintln!(
+                    "warning: Redis at REDIS_URL unreachable ({e:#}); this test uses the in-process queue"
+                ),
+            }
+        }
         tweak(&mut config);
         let (address, port, state, handle) = Self::start(&rt, config.clone());
         TestApp {
@@ -128,8 +153,47 @@ impl TestApp {
             config,
             handle,
             pg,
+            owns_storage: true,
             rt: Some(rt),
         }
+    }
+
+    /// Another server process on the same database and queue, as a
+    /// replica behind a load balancer would be.
+    pub fn spawn_replica(&self) -> TestApp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let config = self.config.clone();
+        let (address, port, state, handle) = Self::start(&rt, config.clone());
+        TestApp {
+            address,
+            port,
+            state,
+            config,
+            handle,
+            pg: None,
+            owns_storage: false,
+            rt: Some(rt),
+        }
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        self.config.redis_url.is_some()
+    }
+
+    /// Deletes this app's Redis keys, as a `FLUSHALL` would, without
+    /// touching other tests sharing the Redis. Returns the number of keys.
+    pub fn flush_redis(&self) -> u64 {
+        let url = self.config.redis_url.clone().expect("this app uses Redis");
+        self.block_on(async {
+            let q = RedisQueue::connect(&url, &self.config.redis_prefix)
+                .await
+                .expect("redis");
+            q.flush_prefix().await.expect("flush")
+        })
     }
 
     fn start(
@@ -247,7 +311,9 @@ impl Drop for TestApp {
             }
             rt.shutdown_background();
         }
-        let _ = std::fs::remove_dir_all(&self.config.data_dir);
+        if self.owns_storage {
+            let _ = std::fs::remove_dir_all(&self.config.data_dir);
+        }
     }
 }
 

@@ -363,6 +363,23 @@ impl Client {
         self.post("/api/v1/submissions", req)
     }
 
+    pub fn lease_any(&self, count: u32) -> ApiResult<Vec<api::Task>> {
+        let res: api::LeaseResponse =
+            self.post("/api/v1/leases", &api::LeaseAnyRequest { count })?;
+        Ok(res.tasks)
+    }
+
+    pub fn submit_batch(
+        &self,
+        submissions: Vec<api::SubmitAnswer>,
+    ) -> ApiResult<Vec<api::BatchResult>> {
+        let res: api::SubmitBatchResponse = self.post(
+            "/api/v1/submissions/batch",
+            &api::SubmitBatch { submissions },
+        )?;
+        Ok(res.results)
+    }
+
     pub fn balance(&self) -> ApiResult<api::Balance> {
         self.get("/api/v1/me/balance")
     }

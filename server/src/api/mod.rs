@@ -44,7 +44,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/progress", web::get().to(projects::progress))
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
+            .route("/leases", web::post().to(work::lease_any))
             .route("/submissions", web::post().to(work::submit))
+            .route("/submissions/batch", web::post().to(work::submit_batch))
             .route("/submissions/{id}", web::get().to(work::get_submission)),
     )
     .default_service(web::to(not_found));

@@ -1,5 +1,7 @@
 use actix_web::{HttpResponse, web};
-use sahel_protocol::api::{LeaseRequest, LeaseResponse, SubmitAnswer};
+use sahel_protocol::api::{
+    LeaseAnyRequest, LeaseRequest, LeaseResponse, SubmitAnswer, SubmitBatch, SubmitBatchResponse,
+};
 
 use super::extract::{Authed, Caller};
 use crate::error::Result;
@@ -38,4 +40,20 @@ pub async fn get_submission(
 ) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok()
         .json(queue::get_submission(&state.db.conn, &user, path.into_inner()).await?))
+}
+
+pub async fn lease_any(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<LeaseAnyRequest>,
+) -> Result<HttpResponse> {
+    let tasks = queue::lease_any(&state, &user, req.count).await?;
+    Ok(HttpResponse::Ok().json(LeaseResponse { tasks }))
+}
+
+pub async fn submit_batch(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<SubmitBatch>,
+) -> Result<HttpResponse> {
+    let results = queue::submit_batch(&state, &user, req).await?;
+    Ok(HttpResponse::Ok().json(SubmitBatchResponse { results }))
 }

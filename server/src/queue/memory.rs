@@ -152,6 +152,18 @@ impl QueueBackend for MemoryQueue {
         Ok(())
     }
 
+    async fn is_loaded(&self, project: i64) -> QueueResult<bool> {
+        Ok(self
+            .projects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&project))
+    }
+
+    async fn try_begin_load(&self, _project: i64) -> QueueResult<bool> {
+        Ok(true)
+    }
+
     async fn load(&self, snapshot: ProjectSnapshot) -> QueueResult<()> {
         let id = snapshot.project_id;
         let q = ProjectQueue::from_snapshot(snapshot);
@@ -273,6 +285,7 @@ mod tests {
     fn snap(n: i64, needed: u32) -> ProjectSnapshot {
         ProjectSnapshot {
             project_id: 1,
+            overlap: needed,
             items: (1..=n)
                 .map(|id| ItemSnapshot {
                     item_id: id,
@@ -356,6 +369,7 @@ mod tests {
             let q = MemoryQueue::new();
             let s = ProjectSnapshot {
                 project_id: 1,
+                overlap: 2,
                 items: vec![
                     ItemSnapshot {
                         item_id: 7,

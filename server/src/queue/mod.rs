@@ -10,12 +10,14 @@
 
 pub mod entity;
 pub mod memory;
+pub mod redis;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
 use sahel_protocol::{Micros, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 
@@ -35,6 +37,10 @@ pub const MAX_BATCH: u32 = 100;
 pub enum QueueError {
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// The backend lost this project's state (e.g. Redis was flushed); it
+    /// must be rebuilt from the database before leasing resumes.
+    #[error("project {0} is not loaded in the queue")]
+    NotLoaded(i64),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -45,6 +51,11 @@ impl From<QueueError> for Error {
     fn from(e: QueueError) -> Error {
         match e {
             QueueError::Unavailable(why) => Error::unavailable("queue-unavailable", why, 2),
+            QueueError::NotLoaded(p) => Error::unavailable(
+                "queue-rebuilding",
+                format!("the task queue of project {p} is being rebuilt; retry shortly"),
+                1,
+            ),
             QueueError::Other(e) => Error::Unexpected(e),
         }
     }
@@ -69,6 +80,7 @@ pub struct ItemSnapshot {
 #[derive(Clone, Debug)]
 pub struct ProjectSnapshot {
     pub project_id: i64,
+    pub overlap: u32,
     pub items: Vec<ItemSnapshot>,
 }
 
@@ -78,7 +90,14 @@ pub struct ProjectSnapshot {
 pub trait QueueBackend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn health(&self) -> QueueResult<()>;
-    /// Replaces a project's queue state with a database snapshot.
+    /// Whether the project's state is present (another replica may have
+    /// loaded it).
+    async fn is_loaded(&self, project: i64) -> QueueResult<bool>;
+    /// Claims the right to load a project; false while another process
+    /// is loading it.
+    async fn try_begin_load(&self, project: i64) -> QueueResult<bool>;
+    /// Builds a project's state from a database snapshot, merging with any
+    /// changes recorded meanwhile, and marks it loaded.
     async fn load(&self, snapshot: ProjectSnapshot) -> QueueResult<()>;
     async fn unload(&self, project: i64) -> QueueResult<()>;
     /// Sets aside up to `count` items for `user` until `until`, freeing
@@ -105,6 +124,7 @@ pub async fn snapshot(
     project_id: i64,
     now: i64,
 ) -> Result<ProjectSnapshot> {
+    let overlap = projects::get(conn, project_id).await?.row.overlap as u32;
     let open: Vec<(i64, i32)> = item::Entity::find()
         .select_only()
         .column(item::Column::Id)
@@ -159,7 +179,11 @@ pub async fn snapshot(
             items[i].holders.push((user, until));
         }
     }
-    Ok(ProjectSnapshot { project_id, items })
+    Ok(ProjectSnapshot {
+        project_id,
+        overlap,
+        items,
+    })
 }
 
 /// Loads every open project into the queue (at start-up, or after the
@@ -178,9 +202,24 @@ pub async fn rebuild(state: &AppState) -> Result<usize> {
     Ok(open.len())
 }
 
+/// Makes sure the queue holds a project, loading it from the database
+/// unless another replica already did or is doing it (then 503).
 pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
+    if state.queue.is_loaded(project_id).await? {
+        return Ok(());
+    }
+    if !state.queue.try_begin_load(project_id).await? {
+        return Err(QueueError::NotLoaded(project_id).into());
+    }
     let snap = snapshot(&state.db.conn, project_id, now_ms()).await?;
+    let items = snap.items.len();
     state.queue.load(snap).await?;
+    tracing::info!(
+        project = project_id,
+        items,
+        backend = state.queue.name(),
+        "queue loaded from the database"
+    );
     Ok(())
 }
 
@@ -211,15 +250,38 @@ pub async fn lease(
     }
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
-    let picked = state
+    let picked = match state
         .queue
         .reserve(project_id, user.id, count as usize, now, until)
-        .await?;
+        .await
+    {
+        Ok(p) => p,
+        Err(QueueError::NotLoaded(p)) => {
+            // Rebuild in the background; this caller retries after the 503.
+            let st = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = load_project(&st, p).await {
+                    tracing::info!(project = p, error = %e, "queue rebuild not started here");
+                }
+            });
+            return Err(QueueError::NotLoaded(p).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if picked.is_empty() {
         return Ok(Vec::new());
     }
     match record_leases(&state.db, &p, user.id, &picked, now, until).await {
-        Ok(tasks) => Ok(tasks),
+        Ok((tasks, stale)) => {
+            // Items the queue offered but the database has closed: a queue
+            // update was lost (e.g. Redis unreachable after a commit).
+            for item in stale {
+                if let Err(e) = state.queue.set_needed(project_id, item, None).await {
+                    tracing::warn!(error = %e, "could not correct the queue");
+                }
+            }
+            Ok(tasks)
+        }
         Err(e) => {
             for r in &picked {
                 if let Err(qe) = state.queue.release(project_id, r.item_id, user.id).await {
@@ -238,7 +300,7 @@ async fn record_leases(
     picked: &[Reservation],
     now: i64,
     until: i64,
-) -> Result<Vec<api::Task>> {
+) -> Result<(Vec<api::Task>, Vec<i64>)> {
     let ids: Vec<i64> = picked.iter().map(|r| r.item_id).collect();
     let tx = db.write().await?;
     let rows = item::Entity::find()
@@ -246,9 +308,10 @@ async fn record_leases(
         .all(&*tx)
         .await?;
     let mut tasks = Vec::with_capacity(rows.len());
+    let mut stale = Vec::new();
     for id in ids {
         let Some(it) = rows.iter().find(|r| r.id == id && r.status == "open") else {
-            // The queue was behind the database; skip the item.
+            stale.push(id);
             continue;
         };
         let l = lease::ActiveModel {
@@ -274,7 +337,7 @@ async fn record_leases(
         });
     }
     tx.commit().await?;
-    Ok(tasks)
+    Ok((tasks, stale))
 }
 
 /// Gives a lease back before it expires, so someone else can take the item.
@@ -526,4 +589,72 @@ pub async fn get_submission(
             )
         })?;
     Ok(to_api_submission(&a))
+}
+
+/// Submits up to [`MAX_BATCH`] answers; each is its own transaction, so one
+/// refusal never affects the others.
+pub async fn submit_batch(
+    state: &AppState,
+    user: &AuthUser,
+    batch: api::SubmitBatch,
+) -> Result<Vec<api::BatchResult>> {
+    if batch.submissions.is_empty() || batch.submissions.len() > MAX_BATCH as usize {
+        return Err(Error::invalid(
+            "invalid-count",
+            format!("submit 1 to {MAX_BATCH} answers at a time"),
+        ));
+    }
+    let mut out = Vec::with_capacity(batch.submissions.len());
+    for req in batch.submissions {
+        out.push(match submit(state, user, req).await {
+            Ok(s) => api::BatchResult {
+                submission: Some(s),
+                error: None,
+            },
+            Err(e) => {
+                if let Error::Unexpected(_) = &e {
+                    tracing::error!(error = ?e, "a batch submission failed");
+                }
+                api::BatchResult {
+                    submission: None,
+                    error: Some(e.to_problem()),
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Leases from every open project the contributor may work on, in project
+/// priority order, until `count` tasks are found.
+pub async fn lease_any(state: &AppState, user: &AuthUser, count: u32) -> Result<Vec<api::Task>> {
+    user.require(Role::Contributor)?;
+    if !(1..=MAX_BATCH).contains(&count) {
+        return Err(Error::invalid(
+            "invalid-count",
+            format!("lease 1 to {MAX_BATCH} tasks at a time"),
+        ));
+    }
+    let open: Vec<(i64, i64)> = project::Entity::find()
+        .select_only()
+        .column(project::Column::Id)
+        .column(project::Column::BuyerId)
+        .filter(project::Column::Status.eq(projects::status_str(ProjectStatus::Open)))
+        .order_by_desc(project::Column::Priority)
+        .order_by_asc(project::Column::Id)
+        .into_tuple()
+        .all(&state.db.conn)
+        .await?;
+    let mut tasks = Vec::new();
+    for (id, buyer) in open {
+        if buyer == user.id {
+            continue;
+        }
+        let want = count - tasks.len() as u32;
+        tasks.extend(lease(state, user, id, want).await?);
+        if tasks.len() as u32 >= count {
+            break;
+        }
+    }
+    Ok(tasks)
 }

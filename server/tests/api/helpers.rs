@@ -169,3 +169,98 @@ pub fn assert_problem<T: std::fmt::Debug>(
         }
     }
 }
+
+/// What one simulated contributor did in [`work_until_done`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkStats {
+    pub answered: u32,
+    /// 503s from a queue being rebuilt, retried.
+    pub unavailable: u32,
+    /// Answers refused because the item filled up meanwhile (possible only
+    /// while a flushed queue is rebuilt).
+    pub refused: u32,
+}
+
+/// Leases and answers with the item's truth until nothing is left, within
+/// a bounded number of rounds. `clients` are tried round-robin per request
+/// (several replicas behind one "load balancer").
+pub fn work_until_done(clients: &[sahel_worker::client::Client], project: i64) -> WorkStats {
+    let mut stats = WorkStats::default();
+    let mut n = 0usize;
+    let mut next = || {
+        n += 1;
+        &clients[n % clients.len()]
+    };
+    for _ in 0..2_000 {
+        let tasks = match next().lease(project, 1) {
+            Ok(t) => t,
+            Err(e) if e.status == 503 => {
+                stats.unavailable += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => panic!("lease failed: {e}"),
+        };
+        let Some(t) = tasks.first() else { return stats };
+        match next().submit(&answer(t, &truth(t))) {
+            Ok(_) => stats.answered += 1,
+            Err(e) if e.status == 409 || e.status == 410 => stats.refused += 1,
+            Err(e) => panic!("submit failed: {e}"),
+        }
+    }
+    panic!("contributor did not finish within 2,000 rounds: {stats:?}");
+}
+
+/// True when this run has PostgreSQL and Redis; tests of replicas need
+/// both. Without them the test is skipped, unless services are required.
+pub fn have_pg_and_redis(app: &TestApp) -> bool {
+    let ok = app.is_postgres() && app.uses_redis();
+    if !ok {
+        assert!(
+            !sahel_server::testing::require_services(),
+            "this test needs DATABASE_URL and REDIS_URL when SAHEL_TEST_REQUIRE_SERVICES=1"
+        );
+        eprintln!("skipped: needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)");
+    }
+    ok
+}
+
+/// Checks the queue's promises on the rows: no item has more answers than
+/// it needed, nobody answered an item twice, and every item of a finished
+/// project is closed.
+pub fn assert_queue_invariants(app: &TestApp, project: i64) {
+    use std::collections::HashSet;
+    let items = app
+        .block_on(
+            item::Entity::find()
+                .filter(item::Column::ProjectId.eq(project))
+                .all(app.db()),
+        )
+        .unwrap();
+    let answers = app
+        .block_on(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(project))
+                .all(app.db()),
+        )
+        .unwrap();
+    let mut seen = HashSet::new();
+    for a in &answers {
+        assert!(
+            seen.insert((a.item_id, a.user_id)),
+            "user {} answered item {} twice",
+            a.user_id,
+            a.item_id
+        );
+    }
+    for it in &items {
+        let n = answers.iter().filter(|a| a.item_id == it.id).count() as i32;
+        assert_eq!(n, it.answers_count, "item {} counter", it.id);
+        assert!(
+            n <= it.needed,
+            "item {} has {n} answers but needed {}",
+            it.id,
+            it.needed
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! The Redis queue backend: any number of server replicas share one queue.
+//!
+//! Per project, under `<prefix>:p<id>`:
+//! - `:meta`  hash: `overlap`, and `ready` once the project is loaded;
+//! - `:avail` sorted set of items that can take another lease, scored so
+//!   that started items (an answer or lease) sort before fresh ones, each
+//!   group in item-id (import) order;
+//! - `:exp`   sorted set of `item:user` leases scored by expiry;
+//! - `:i:<item>` hash of the item: `u<user>` = lease expiry or `a` for an
+//!   answer, `n` = answers needed when not the overlap, `c` = closed.
+//!
+//! Every script ends by recomputing the item's place in `:avail` from its
+//! hash ([`REFRESH`]), and every write to an item hash merges rather than
+//! overwrites (an answer `a` beats a lease, a lease never overwrites an
+//! answer). That makes a rebuild commutative with live traffic: a replica
+//! can reload a flushed project from the database while others keep
+//! recording answers, and the union is right.
+//!
+//! Redis holds only derived state. If a project's keys vanish (flush,
+//! restart), `reserve` answers `NOTREADY`, the server answers 503 and one
+//! replica (holding `:loading`) rebuilds the project from the database.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::{ProjectSnapshot, QueueBackend, QueueError, QueueResult, Reservation};
+
+/// Recomputes an item's membership of `:avail` from its hash.
+const REFRESH: &str = r#"
+local FRESH = 1125899906842624
+local function refresh(pp, item, overlap)
+  local fields = redis.call('HGETALL', pp .. ':i:' .. item)
+  local taken, needed, closed = 0, overlap, false
+  for i = 1, #fields, 2 do
+    local f = fields[i]
+    if f == 'n' then needed = tonumber(fields[i + 1])
+    elseif f == 'c' then closed = true
+    else taken = taken + 1 end
+  end
+  if closed or taken >= needed then
+    redis.call('ZREM', pp .. ':avail', item)
+  else
+    local score = tonumber(item)
+    if taken == 0 then score = score + FRESH end
+    redis.call('ZADD', pp .. ':avail', score, item)
+  end
+end
+local function overlap_of(pp)
+  return tonumber(redis.call('HGET', pp .. ':meta', 'overlap'))
+end
+"#;
+
+/// ARGV: prefix, user, count, now, until. Frees lapsed leases, then takes
+/// up to `count` items the user has not touched, in `:avail` order.
+const RESERVE: &str = r#"
+local pp, user, count, now, untils = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+if redis.call('HGET', pp .. ':meta', 'ready') ~= '1' then
+  return redis.error_reply('NOTREADY project not loaded')
+end
+local overlap = overlap_of(pp)
+local lapsed = redis.call('ZRANGEBYSCORE', pp .. ':exp', '-inf', now, 'LIMIT', 0, 500)
+for _, m in ipairs(lapsed) do
+  redis.call('ZREM', pp .. ':exp', m)
+  local sep = string.find(m, ':', 1, true)
+  local item, u = string.sub(m, 1, sep - 1), string.sub(m, sep + 1)
+  local h = pp .. ':i:' .. item
+  local v = redis.call('HGET', h, 'u' .. u)
+  if v and v ~= 'a' and tonumber(v) <= tonumber(now) then
+    redis.call('HDEL', h, 'u' .. u)
+    refresh(pp, item, overlap)
+  end
+end
+local field = 'u' .. user
+local picked = {}
+local offset = 0
+while #picked < count and offset < 20000 do
+  local page = redis.call('ZRANGE', pp .. ':avail', offset, offset + 199)
+  if #page == 0 then break end
+  for _, item in ipairs(page) do
+    if redis.call('HEXISTS', pp .. ':i:' .. item, field) == 0 then
+      picked[#picked + 1] = item
+      if #picked == count then break end
+    end
+  end
+  offset = offset + 200
+end
+for _, item in ipairs(picked) do
+  redis.call('HSET', pp .. ':i:' .. item, field, untils)
+  redis.call('ZADD', pp .. ':exp', untils, item .. ':' .. user)
+  refresh(pp, item, overlap)
+end
+return picked
+"#;
+
+/// ARGV: prefix, item, user. A lease became an answer.
+const ANSWERED: &str = r#"
+local pp, item, user = ARGV[1], ARGV[2], ARGV[3]
+redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
+redis.call('HSET', pp .. ':i:' .. item, 'u' .. user, 'a')
+local overlap = overlap_of(pp)
+if overlap then refresh(pp, item, overlap) end
+return 1
+"#;
+
+/// ARGV: prefix, item, user. A lease ended without an answer.
+const RELEASE: &str = r#"
+local pp, item, user = ARGV[1], ARGV[2], ARGV[3]
+local h = pp .. ':i:' .. item
+local v = redis.call('HGET', h, 'u' .. user)
+if v and v ~= 'a' then
+  redis.call('HDEL', h, 'u' .. user)
+  redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
+  local overlap = overlap_of(pp)
+  if overlap then refresh(pp, item, overlap) end
+end
+return 1
+"#;
+
+/// ARGV: prefix, item, needed (0 = closed).
+const SET_NEEDED: &str = r#"
+local pp, item, needed = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local h = pp .. ':i:' .. item
+if needed == 0 then
+  -- A closed item never comes back; drop its contributors to save memory.
+  local fields = redis.call('HKEYS', h)
+  for _, f in ipairs(fields) do
+    if string.sub(f, 1, 1) == 'u' then redis.call('ZREM', pp .. ':exp', item .. ':' .. string.sub(f, 2)) end
+  end
+  redis.call('DEL', h)
+  redis.call('HSET', h, 'c', '1')
+  redis.call('ZREM', pp .. ':avail', item)
+else
+  redis.call('HSET', h, 'n', needed)
+  local overlap = overlap_of(pp)
+  if overlap then refresh(pp, item, overlap) end
+end
+return 1
+"#;
+
+/// ARGV: prefix, overlap, then per item: id, needed, pair count, then
+/// (user, value) pairs where value is an expiry or `a`. Merges, never
+/// overwrites an answer, and refreshes each item.
+const LOAD_CHUNK: &str = r#"
+local pp, overlap = ARGV[1], tonumber(ARGV[2])
+redis.call('HSET', pp .. ':meta', 'overlap', overlap)
+local i = 3
+while i <= #ARGV do
+  local item, needed, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local h = pp .. ':i:' .. item
+  if redis.call('HEXISTS', h, 'c') == 0 then
+    if needed ~= overlap then redis.call('HSET', h, 'n', needed) end
+    for k = 0, n - 1 do
+      local user, value = ARGV[i + 3 + 2 * k], ARGV[i + 4 + 2 * k]
+      if value == 'a' then
+        redis.call('HSET', h, 'u' .. user, 'a')
+        redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
+      elseif redis.call('HSETNX', h, 'u' .. user, value) == 1 then
+        redis.call('ZADD', pp .. ':exp', value, item .. ':' .. user)
+      end
+    end
+    refresh(pp, item, overlap)
+  end
+  i = i + 3 + 2 * n
+end
+return 1
+"#;
+
+pub struct RedisQueue {
+    conn: ConnectionManager,
+    prefix: String,
+    reserve: Script,
+    answered: Script,
+    release: Script,
+    set_needed: Script,
+    load_chunk: Script,
+}
+
+fn unavailable(e: redis::RedisError) -> QueueError {
+    QueueError::Unavailable(format!("redis: {e}"))
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{REFRESH}\n{body}"))
+}
+
+impl RedisQueue {
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisQueue> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(RedisQueue {
+            conn,
+            prefix: prefix.to_owned(),
+            reserve: script(RESERVE),
+            answered: script(ANSWERED),
+            release: script(RELEASE),
+            set_needed: script(SET_NEEDED),
+            load_chunk: script(LOAD_CHUNK),
+        })
+    }
+
+    fn pp(&self, project: i64) -> String {
+        format!("{}:p{project}", self.prefix)
+    }
+
+    async fn run(&self, s: &Script, args: &[String]) -> QueueResult<()> {
+        let mut inv = s.prepare_invoke();
+        for a in args {
+            inv.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        inv.invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    /// Deletes every key of this queue's prefix: what a Redis flush does,
+    /// without disturbing other users of the same Redis (tests).
+    pub async fn flush_prefix(&self) -> anyhow::Result<u64> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<'_, String> =
+                conn.scan_match(format!("{}:*", self.prefix)).await?;
+            let mut out = Vec::new();
+            while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+                out.push(k?);
+            }
+            out
+        };
+        let mut conn = self.conn.clone();
+        for chunk in keys.chunks(500) {
+            let _: () = conn.del(chunk).await?;
+        }
+        Ok(keys.len() as u64)
+    }
+}
+
+/// Items per load script call: big enough to load a million items in a
+/// few hundred round trips, small enough not to stall Redis.
+const LOAD_CHUNK_ITEMS: usize = 2000;
+
+#[async_trait::async_trait]
+impl QueueBackend for RedisQueue {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn health(&self) -> QueueResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn is_loaded(&self, project: i64) -> QueueResult<bool> {
+        let mut conn = self.conn.clone();
+        let ready: Option<String> = conn
+            .hget(format!("{}:meta", self.pp(project)), "ready")
+            .await
+            .map_err(unavailable)?;
+        Ok(ready.as_deref() == Some("1"))
+    }
+
+    async fn try_begin_load(&self, project: i64) -> QueueResult<bool> {
+        let mut conn = self.conn.clone();
+        let got: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:loading", self.pp(project)))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(120_000)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(got.is_some())
+    }
+
+    async fn load(&self, snapshot: ProjectSnapshot) -> QueueResult<()> {
+        let pp = self.pp(snapshot.project_id);
+        for chunk in snapshot.items.chunks(LOAD_CHUNK_ITEMS) {
+            let mut args = vec![pp.clone(), snapshot.overlap.to_string()];
+            for it in chunk {
+                args.push(it.item_id.to_string());
+                args.push(it.needed.to_string());
+                args.push((it.answered_by.len() + it.holders.len()).to_string());
+                for u in &it.answered_by {
+                    args.push(u.to_string());
+                    args.push("a".into());
+                }
+                for (u, until) in &it.holders {
+                    args.push(u.to_string());
+                    args.push(until.to_string());
+                }
+            }
+            self.run(&self.load_chunk, &args).await?;
+        }
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .hset(format!("{pp}:meta"), "ready", "1")
+            .await
+            .map_err(unavailable)?;
+        let _: () = conn
+            .del(format!("{pp}:loading"))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn unload(&self, project: i64) -> QueueResult<()> {
+        // Dropping the ready flag is enough to stop leasing; the item keys
+        // of a closed project are removed with the prefix scan below.
+        let pp = self.pp(project);
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(&[
+                format!("{pp}:meta"),
+                format!("{pp}:avail"),
+                format!("{pp}:exp"),
+            ])
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reserve(
+        &self,
+        project: i64,
+        user: i64,
+        count: usize,
+        now: i64,
+        until: i64,
+    ) -> QueueResult<Vec<Reservation>> {
+        let mut conn = self.conn.clone();
+        let picked: Result<Vec<i64>, _> = self
+            .reserve
+            .arg(self.pp(project))
+            .arg(user)
+            .arg(count)
+            .arg(now)
+            .arg(until)
+            .invoke_async(&mut conn)
+            .await;
+        match picked {
+            Ok(items) => Ok(items
+                .into_iter()
+                .map(|item_id| Reservation { item_id })
+                .collect()),
+            Err(e) if e.code() == Some("NOTREADY") => Err(QueueError::NotLoaded(project)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn release(&self, project: i64, item: i64, user: i64) -> QueueResult<()> {
+        self.run(
+            &self.release,
+            &[self.pp(project), item.to_string(), user.to_string()],
+        )
+        .await
+    }
+
+    async fn answered(&self, project: i64, item: i64, user: i64) -> QueueResult<()> {
+        self.run(
+            &self.answered,
+            &[self.pp(project), item.to_string(), user.to_string()],
+        )
+        .await
+    }
+
+    async fn set_needed(&self, project: i64, item: i64, needed: Option<u32>) -> QueueResult<()> {
+        let n = needed.unwrap_or(0).to_string();
+        self.run(&self.set_needed, &[self.pp(project), item.to_string(), n])
+            .await
+    }
+}

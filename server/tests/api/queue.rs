@@ -1,0 +1,220 @@
+//! The queue at scale: batches, ordering, replicas, flushes.
+
+use std::sync::{Arc, Barrier};
+
+use sahel_protocol::Micros;
+use sahel_protocol::api::{self, AnswerStatus};
+use sahel_worker::client::Client;
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[test]
+fn batch_leases_and_batch_submissions_are_judged_one_by_one() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 6, 2);
+    let (_, c) = contributor(&app, "batcher");
+    let (_, other) = contributor(&app, "other");
+    let tasks = c.lease(p.id, 5).unwrap();
+    assert_eq!(tasks.len(), 5);
+    let theirs = other.lease(p.id, 1).unwrap().remove(0);
+
+    let mut batch: Vec<api::SubmitAnswer> =
+        tasks[..3].iter().map(|t| answer(t, &truth(t))).collect();
+    batch.push(api::SubmitAnswer {
+        answer: json!({"label": "furious"}),
+        ..answer(&tasks[3], "x")
+    });
+    batch.push(answer(&theirs, "positive"));
+    let results = c.submit_batch(batch.clone()).unwrap();
+    assert_eq!(results.len(), 5);
+    let ids: Vec<i64> = results[..3]
+        .iter()
+        .map(|r| r.submission.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(
+        results[3].error.as_ref().unwrap().kind,
+        "urn:sahel:problem:invalid-answer"
+    );
+    assert_eq!(
+        results[4].error.as_ref().unwrap().kind,
+        "urn:sahel:problem:foreign-lease"
+    );
+    assert_eq!(answers_in_db(&app, p.id), 3);
+
+    // Retrying the whole batch doubles nothing and returns the same ids.
+    let again = c.submit_batch(batch).unwrap();
+    let again_ids: Vec<i64> = again[..3]
+        .iter()
+        .map(|r| r.submission.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(ids, again_ids);
+    assert_eq!(answers_in_db(&app, p.id), 3);
+
+    let too_many: Vec<api::SubmitAnswer> =
+        (0..101).map(|_| answer(&tasks[4], "positive")).collect();
+    assert_problem(c.submit_batch(too_many), 422, "invalid-count");
+    assert_problem(c.lease(p.id, 101), 422, "invalid-count");
+}
+
+#[test]
+fn items_already_started_are_finished_before_new_ones_in_import_order() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 4, 2);
+    let (_, a) = contributor(&app, "first");
+    let (_, b) = contributor(&app, "second");
+    let a1 = a.lease(p.id, 1).unwrap().remove(0);
+    let a2 = a.lease(p.id, 1).unwrap().remove(0);
+    assert!(a1.item_id < a2.item_id, "fresh items go in import order");
+    a.submit(&answer(&a2, "positive")).unwrap();
+    // b is offered the started items (a1 leased, a2 answered) before item 3.
+    let got: Vec<i64> = b
+        .lease(p.id, 3)
+        .unwrap()
+        .iter()
+        .map(|t| t.item_id)
+        .collect();
+    assert_eq!(got[..2], [a1.item_id, a2.item_id]);
+    assert!(got[2] > a2.item_id);
+}
+
+#[test]
+fn next_task_from_any_project_follows_project_priority() {
+    let app = spawn_app();
+    let (_, b) = buyer(&app, "prio", 100);
+    let mk = |priority: i32| {
+        let mut spec = project_spec(1, 1_000, 2_000);
+        spec.priority = priority;
+        let p = b.create_project(&spec).unwrap();
+        b.import_items(p.id, "jsonl", items_jsonl(2).as_bytes())
+            .unwrap();
+        b.fund(p.id, "f").unwrap()
+    };
+    let low = mk(1);
+    let high = mk(5);
+    let (_, c) = contributor(&app, "anywhere");
+    let tasks = c.lease_any(3).unwrap();
+    let projects: Vec<i64> = tasks.iter().map(|t| t.project_id).collect();
+    assert_eq!(projects, vec![high.id, high.id, low.id]);
+    assert_eq!(
+        c.lease_any(5).unwrap().len(),
+        1,
+        "one item of the low project is left"
+    );
+    assert!(
+        b.lease_any(1).is_err(),
+        "buyers without the contributor role cannot lease"
+    );
+}
+
+#[test]
+fn three_replicas_on_one_database_and_redis_behave_as_one_server() {
+    let app = spawn_app();
+    if !have_pg_and_redis(&app) {
+        return;
+    }
+    let replicas = [app.spawn_replica(), app.spawn_replica()];
+    let (_, p) = funded_project(&app, 40, 3);
+    let addresses: Vec<String> = std::iter::once(app.address.clone())
+        .chain(replicas.iter().map(|r| r.address.clone()))
+        .collect();
+    let people: Vec<(i64, Client)> = (0..8)
+        .map(|i| contributor(&app, &format!("r{i}")))
+        .collect();
+    let start = Arc::new(Barrier::new(people.len()));
+    let handles: Vec<_> = people
+        .iter()
+        .map(|(_, c)| {
+            let clients: Vec<Client> = addresses.iter().map(|a| c.with_base(a)).collect();
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                work_until_done(&clients, p.id)
+            })
+        })
+        .collect();
+    let stats: Vec<WorkStats> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let answered: u32 = stats.iter().map(|s| s.answered).sum();
+    assert_eq!(
+        answered, 120,
+        "40 items x overlap 3, none over-assigned: {stats:?}"
+    );
+    assert_eq!(
+        stats.iter().map(|s| s.refused).sum::<u32>(),
+        0,
+        "no lease was ever handed out twice"
+    );
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 40);
+    assert_queue_invariants(&app, p.id);
+    for (id, _) in &people {
+        let accepted = app.block_on(async {
+            use sahel_server::queue::entity::answer;
+            use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+            answer::Entity::find()
+                .filter(answer::Column::UserId.eq(*id))
+                .filter(answer::Column::Status.eq("accepted"))
+                .count(app.db())
+                .await
+        });
+        assert_eq!(
+            balance_of(&app, *id),
+            Micros(10_000 * accepted.unwrap() as i64),
+            "no double credit"
+        );
+    }
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn a_redis_flush_in_the_middle_of_a_run_loses_and_doubles_nothing() {
+    let app = spawn_app();
+    if !app.uses_redis() {
+        assert!(
+            !sahel_server::testing::require_services(),
+            "needs REDIS_URL"
+        );
+        eprintln!("skipped: needs Redis (REDIS_URL)");
+        return;
+    }
+    let (_, p) = funded_project(&app, 30, 3);
+    let people: Vec<(i64, Client)> = (0..5)
+        .map(|i| contributor(&app, &format!("f{i}")))
+        .collect();
+    // Some answers before the flush.
+    for (_, c) in &people[..3] {
+        for t in c.lease(p.id, 4).unwrap() {
+            c.submit(&answer(&t, &truth(&t))).unwrap();
+        }
+    }
+    let held = people[3].1.lease(p.id, 2).unwrap();
+    let before = answers_in_db(&app, p.id);
+    assert_eq!(before, 12);
+    assert!(app.flush_redis() > 0);
+
+    // The first lease after the flush sees the queue rebuilding.
+    let (_, probe) = contributor(&app, "probe");
+    let first = probe.lease(p.id, 1);
+    assert_problem(first, 503, "queue-rebuilding");
+
+    // A lease taken before the flush is still answerable: it is in the database.
+    for t in &held {
+        let s = people[3].1.submit(&answer(t, &truth(t))).unwrap();
+        assert_ne!(s.status, AnswerStatus::Rejected);
+    }
+    let clients: Vec<Client> = people.iter().map(|(_, c)| c.clone()).collect();
+    let handles: Vec<_> = clients
+        .into_iter()
+        .map(|c| std::thread::spawn(move || work_until_done(&[c], p.id)))
+        .collect();
+    let stats: Vec<WorkStats> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let after: u32 = stats.iter().map(|s| s.answered).sum();
+    assert_eq!(
+        before as u32 + 2 + after,
+        90,
+        "every answer kept, none doubled: {stats:?}"
+    );
+    assert_eq!(answers_in_db(&app, p.id), 90);
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 30);
+    assert_queue_invariants(&app, p.id);
+    assert_ledger_clean(&app);
+}
