@@ -44,6 +44,7 @@ impl Application {
             db,
             queue,
             config: Arc::new(config.clone()),
+            metrics: Default::default(),
         };
         if config.demo {
             demo::load(&state)

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::Db;
 use crate::queue::QueueBackend;
+use crate::telemetry::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub queue: Arc<dyn QueueBackend>,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
 }

@@ -1,4 +1,8 @@
-//! Logging through `tracing`, filtered by `RUST_LOG` (default `info`).
+//! Logging through `tracing` (filtered by `RUST_LOG`, default `info`) and
+//! the counters `/metrics` serves in Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,4 +13,84 @@ pub fn init() {
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
+}
+
+/// Monotonic counters of this process.
+#[derive(Default)]
+pub struct Metrics {
+    pub leases_granted: AtomicU64,
+    pub answers_recorded: AtomicU64,
+    pub items_closed: AtomicU64,
+    pub queue_rebuilds: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of the counters and the process's
+    /// memory (current and peak resident set, from /proc on Linux).
+    pub fn render(&self, queue_backend: &str) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "sahel_leases_granted_total",
+            "Task leases handed out.",
+            self.leases_granted.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_answers_recorded_total",
+            "Answers committed.",
+            self.answers_recorded.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_items_closed_total",
+            "Items resolved or closed without consensus.",
+            self.items_closed.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_queue_rebuilds_total",
+            "Projects loaded into the queue from the database.",
+            self.queue_rebuilds.load(Ordering::Relaxed),
+        );
+        let (rss, peak) = process_memory();
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_peak_resident_memory_bytes Peak resident memory.\n# TYPE process_peak_resident_memory_bytes gauge\nprocess_peak_resident_memory_bytes {peak}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sahel_queue_backend The task queue backend in use.\n# TYPE sahel_queue_backend gauge\nsahel_queue_backend{{backend=\"{queue_backend}\"}} 1"
+        );
+        out
+    }
+}
+
+/// (resident, peak resident) bytes of a process, from `/proc/<pid>/status`;
+/// zeros where that file does not exist.
+pub fn memory_of(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+pub fn process_memory() -> (u64, u64) {
+    memory_of("self")
 }

@@ -35,7 +35,8 @@ struct PgScratch {
     url: String,
 }
 
-fn with_database(url: &str, name: &str) -> String {
+/// The URL of database `name` on the server that `url` points at.
+pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -50,18 +51,50 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Creates a fresh, empty database next to the one `admin_url` names and
+/// returns its URL (tests and benchmarks start from nothing).
+pub async fn create_scratch_database(admin_url: &str, prefix: &str) -> anyhow::Result<String> {
+    let name = format!("{prefix}_{}", accounts::random_hex(8));
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    admin.close().await?;
+    Ok(with_database(admin_url, &name))
+}
+
+/// Drops a database made by [`create_scratch_database`].
+pub async fn drop_scratch_database(admin_url: &str, url: &str) -> anyhow::Result<()> {
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
 impl PgScratch {
     async fn create(admin_url: &str) -> anyhow::Result<PgScratch> {
-        let name = format!("sahel_test_{}", accounts::random_hex(8));
-        let admin = Database::connect(admin_url).await?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await?;
-        admin.close().await?;
+        let url = create_scratch_database(admin_url, "sahel_test").await?;
+        let name = url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         Ok(PgScratch {
             admin_url: admin_url.to_owned(),
-            url: with_database(admin_url, &name),
             name,
+            url,
         })
     }
 

@@ -157,9 +157,21 @@ pub fn to_api_user(u: &user::Model) -> api::User {
     }
 }
 
-/// Argon2 is deliberately slow: hashing runs on the blocking pool so it
-/// never stalls an HTTP worker.
+/// Argon2 is deliberately slow and memory-hard (19 MiB per hash): hashing
+/// runs on the blocking pool so it never stalls an HTTP worker, and at most
+/// a few at a time so a burst of log-ins cannot exhaust memory.
+fn hashing_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 async fn hash_password(password: String) -> Result<String> {
+    let _permit = hashing_permits()
+        .acquire()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     tokio::task::spawn_blocking(move || {
         let mut salt_bytes = [0u8; 16];
         getrandom::fill(&mut salt_bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -175,6 +187,10 @@ async fn hash_password(password: String) -> Result<String> {
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool> {
+    let _permit = hashing_permits()
+        .acquire()
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     tokio::task::spawn_blocking(move || {
         let parsed =
             PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;

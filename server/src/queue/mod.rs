@@ -28,6 +28,7 @@ use crate::error::{ClientKind, Error, Result, is_unique_violation};
 use crate::projects::entity::{item, project};
 use crate::projects::{self, Project};
 use crate::state::AppState;
+use crate::telemetry::Metrics;
 use entity::{answer, lease};
 
 /// Most tasks one lease call hands out.
@@ -214,6 +215,7 @@ pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
     let snap = snapshot(&state.db.conn, project_id, now_ms()).await?;
     let items = snap.items.len();
     state.queue.load(snap).await?;
+    Metrics::add(&state.metrics.queue_rebuilds, 1);
     tracing::info!(
         project = project_id,
         items,
@@ -280,6 +282,7 @@ pub async fn lease(
                     tracing::warn!(error = %e, "could not correct the queue");
                 }
             }
+            Metrics::add(&state.metrics.leases_granted, tasks.len() as u64);
             Ok(tasks)
         }
         Err(e) => {
@@ -554,6 +557,10 @@ async fn submit_once(
         .await?
         .unwrap_or(a);
     tx.commit().await?;
+    Metrics::add(&state.metrics.answers_recorded, 1);
+    if outcome == Outcome::Closed {
+        Metrics::add(&state.metrics.items_closed, 1);
+    }
 
     // The database has it; now tell the queue. A failure here only makes
     // the queue stale, and the next rebuild corrects it.

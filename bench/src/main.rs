@@ -1,0 +1,634 @@
+//! `sahel-bench`: a load generator for the task queue.
+//!
+//! It creates a funded bounty of N items, then runs K simulated
+//! contributors over HTTP, each with its own ed25519 key, looping
+//! lease -> signed submit until the bounty is done or the time bound
+//! passes. It reports answers per second, lease and submit latency
+//! percentiles, errors by kind and the servers' peak RSS, then checks the
+//! queue and ledger invariants on the database.
+//!
+//! Without `--url` it starts its own server processes (this same binary in
+//! a hidden `serve` mode, so each server's memory is measured on its own):
+//! one on the embedded default, or `--servers N` against `DATABASE_URL` and
+//! `REDIS_URL`, each run on a fresh database.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::SigningKey;
+use sahel_protocol::Micros;
+use sahel_protocol::api::{self, Role, TaskType};
+use sahel_server::config::Config;
+use sahel_worker::client::{ApiError, Auth, Client};
+use serde_json::json;
+
+const CLASSES: [&str; 3] = ["positive", "negative", "neutral"];
+const ADMIN_EMAIL: &str = "bench-admin@sahel.bench";
+const ADMIN_PASSWORD: &str = "bench-admin-password";
+
+#[derive(Parser)]
+#[command(
+    name = "sahel-bench",
+    about = "Load-test the Sahel task queue with simulated contributors"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Target already-running servers (repeatable). Without it, the bench
+    /// starts its own.
+    #[arg(long)]
+    url: Vec<String>,
+    /// Servers to start when no --url is given (more than one needs
+    /// DATABASE_URL and REDIS_URL).
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+    /// PostgreSQL server: a fresh database is created on it for the run.
+    /// With --url, the database the servers use (for the invariant checks).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Redis for the shared queue of started servers.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Items in the bounty.
+    #[arg(long, default_value_t = 10_000)]
+    items: usize,
+    /// Simulated contributors, each a thread with its own key.
+    #[arg(long, default_value_t = 64)]
+    contributors: usize,
+    /// Answers per item.
+    #[arg(long, default_value_t = 3)]
+    overlap: u32,
+    /// Stop after this many seconds even if the bounty is not done.
+    #[arg(long, default_value_t = 300)]
+    max_secs: u64,
+    /// Share of answers that disagree with the item's truth (creates ties).
+    #[arg(long, default_value_t = 0.05)]
+    noise: f64,
+    /// HTTP worker threads per started server.
+    #[arg(long, default_value_t = 2)]
+    server_workers: usize,
+    /// Admin credentials on a --url server (to fund the buyer).
+    #[arg(long, default_value = ADMIN_EMAIL)]
+    admin_email: String,
+    #[arg(long, env = "SAHEL_ADMIN_PASSWORD", default_value = ADMIN_PASSWORD)]
+    admin_password: String,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one server (used by the bench itself).
+    #[command(hide = true)]
+    Serve {
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Cmd::Serve { config }) = args.command {
+        return serve(config);
+    }
+    run(args)
+}
+
+/// The server side of a bench run: a normal server plus the bench admin.
+fn serve(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = sahel_server::startup::Application::build(config).await?;
+        sahel_server::accounts::ensure_admin(
+            &app.state().db,
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            "Bench admin",
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("SAHEL_BENCH_PORT={}", app.port());
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
+struct Servers {
+    urls: Vec<String>,
+    children: Vec<Child>,
+    database_url: String,
+    data_dir: Option<PathBuf>,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(d) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Servers> {
+    if !args.url.is_empty() {
+        let database_url = args
+            .database_url
+            .clone()
+            .context("--url needs --database-url for the invariant checks")?;
+        return Ok(Servers {
+            urls: args.url.clone(),
+            children: vec![],
+            database_url,
+            data_dir: None,
+        });
+    }
+    if args.servers > 1 && (args.database_url.is_none() || args.redis_url.is_none()) {
+        bail!(
+            "--servers {} needs DATABASE_URL and REDIS_URL (replicas share PostgreSQL and Redis)",
+            args.servers
+        );
+    }
+    let data_dir = std::env::temp_dir().join(format!(
+        "sahel-bench-{}",
+        sahel_server::accounts::random_hex(4)
+    ));
+    let database_url = match &args.database_url {
+        Some(url) => rt.block_on(sahel_server::testing::create_scratch_database(
+            url,
+            "sahel_bench",
+        ))?,
+        None => format!("sqlite://{}?mode=rwc", data_dir.join("sahel.db").display()),
+    };
+    let prefix = format!("sahel-bench-{}", sahel_server::accounts::random_hex(4));
+    let exe = std::env::current_exe()?;
+    let mut servers = Servers {
+        urls: vec![],
+        children: vec![],
+        database_url: database_url.clone(),
+        data_dir: Some(data_dir.clone()),
+    };
+    for _ in 0..args.servers {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("serve")
+            .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args([
+                "--workers",
+                &args.server_workers.to_string(),
+                "--db-pool",
+                "32",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        if let Some(r) = &args.redis_url {
+            cmd.args(["--redis-url", r, "--redis-prefix", &prefix]);
+        }
+        let mut child = cmd.spawn().context("starting a server process")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .context("the server exited before listening")??;
+            if let Some(p) = line.strip_prefix("SAHEL_BENCH_PORT=") {
+                break p.trim().to_owned();
+            }
+        };
+        // Keep draining the pipe so the server never blocks on a full one.
+        std::thread::spawn(move || for _ in lines {});
+        servers.urls.push(format!("http://127.0.0.1:{port}"));
+        servers.children.push(child);
+    }
+    Ok(servers)
+}
+
+fn new_key(seed: usize) -> SigningKey {
+    let mut bytes: [u8; 32] = hex::decode(sahel_server::accounts::random_hex(32))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    bytes[0] ^= seed as u8;
+    SigningKey::from_bytes(&bytes)
+}
+
+/// Creates the buyer, the funded bounty, and the contributors' accounts.
+fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, Vec<Client>)> {
+    let anon = Client::new(&urls[0], Auth::None);
+    let admin = anon
+        .login(&api::LoginRequest {
+            email: args.admin_email.clone(),
+            password: args.admin_password.clone(),
+            token_label: None,
+        })
+        .context("logging in as the admin")?;
+    let admin = anon.with_auth(Auth::Bearer(admin.token));
+    let tag = sahel_server::accounts::random_hex(4);
+    let register = |email: String, roles: Vec<Role>| {
+        anon.register(&api::RegisterRequest {
+            email,
+            password: "bench-password".into(),
+            display_name: "bench".into(),
+            roles,
+        })
+    };
+    let buyer = register(format!("buyer-{tag}@sahel.bench"), vec![Role::Buyer])?;
+    let reward = 1_000i64;
+    let budget = Micros(reward * args.overlap as i64 * args.items as i64);
+    admin.deposit(&api::DepositRequest {
+        user_id: buyer.user.id,
+        amount: budget,
+        idempotency_key: format!("bench-{tag}"),
+    })?;
+    let b = anon.with_auth(Auth::Bearer(buyer.token));
+    let p = b.create_project(&api::CreateProject {
+        title: format!("bench {tag}"),
+        instructions: "Pick the sentiment.".into(),
+        task_type: TaskType::Classification,
+        schema: json!({ "classes": CLASSES }),
+        overlap: args.overlap,
+        reward: Micros(reward),
+        budget,
+        priority: 0,
+    })?;
+    let started = Instant::now();
+    let mut chunk = String::new();
+    for i in 0..args.items {
+        chunk.push_str(&format!(
+            "{{\"text\":\"bench review {i}\",\"truth\":\"{}\"}}\n",
+            CLASSES[i % 3]
+        ));
+        if (i + 1) % 20_000 == 0 || i + 1 == args.items {
+            b.import_items(p.id, "jsonl", chunk.as_bytes())?;
+            chunk.clear();
+        }
+    }
+    b.fund(p.id, "bench-fund")?;
+    eprintln!(
+        "bounty {} with {} items imported and funded in {:.1?}",
+        p.id,
+        args.items,
+        started.elapsed()
+    );
+
+    let handles: Vec<_> = (0..args.contributors)
+        .map(|i| {
+            let anon = Client::new(&urls[i % urls.len()], Auth::None);
+            let email = format!("c{i}-{tag}@sahel.bench");
+            std::thread::spawn(move || -> anyhow::Result<Client> {
+                let reg = anon.register(&api::RegisterRequest {
+                    email,
+                    password: "bench-password".into(),
+                    display_name: format!("contributor {i}"),
+                    roles: vec![Role::Contributor],
+                })?;
+                let key = new_key(i);
+                anon.with_auth(Auth::Bearer(reg.token))
+                    .link_key(reg.user.id, &key, None)?;
+                Ok(anon.with_auth(Auth::Key(key)))
+            })
+        })
+        .collect();
+    let clients = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((p.id, clients))
+}
+
+#[derive(Default)]
+struct ThreadResult {
+    lease_us: Vec<u32>,
+    submit_us: Vec<u32>,
+    answers: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+fn error_kind(op: &str, e: &ApiError) -> String {
+    match e.code() {
+        Some(code) => format!("{op} {} {code}", e.status),
+        None if e.is_transport() => format!("{op} transport"),
+        None => format!("{op} {}", e.status),
+    }
+}
+
+/// One simulated contributor: lease, answer, repeat; bounded in rounds
+/// and in time.
+fn contributor_loop(
+    c: Client,
+    project: i64,
+    seed: u64,
+    noise: f64,
+    deadline: Instant,
+    max_rounds: usize,
+) -> ThreadResult {
+    let mut r = ThreadResult::default();
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..max_rounds {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let t0 = Instant::now();
+        let leased = c.lease(project, 1);
+        r.lease_us.push(t0.elapsed().as_micros() as u32);
+        let task = match leased {
+            Ok(mut tasks) if !tasks.is_empty() => tasks.remove(0),
+            Ok(_) => break,
+            Err(e) => {
+                *r.errors.entry(error_kind("lease", &e)).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let truth = task.data["truth"].as_str().unwrap_or("positive").to_owned();
+        let label = if (next() % 10_000) as f64 / 10_000.0 < noise {
+            CLASSES[(next() % 3) as usize].to_owned()
+        } else {
+            truth
+        };
+        let t1 = Instant::now();
+        let res = c.submit(&api::SubmitAnswer {
+            lease_id: task.lease_id,
+            answer: json!({ "label": label }),
+            idempotency_key: format!("lease-{}", task.lease_id),
+        });
+        r.submit_us.push(t1.elapsed().as_micros() as u32);
+        match res {
+            Ok(_) => r.answers += 1,
+            Err(e) => *r.errors.entry(error_kind("submit", &e)).or_default() += 1,
+        }
+    }
+    r
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+fn peak_rss(servers: &Servers) -> Vec<u64> {
+    if !servers.children.is_empty() {
+        return servers
+            .children
+            .iter()
+            .map(|c| sahel_server::telemetry::memory_of(&c.id().to_string()).1)
+            .collect();
+    }
+    servers
+        .urls
+        .iter()
+        .map(|u| {
+            let res = Client::new(u, Auth::None)
+                .raw("GET", "/metrics", None, "")
+                .ok();
+            res.and_then(|r| {
+                r.text().lines().find_map(|l| {
+                    l.strip_prefix("process_peak_resident_memory_bytes ")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The queue and ledger invariants, read from the database rows.
+async fn check_invariants(
+    database_url: &str,
+    project: i64,
+    finished: bool,
+) -> anyhow::Result<Vec<String>> {
+    use sahel_server::projects::entity::item;
+    use sahel_server::queue::entity::answer;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    use std::collections::{HashMap, HashSet};
+
+    let db = sahel_server::db::Db::connect(database_url, 4).await?;
+    let mut problems = Vec::new();
+    let items: Vec<(i64, i32, i32, String)> = item::Entity::find()
+        .select_only()
+        .columns([
+            item::Column::Id,
+            item::Column::Needed,
+            item::Column::AnswersCount,
+            item::Column::Status,
+        ])
+        .filter(item::Column::ProjectId.eq(project))
+        .into_tuple()
+        .all(&db.conn)
+        .await?;
+    let answers: Vec<(i64, i64)> = answer::Entity::find()
+        .select_only()
+        .columns([answer::Column::ItemId, answer::Column::UserId])
+        .filter(answer::Column::ProjectId.eq(project))
+        .into_tuple()
+        .all(&db.conn)
+        .await?;
+    let mut per_item: HashMap<i64, i32> = HashMap::new();
+    let mut pairs = HashSet::new();
+    for (item, user) in &answers {
+        *per_item.entry(*item).or_default() += 1;
+        if !pairs.insert((*item, *user)) {
+            problems.push(format!("user {user} answered item {item} twice"));
+        }
+    }
+    let mut open = 0;
+    for (id, needed, count, status) in &items {
+        let n = per_item.get(id).copied().unwrap_or(0);
+        if n != *count {
+            problems.push(format!("item {id}: counter {count} but {n} answer rows"));
+        }
+        if n > *needed {
+            problems.push(format!("item {id}: {n} answers but needed {needed}"));
+        }
+        if status == "open" {
+            open += 1;
+        }
+    }
+    if finished && open > 0 {
+        problems.push(format!(
+            "{open} items still open after every contributor ran out of tasks"
+        ));
+    }
+    let audit = sahel_server::ledger::audit(&db.conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !audit.is_clean() {
+        problems.push(format!("ledger audit: {audit:?}"));
+    }
+    Ok(problems)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let servers = start_servers(&args, &rt)?;
+    let (project, clients) = setup(&args, &servers.urls)?;
+    let k = clients.len();
+    let deadline = Instant::now() + Duration::from_secs(args.max_secs);
+    let max_rounds = args.items * (2 * args.overlap as usize) / k.max(1) + 1_000;
+    let barrier = Arc::new(Barrier::new(k + 1));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let barrier = barrier.clone();
+            let noise = args.noise;
+            std::thread::spawn(move || {
+                barrier.wait();
+                contributor_loop(
+                    c,
+                    project,
+                    0x9E37_79B9_7F4A_7C15 ^ (i as u64 * 7919),
+                    noise,
+                    deadline,
+                    max_rounds,
+                )
+            })
+        })
+        .collect();
+    barrier.wait();
+    let started = Instant::now();
+    let results: Vec<ThreadResult> = handles
+        .into_iter()
+        .map(|h| h.join().expect("contributor thread"))
+        .collect();
+    let elapsed = started.elapsed();
+    let timed_out = Instant::now() >= deadline;
+
+    let mut lease: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.lease_us.iter().copied())
+        .collect();
+    let mut submit: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.submit_us.iter().copied())
+        .collect();
+    lease.sort_unstable();
+    submit.sort_unstable();
+    let answers: u64 = results.iter().map(|r| r.answers).sum();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &results {
+        for (kind, n) in &r.errors {
+            *errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+    let rss = peak_rss(&servers);
+    let problems = rt.block_on(check_invariants(&servers.database_url, project, !timed_out))?;
+    let backend = match (&args.database_url, &args.redis_url) {
+        (Some(_), Some(_)) => "postgresql+redis",
+        (Some(_), None) => "postgresql+in-process",
+        (None, Some(_)) => "sqlite+redis",
+        (None, None) => "sqlite+in-process",
+    };
+    let summary = json!({
+        "setup": backend,
+        "servers": servers.urls.len(),
+        "items": args.items,
+        "contributors": k,
+        "overlap": args.overlap,
+        "answers": answers,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "answers_per_s": answers as f64 / elapsed.as_secs_f64(),
+        "lease_ms": { "p50": percentile(&lease, 0.50), "p99": percentile(&lease, 0.99), "n": lease.len() },
+        "submit_ms": { "p50": percentile(&submit, 0.50), "p99": percentile(&submit, 0.99), "n": submit.len() },
+        "errors": errors,
+        "server_peak_rss_mb": rss.iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
+        "timed_out": timed_out,
+        "invariants_ok": problems.is_empty(),
+        "invariant_problems": problems.iter().take(20).collect::<Vec<_>>(),
+    });
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "setup            {backend}, {} server(s), {} items, {k} contributors, overlap {}",
+            servers.urls.len(),
+            args.items,
+            args.overlap
+        );
+        println!(
+            "answers          {answers} in {:.2} s = {:.0} answers/s{}",
+            elapsed.as_secs_f64(),
+            answers as f64 / elapsed.as_secs_f64(),
+            if timed_out {
+                " (time bound reached)"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "lease  latency   p50 {:.2} ms  p99 {:.2} ms  ({} calls)",
+            percentile(&lease, 0.5),
+            percentile(&lease, 0.99),
+            lease.len()
+        );
+        println!(
+            "submit latency   p50 {:.2} ms  p99 {:.2} ms  ({} calls)",
+            percentile(&submit, 0.5),
+            percentile(&submit, 0.99),
+            submit.len()
+        );
+        println!(
+            "errors           {}",
+            if errors.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{errors:?}")
+            }
+        );
+        println!(
+            "server peak RSS  {}",
+            rss.iter()
+                .map(|b| format!("{:.0} MB", *b as f64 / 1048576.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "invariants       {}",
+            if problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("VIOLATED: {problems:?}")
+            }
+        );
+    }
+    let clean = problems.is_empty();
+    let scratch = servers
+        .data_dir
+        .is_some()
+        .then(|| servers.database_url.clone());
+    drop(servers);
+    if let (Some(admin_url), Some(url)) = (&args.database_url, scratch) {
+        rt.block_on(sahel_server::testing::drop_scratch_database(
+            admin_url, &url,
+        ))?;
+    }
+    if !clean {
+        std::process::exit(2);
+    }
+    Ok(())
+}
