@@ -45,6 +45,7 @@ impl Application {
             queue,
             config: Arc::new(config.clone()),
             metrics: Default::default(),
+            projects: Default::default(),
         };
         if config.demo {
             demo::load(&state)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::projects::ProjectCache;
 use crate::queue::QueueBackend;
 use crate::telemetry::Metrics;
 
@@ -13,4 +14,5 @@ pub struct AppState {
     pub queue: Arc<dyn QueueBackend>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub projects: Arc<ProjectCache>,
 }

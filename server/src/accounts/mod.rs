@@ -7,14 +7,16 @@
 
 pub mod entity;
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
 use sahel_protocol::Timestamp;
 use sahel_protocol::api::{self, Role};
 use sahel_protocol::signing::{self, MAX_CLOCK_SKEW_SECS, RequestParts};
+use sea_orm::JoinType;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 
@@ -157,52 +159,112 @@ pub fn to_api_user(u: &user::Model) -> api::User {
     }
 }
 
-/// Argon2 is deliberately slow and memory-hard (19 MiB per hash): hashing
-/// runs on the blocking pool so it never stalls an HTTP worker, and at most
-/// a few at a time so a burst of log-ins cannot exhaust memory.
-fn hashing_permits() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+/// Argon2 is deliberately slow and memory-hard (19 MiB per hash). Hashes
+/// run on a dedicated two-thread runtime: never on an HTTP worker, at most
+/// two at a time, and always on the same two threads, so the allocator's
+/// per-thread arenas retain at most two hashes' worth of memory (on the
+/// shared blocking pool every new thread kept its own 19 MiB).
+fn hashing_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sahel-argon2")
+            .build()
+            .expect("the password hashing threads start")
     })
 }
 
-async fn hash_password(password: String) -> Result<String> {
-    let _permit = hashing_permits()
-        .acquire()
+async fn on_hashing_threads<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T> {
+    hashing_runtime()
+        .spawn(async move { f() })
         .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    tokio::task::spawn_blocking(move || {
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map_err(Error::Unexpected)
+}
+
+thread_local! {
+    /// Argon2's working memory, reused by every hash on this thread so the
+    /// 19 MiB are allocated once instead of per hash.
+    static ARGON2_BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn argon2_raw(
+    alg: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> anyhow::Result<()> {
+    ARGON2_BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        blocks.resize(params.block_count(), argon2::Block::default());
+        Argon2::new(alg, version, params.clone())
+            .hash_password_into_with_memory(password, salt, out, &mut blocks[..])
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+    })
+}
+
+/// Hashes a new password with argon2id and the library's default cost,
+/// as a PHC string (`$argon2id$v=19$m=...`).
+async fn hash_password(password: String) -> Result<String> {
+    on_hashing_threads(move || {
         let mut salt_bytes = [0u8; 16];
         getrandom::fill(&mut salt_bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| anyhow::anyhow!("hashing password: {e}"))?;
-        Ok::<_, anyhow::Error>(hash.to_string())
+        let params = Params::default();
+        let mut out = [0u8; 32];
+        argon2_raw(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            &params,
+            password.as_bytes(),
+            &salt_bytes,
+            &mut out,
+        )?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: (&params)
+                .try_into()
+                .map_err(|e| anyhow::anyhow!("params: {e}"))?,
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+        };
+        Ok(phc.to_string())
     })
     .await
-    .map_err(|e| anyhow::anyhow!(e))?
-    .map_err(Error::Unexpected)
 }
 
+/// Checks a password against a stored PHC string, in constant time.
 async fn verify_password(password: String, hash: String) -> Result<bool> {
-    let _permit = hashing_permits()
-        .acquire()
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
-    tokio::task::spawn_blocking(move || {
+    on_hashing_threads(move || {
         let parsed =
             PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
-        Ok::<_, anyhow::Error>(
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-        )
+        let alg =
+            Algorithm::try_from(parsed.algorithm).map_err(|e| anyhow::anyhow!("algorithm: {e}"))?;
+        let version = Version::try_from(parsed.version.unwrap_or(0x13))
+            .map_err(|e| anyhow::anyhow!("version: {e}"))?;
+        let params = Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("params: {e}"))?;
+        let expected = parsed
+            .hash
+            .ok_or_else(|| anyhow::anyhow!("stored hash has no output"))?;
+        let mut salt_buf = [0u8; 64];
+        let salt = parsed
+            .salt
+            .ok_or_else(|| anyhow::anyhow!("stored hash has no salt"))?;
+        let salt = salt
+            .decode_b64(&mut salt_buf)
+            .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        let mut out = vec![0u8; expected.len()];
+        argon2_raw(alg, version, &params, password.as_bytes(), salt, &mut out)?;
+        let got = Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?;
+        Ok(got == expected)
     })
     .await
-    .map_err(|e| anyhow::anyhow!(e))?
-    .map_err(Error::Unexpected)
 }
 
 pub fn random_hex(bytes: usize) -> String {
@@ -297,22 +359,37 @@ pub async fn create_token(db: &Db, user_id: i64, label: Option<String>) -> Resul
     Ok(token)
 }
 
+/// (user id, roles) of the owner of a token or key row, in one query.
+async fn owner_of<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    query: sea_orm::Select<E>,
+    owner_column: E::Column,
+) -> Result<Option<AuthUser>> {
+    let rel = E::belongs_to(user::Entity)
+        .from(owner_column)
+        .to(user::Column::Id)
+        .into();
+    let row: Option<(i64, i32)> = query
+        .select_only()
+        .column_as(Expr::col((user::Entity, user::Column::Id)), "uid")
+        .column_as(Expr::col((user::Entity, user::Column::Roles)), "roles")
+        .join(JoinType::InnerJoin, rel)
+        .into_tuple()
+        .one(conn)
+        .await?;
+    Ok(row.map(|(id, roles)| AuthUser {
+        id,
+        roles: Roles::from_bits(roles),
+    }))
+}
+
 pub async fn authenticate_token(conn: &impl ConnectionTrait, token: &str) -> Result<AuthUser> {
-    let refused = || Error::unauthorized("bad-token", "the bearer token is unknown or revoked");
-    let row = api_token::Entity::find()
+    let query = api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(sha256_hex(token.as_bytes())))
-        .filter(api_token::Column::RevokedAt.is_null())
-        .one(conn)
+        .filter(api_token::Column::RevokedAt.is_null());
+    owner_of(conn, query, api_token::Column::UserId)
         .await?
-        .ok_or_else(refused)?;
-    let u = user::Entity::find_by_id(row.user_id)
-        .one(conn)
-        .await?
-        .ok_or_else(refused)?;
-    Ok(AuthUser {
-        id: u.id,
-        roles: Roles::from_bits(u.roles),
-    })
+        .ok_or_else(|| Error::unauthorized("bad-token", "the bearer token is unknown or revoked"))
 }
 
 /// The four signature headers of a request, as received.
@@ -323,17 +400,89 @@ pub struct SignatureHeaders<'a> {
     pub signature: &'a str,
 }
 
-/// Verifies a signed request and records its nonce so it cannot be used
-/// again. The nonce insert is the replay check: the primary key refuses a
-/// second (key, nonce), on every replica alike.
+/// A verified request's (key, nonce) pair, not yet recorded. Recording it
+/// is the replay check: the primary key refuses a second (key, nonce), on
+/// every replica alike.
+#[derive(Clone, Debug)]
+pub struct NonceClaim {
+    public_key: String,
+    nonce: String,
+}
+
+/// A nonce that must be recorded before the request's effects are final.
+/// Hot paths record it inside their own write transaction ([`Self::record_in`]
+/// then [`Self::committed`]), saving a transaction per request; everything
+/// else, and every failure, goes through [`Self::settle`].
+#[must_use = "an unrecorded nonce lets the request be replayed"]
+#[derive(Debug, Default)]
+pub struct PendingNonce {
+    claim: Option<NonceClaim>,
+    recorded: bool,
+}
+
+impl PendingNonce {
+    pub fn new(claim: Option<NonceClaim>) -> PendingNonce {
+        PendingNonce {
+            claim,
+            recorded: false,
+        }
+    }
+
+    /// Inserts the nonce inside the caller's transaction.
+    pub async fn record_in(&self, conn: &impl ConnectionTrait) -> Result<()> {
+        match &self.claim {
+            Some(c) => insert_nonce(conn, c).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The transaction that recorded the nonce committed.
+    pub fn committed(&mut self) {
+        self.recorded = true;
+    }
+
+    /// Records the nonce on its own unless a committed transaction did.
+    pub async fn settle(self, db: &Db) -> Result<()> {
+        match (&self.claim, self.recorded) {
+            (Some(c), false) => {
+                let tx = db.write().await?;
+                insert_nonce(&*tx, c).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn insert_nonce(conn: &impl ConnectionTrait, c: &NonceClaim) -> Result<()> {
+    let inserted = request_nonce::Entity::insert(request_nonce::ActiveModel {
+        public_key: Set(c.public_key.clone()),
+        nonce: Set(c.nonce.clone()),
+        created_at: Set(now_ms()),
+    })
+    .exec_without_returning(conn)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(Error::unauthorized(
+            "replayed-request",
+            "this nonce was already used; sign each request afresh",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Verifies a signed request: timestamp within the skew window, signature
+/// by a linked, unrevoked key. The nonce comes back unrecorded.
 pub async fn authenticate_signature(
-    db: &Db,
+    conn: &impl ConnectionTrait,
     h: &SignatureHeaders<'_>,
     method: &str,
     path: &str,
     query: &str,
     body: &[u8],
-) -> Result<AuthUser> {
+) -> Result<(AuthUser, NonceClaim)> {
     let ts: i64 = h.timestamp.parse().map_err(|_| {
         Error::unauthorized("bad-signature", "the timestamp header is not unix seconds")
     })?;
@@ -369,10 +518,10 @@ pub async fn authenticate_signature(
         .map_err(|e| Error::unauthorized("bad-signature", e.to_string()))?;
 
     let key_hex = signing::public_key_hex(&vk);
-    let key = user_key::Entity::find()
+    let query = user_key::Entity::find()
         .filter(user_key::Column::PublicKey.eq(key_hex.clone()))
-        .filter(user_key::Column::RevokedAt.is_null())
-        .one(&db.conn)
+        .filter(user_key::Column::RevokedAt.is_null());
+    let user = owner_of(conn, query, user_key::Column::UserId)
         .await?
         .ok_or_else(|| {
             Error::unauthorized(
@@ -380,30 +529,13 @@ pub async fn authenticate_signature(
                 "this public key is not linked to any account (or was revoked)",
             )
         })?;
-    let u = get_user(&db.conn, key.user_id).await?;
-
-    let tx = db.write().await?;
-    let inserted = request_nonce::ActiveModel {
-        public_key: Set(key_hex),
-        nonce: Set(h.nonce.to_owned()),
-        created_at: Set(now_ms()),
-    }
-    .insert(&*tx)
-    .await;
-    match inserted {
-        Ok(_) => tx.commit().await?,
-        Err(e) if is_unique_violation(&e) => {
-            return Err(Error::unauthorized(
-                "replayed-request",
-                "this nonce was already used; sign each request afresh",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    Ok(AuthUser {
-        id: u.id,
-        roles: Roles::from_bits(u.roles),
-    })
+    Ok((
+        user,
+        NonceClaim {
+            public_key: key_hex,
+            nonce: h.nonce.to_owned(),
+        },
+    ))
 }
 
 /// Deletes nonces too old to matter: a request that reused one would be
@@ -531,6 +663,43 @@ pub async fn ensure_admin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_hashes_verify_only_the_right_password_and_interoperate_with_the_library() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ours = rt.block_on(hash_password("correct horse".into())).unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        assert!(
+            rt.block_on(verify_password("correct horse".into(), ours.clone()))
+                .unwrap()
+        );
+        assert!(
+            !rt.block_on(verify_password("wrong horse".into(), ours.clone()))
+                .unwrap()
+        );
+        // The library's own verifier accepts our hashes, and we accept its.
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"pw-from-lib", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            rt.block_on(verify_password("pw-from-lib".into(), theirs))
+                .unwrap()
+        );
+    }
 
     #[test]
     fn roles_round_trip_through_bits() {

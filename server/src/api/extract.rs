@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use sahel_protocol::signing::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{self, AuthUser, SignatureHeaders};
+use crate::accounts::{self, AuthUser, PendingNonce, SignatureHeaders};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -54,12 +54,20 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn authenticate(req: &HttpRequest, st: &AppState, body: &[u8]) -> Result<AuthUser> {
+/// Authenticates a request. A signed request's nonce comes back pending:
+/// the caller records it ([`PendingNonce::settle`], or inside its own
+/// transaction on hot paths).
+async fn authenticate(
+    req: &HttpRequest,
+    st: &AppState,
+    body: &[u8],
+) -> Result<(AuthUser, PendingNonce)> {
     if let Some(auth) = header(req, "authorization") {
         let token = auth
             .strip_prefix("Bearer ")
             .ok_or_else(|| Error::unauthorized("bad-token", "use Authorization: Bearer <token>"))?;
-        return accounts::authenticate_token(&st.db.conn, token.trim()).await;
+        let user = accounts::authenticate_token(&st.db.conn, token.trim()).await?;
+        return Ok((user, PendingNonce::default()));
     }
     if let Some(signature) = header(req, HEADER_SIGNATURE) {
         let missing = |h: &str| {
@@ -74,15 +82,16 @@ async fn authenticate(req: &HttpRequest, st: &AppState, body: &[u8]) -> Result<A
             nonce: header(req, HEADER_NONCE).ok_or_else(|| missing(HEADER_NONCE))?,
             signature,
         };
-        return accounts::authenticate_signature(
-            &st.db,
+        let (user, claim) = accounts::authenticate_signature(
+            &st.db.conn,
             &h,
             req.method().as_str(),
             req.path(),
             req.query_string(),
             body,
         )
-        .await;
+        .await?;
+        return Ok((user, PendingNonce::new(Some(claim))));
     }
     Err(Error::unauthorized(
         "unauthenticated",
@@ -107,6 +116,17 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>>>>;
 
+/// Reads the body (within its limit) and authenticates the request over it.
+async fn read_authenticated(
+    req: &HttpRequest,
+    payload: Payload,
+) -> Result<(AppState, Bytes, AuthUser, PendingNonce)> {
+    let st = state(req)?;
+    let body = read_body(payload, limit(req, &st)).await?;
+    let (user, nonce) = authenticate(req, &st, &body).await?;
+    Ok((st, body, user, nonce))
+}
+
 /// The authenticated caller, for requests whose body is ignored.
 pub struct Caller(pub AuthUser);
 
@@ -118,9 +138,8 @@ impl FromRequest for Caller {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let st = state(&req)?;
-            let body = read_body(payload, limit(&req, &st)).await?;
-            let user = authenticate(&req, &st, &body).await?;
+            let (st, _, user, nonce) = read_authenticated(&req, payload).await?;
+            nonce.settle(&st.db).await?;
             req.extensions_mut().insert(user);
             Ok(Caller(user))
         })
@@ -138,9 +157,8 @@ impl FromRequest for AuthedBytes {
         let req = req.clone();
         let payload = payload.take();
         Box::pin(async move {
-            let st = state(&req)?;
-            let body = read_body(payload, limit(&req, &st)).await?;
-            let user = authenticate(&req, &st, &body).await?;
+            let (st, body, user, nonce) = read_authenticated(&req, payload).await?;
+            nonce.settle(&st.db).await?;
             Ok(AuthedBytes(user, body))
         })
     }
@@ -159,6 +177,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for Authed<T> {
         Box::pin(async move {
             let AuthedBytes(user, body) = fut.await?;
             Ok(Authed(user, parse_json(&body)?))
+        })
+    }
+}
+
+/// Like [`Authed`], but the signed request's nonce is left for the handler
+/// to record inside its own write transaction (hot paths: one transaction
+/// per request instead of two). The handler must `settle` it afterwards.
+pub struct AuthedPending<T>(pub AuthUser, pub PendingNonce, pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for AuthedPending<T> {
+    type Error = Error;
+    type Future = BoxFut<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            let (st, body, user, nonce) = read_authenticated(&req, payload).await?;
+            match parse_json(&body) {
+                Ok(parsed) => Ok(AuthedPending(user, nonce, parsed)),
+                Err(e) => {
+                    nonce.settle(&st.db).await?;
+                    Err(e)
+                }
+            }
         })
     }
 }

@@ -3,18 +3,30 @@ use sahel_protocol::api::{
     LeaseAnyRequest, LeaseRequest, LeaseResponse, SubmitAnswer, SubmitBatch, SubmitBatchResponse,
 };
 
-use super::extract::{Authed, Caller};
+use super::extract::{AuthedPending, Caller};
 use crate::error::Result;
 use crate::queue;
 use crate::state::AppState;
 
+/// The hot paths record a signed request's nonce inside their own write
+/// transaction; `settle` records it on its own when they did not commit.
 pub async fn lease(
     state: web::Data<AppState>,
-    Authed(user, req): Authed<LeaseRequest>,
+    AuthedPending(user, mut nonce, req): AuthedPending<LeaseRequest>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse> {
-    let tasks = queue::lease(&state, &user, path.into_inner(), req.count).await?;
-    Ok(HttpResponse::Ok().json(LeaseResponse { tasks }))
+    let tasks = queue::lease(&state, &user, &mut nonce, path.into_inner(), req.count).await;
+    nonce.settle(&state.db).await?;
+    Ok(HttpResponse::Ok().json(LeaseResponse { tasks: tasks? }))
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    AuthedPending(user, mut nonce, req): AuthedPending<SubmitAnswer>,
+) -> Result<HttpResponse> {
+    let submission = queue::submit(&state, &user, &mut nonce, req).await;
+    nonce.settle(&state.db).await?;
+    Ok(HttpResponse::Ok().json(submission?))
 }
 
 pub async fn release(
@@ -24,13 +36,6 @@ pub async fn release(
 ) -> Result<HttpResponse> {
     queue::release(&state, &user, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-pub async fn submit(
-    state: web::Data<AppState>,
-    Authed(user, req): Authed<SubmitAnswer>,
-) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(queue::submit(&state, &user, req).await?))
 }
 
 pub async fn get_submission(
@@ -44,16 +49,16 @@ pub async fn get_submission(
 
 pub async fn lease_any(
     state: web::Data<AppState>,
-    Authed(user, req): Authed<LeaseAnyRequest>,
+    AuthedPending(user, nonce, req): AuthedPending<LeaseAnyRequest>,
 ) -> Result<HttpResponse> {
-    let tasks = queue::lease_any(&state, &user, req.count).await?;
+    let tasks = queue::lease_any(&state, &user, nonce, req.count).await?;
     Ok(HttpResponse::Ok().json(LeaseResponse { tasks }))
 }
 
 pub async fn submit_batch(
     state: web::Data<AppState>,
-    Authed(user, req): Authed<SubmitBatch>,
+    AuthedPending(user, nonce, req): AuthedPending<SubmitBatch>,
 ) -> Result<HttpResponse> {
-    let results = queue::submit_batch(&state, &user, req).await?;
+    let results = queue::submit_batch(&state, &user, nonce, req).await?;
     Ok(HttpResponse::Ok().json(SubmitBatchResponse { results }))
 }

@@ -46,14 +46,14 @@ async fn set_answers(
     Ok(())
 }
 
+/// Decides `it` (the item row as just updated by the submission) if it has
+/// all the answers it needs.
 pub async fn resolve_item(
     conn: &impl ConnectionTrait,
     p: &Project,
-    item_id: i64,
+    it: &item::Model,
 ) -> Result<Outcome> {
-    let Some(it) = item::Entity::find_by_id(item_id).one(conn).await? else {
-        return Ok(Outcome::Pending);
-    };
+    let item_id = it.id;
     if it.status != "open" || it.answers_count < it.needed {
         return Ok(Outcome::Pending);
     }

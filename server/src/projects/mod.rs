@@ -95,6 +95,31 @@ impl Project {
     }
 }
 
+/// Projects' terms (schema, overlap, caps, reward, owner) by id. They never
+/// change once a project exists, and the submit path needs them for every
+/// answer, so they are read once. The cached row's other fields (status,
+/// item count) go stale: read those from the database.
+#[derive(Default)]
+pub struct ProjectCache(std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Project>>>);
+
+impl ProjectCache {
+    pub async fn terms(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: i64,
+    ) -> Result<std::sync::Arc<Project>> {
+        if let Some(p) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(p.clone());
+        }
+        let p = std::sync::Arc::new(get(conn, id).await?);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, p.clone());
+        Ok(p)
+    }
+}
+
 /// A validated new project.
 pub struct NewProject {
     pub title: String,

@@ -21,7 +21,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::accounts::AuthUser;
+use crate::accounts::{AuthUser, PendingNonce};
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::{ClientKind, Error, Result, is_unique_violation};
@@ -226,9 +226,13 @@ pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
 }
 
 /// Leases up to `count` tasks of a project to a contributor.
+///
+/// `nonce` (a signed request's) is recorded in the lease transaction when
+/// there is one; the caller settles it otherwise.
 pub async fn lease(
     state: &AppState,
     user: &AuthUser,
+    nonce: &mut PendingNonce,
     project_id: i64,
     count: u32,
 ) -> Result<Vec<api::Task>> {
@@ -273,7 +277,7 @@ pub async fn lease(
     if picked.is_empty() {
         return Ok(Vec::new());
     }
-    match record_leases(&state.db, &p, user.id, &picked, now, until).await {
+    match record_leases(&state.db, nonce, &p, user.id, &picked, now, until).await {
         Ok((tasks, stale)) => {
             // Items the queue offered but the database has closed: a queue
             // update was lost (e.g. Redis unreachable after a commit).
@@ -298,6 +302,7 @@ pub async fn lease(
 
 async fn record_leases(
     db: &Db,
+    nonce: &mut PendingNonce,
     p: &Project,
     user: i64,
     picked: &[Reservation],
@@ -306,6 +311,7 @@ async fn record_leases(
 ) -> Result<(Vec<api::Task>, Vec<i64>)> {
     let ids: Vec<i64> = picked.iter().map(|r| r.item_id).collect();
     let tx = db.write().await?;
+    nonce.record_in(&*tx).await?;
     let rows = item::Entity::find()
         .filter(item::Column::Id.is_in(ids.clone()))
         .all(&*tx)
@@ -340,6 +346,7 @@ async fn record_leases(
         });
     }
     tx.commit().await?;
+    nonce.committed();
     Ok((tasks, stale))
 }
 
@@ -427,6 +434,7 @@ async fn find_by_key(
 pub async fn submit(
     state: &AppState,
     user: &AuthUser,
+    nonce: &mut PendingNonce,
     req: api::SubmitAnswer,
 ) -> Result<api::Submission> {
     let key = req.idempotency_key.trim().to_owned();
@@ -437,7 +445,7 @@ pub async fn submit(
         ));
     }
     let hash = request_hash(req.lease_id, &req.answer);
-    match submit_once(state, user, &req, &key, &hash).await {
+    match submit_once(state, user, nonce, &req, &key, &hash).await {
         Ok(s) => Ok(s),
         Err(e) => {
             // A concurrent twin of this request may have won the race; if
@@ -458,11 +466,13 @@ pub async fn submit(
 async fn submit_once(
     state: &AppState,
     user: &AuthUser,
+    nonce: &mut PendingNonce,
     req: &api::SubmitAnswer,
     key: &str,
     hash: &str,
 ) -> Result<api::Submission> {
     let tx = state.db.write().await?;
+    nonce.record_in(&*tx).await?;
     if let Some(prev) = find_by_key(&*tx, user.id, key).await? {
         return if prev.request_hash == hash {
             Ok(to_api_submission(&prev))
@@ -491,7 +501,7 @@ async fn submit_once(
         }
         _ => {}
     }
-    let p = projects::get(&*tx, l.project_id).await?;
+    let p = state.projects.terms(&*tx, l.project_id).await?;
     let normalized = p
         .schema
         .normalize_answer(&req.answer)
@@ -517,14 +527,14 @@ async fn submit_once(
         .filter(item::Column::Id.eq(l.item_id))
         .filter(item::Column::Status.eq("open"))
         .filter(Expr::col(item::Column::AnswersCount).lt(Expr::col(item::Column::Needed)))
-        .exec(&*tx)
+        .exec_with_returning(&*tx)
         .await?;
-    if counted.rows_affected != 1 {
+    let Some(counted) = counted.into_iter().next() else {
         return Err(Error::conflict(
             "item-complete",
             "this item already has all the answers it needs",
         ));
-    }
+    };
     let inserted = answer::ActiveModel {
         project_id: Set(l.project_id),
         item_id: Set(l.item_id),
@@ -551,12 +561,17 @@ async fn submit_once(
         }
         Err(e) => return Err(e.into()),
     };
-    let outcome = resolve::resolve_item(&*tx, &p, l.item_id).await?;
-    let a = answer::Entity::find_by_id(a.id)
-        .one(&*tx)
-        .await?
-        .unwrap_or(a);
+    let outcome = resolve::resolve_item(&*tx, &p, &counted).await?;
+    // Only a decision changes the answer's status and pay.
+    let a = match outcome {
+        Outcome::Closed => answer::Entity::find_by_id(a.id)
+            .one(&*tx)
+            .await?
+            .unwrap_or(a),
+        Outcome::Pending | Outcome::NeedMore(_) => a,
+    };
     tx.commit().await?;
+    nonce.committed();
     Metrics::add(&state.metrics.answers_recorded, 1);
     if outcome == Outcome::Closed {
         Metrics::add(&state.metrics.items_closed, 1);
@@ -603,8 +618,10 @@ pub async fn get_submission(
 pub async fn submit_batch(
     state: &AppState,
     user: &AuthUser,
+    nonce: PendingNonce,
     batch: api::SubmitBatch,
 ) -> Result<Vec<api::BatchResult>> {
+    nonce.settle(&state.db).await?;
     if batch.submissions.is_empty() || batch.submissions.len() > MAX_BATCH as usize {
         return Err(Error::invalid(
             "invalid-count",
@@ -613,28 +630,36 @@ pub async fn submit_batch(
     }
     let mut out = Vec::with_capacity(batch.submissions.len());
     for req in batch.submissions {
-        out.push(match submit(state, user, req).await {
-            Ok(s) => api::BatchResult {
-                submission: Some(s),
-                error: None,
+        out.push(
+            match submit(state, user, &mut PendingNonce::default(), req).await {
+                Ok(s) => api::BatchResult {
+                    submission: Some(s),
+                    error: None,
+                },
+                Err(e) => {
+                    if let Error::Unexpected(_) = &e {
+                        tracing::error!(error = ?e, "a batch submission failed");
+                    }
+                    api::BatchResult {
+                        submission: None,
+                        error: Some(e.to_problem()),
+                    }
+                }
             },
-            Err(e) => {
-                if let Error::Unexpected(_) = &e {
-                    tracing::error!(error = ?e, "a batch submission failed");
-                }
-                api::BatchResult {
-                    submission: None,
-                    error: Some(e.to_problem()),
-                }
-            }
-        });
+        );
     }
     Ok(out)
 }
 
 /// Leases from every open project the contributor may work on, in project
 /// priority order, until `count` tasks are found.
-pub async fn lease_any(state: &AppState, user: &AuthUser, count: u32) -> Result<Vec<api::Task>> {
+pub async fn lease_any(
+    state: &AppState,
+    user: &AuthUser,
+    nonce: PendingNonce,
+    count: u32,
+) -> Result<Vec<api::Task>> {
+    nonce.settle(&state.db).await?;
     user.require(Role::Contributor)?;
     if !(1..=MAX_BATCH).contains(&count) {
         return Err(Error::invalid(
@@ -658,7 +683,7 @@ pub async fn lease_any(state: &AppState, user: &AuthUser, count: u32) -> Result<
             continue;
         }
         let want = count - tasks.len() as u32;
-        tasks.extend(lease(state, user, id, want).await?);
+        tasks.extend(lease(state, user, &mut PendingNonce::default(), id, want).await?);
         if tasks.len() as u32 >= count {
             break;
         }

@@ -218,3 +218,114 @@ fn a_redis_flush_in_the_middle_of_a_run_loses_and_doubles_nothing() {
     assert_queue_invariants(&app, p.id);
     assert_ledger_clean(&app);
 }
+
+/// Sends a POST signed by hand with a fixed nonce, as an attacker
+/// replaying a captured request would.
+fn signed_post(
+    app: &TestApp,
+    key: &ed25519_dalek::SigningKey,
+    path: &str,
+    body: &[u8],
+    nonce: &str,
+) -> sahel_worker::client::RawResponse {
+    use sahel_protocol::signing::{self, RequestParts};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let parts = RequestParts {
+        method: "POST",
+        path,
+        query: "",
+        timestamp: now,
+        nonce,
+        body,
+    };
+    let h = signing::sign_request(key, &parts);
+    anon(app)
+        .raw_with("POST", path, Some(body), "application/json", &h.pairs())
+        .unwrap()
+}
+
+#[test]
+fn a_replayed_signed_lease_or_submission_is_refused_and_changes_nothing() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 3, 1);
+    let (user, b) = sign_up(
+        &app,
+        "replayer@test.sahel",
+        &[sahel_protocol::api::Role::Contributor],
+    );
+    let key = new_key();
+    b.link_key(user.id, &key, None).unwrap();
+
+    let path = format!("/api/v1/projects/{}/leases", p.id);
+    let first = signed_post(&app, &key, &path, br#"{"count":1}"#, "leasenonce0000000001");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let task = first.json::<api::LeaseResponse>().unwrap().tasks.remove(0);
+    let again = signed_post(&app, &key, &path, br#"{"count":1}"#, "leasenonce0000000001");
+    assert_eq!(again.status, 401);
+    assert_eq!(
+        again.json::<api::Problem>().unwrap().kind,
+        "urn:sahel:problem:replayed-request"
+    );
+    let leases = app.block_on(async {
+        use sahel_server::queue::entity::lease;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        lease::Entity::find()
+            .filter(lease::Column::UserId.eq(user.id))
+            .count(app.db())
+            .await
+    });
+    assert_eq!(leases.unwrap(), 1, "the replay leased nothing");
+
+    let body = serde_json::to_vec(&answer(&task, "positive")).unwrap();
+    assert_eq!(
+        signed_post(
+            &app,
+            &key,
+            "/api/v1/submissions",
+            &body,
+            "submitnonce000000001"
+        )
+        .status,
+        200
+    );
+    let replay = signed_post(
+        &app,
+        &key,
+        "/api/v1/submissions",
+        &body,
+        "submitnonce000000001",
+    );
+    assert_eq!(replay.status, 401);
+    assert_eq!(answers_in_db(&app, p.id), 1);
+
+    // A request refused for another reason still burns its nonce.
+    let bad = serde_json::to_vec(
+        &json!({"lease_id": task.lease_id, "answer": {"label": "x"}, "idempotency_key": "k2"}),
+    )
+    .unwrap();
+    assert_eq!(
+        signed_post(
+            &app,
+            &key,
+            "/api/v1/submissions",
+            &bad,
+            "refusednonce00000001"
+        )
+        .status,
+        409
+    );
+    assert_eq!(
+        signed_post(
+            &app,
+            &key,
+            "/api/v1/submissions",
+            &bad,
+            "refusednonce00000001"
+        )
+        .status,
+        401
+    );
+}
