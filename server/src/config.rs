@@ -13,7 +13,7 @@
 //! | `--workers` | `SAHEL_WORKERS` | cores | HTTP worker threads |
 //! | `--db-pool` | `SAHEL_DB_POOL` | `16` | database connections |
 //! | `--max-body-bytes` | `SAHEL_MAX_BODY_BYTES` | `1048576` | JSON request body limit |
-//! | `--max-import-bytes` | `SAHEL_MAX_IMPORT_BYTES` | `67108864` | item import body limit |
+//! | `--max-import-bytes` | `SAHEL_MAX_IMPORT_BYTES` | `4294967296` | item upload limit (streamed; signed uploads are capped at 64 MiB) |
 //! | - | `RUST_LOG` | `info` | log filter (tracing `EnvFilter` syntax) |
 
 use std::fmt;
@@ -64,7 +64,7 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Largest item import body accepted, in bytes.
-    #[arg(long, env = "SAHEL_MAX_IMPORT_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "SAHEL_MAX_IMPORT_BYTES", default_value_t = 4 << 30)]
     pub max_import_bytes: usize,
 }
 
@@ -83,7 +83,7 @@ impl Config {
             workers: Some(2),
             db_pool: 8,
             max_body_bytes: 1 << 20,
-            max_import_bytes: 64 << 20,
+            max_import_bytes: 4 << 30,
         }
     }
 

@@ -206,6 +206,51 @@ impl<T: DeserializeOwned + 'static> FromRequest for AuthedPending<T> {
     }
 }
 
+/// An upload body: held in memory when a signature had to cover it,
+/// streamed otherwise.
+pub enum UploadBody {
+    Buffered(Bytes),
+    Streaming(Payload),
+}
+
+impl UploadBody {
+    pub fn into_stream(
+        self,
+    ) -> Pin<Box<dyn futures_util::Stream<Item = std::result::Result<Bytes, String>>>> {
+        match self {
+            UploadBody::Buffered(b) => Box::pin(futures_util::stream::iter([Ok(b)])),
+            UploadBody::Streaming(p) => Box::pin(p.map(|r| r.map_err(|e| e.to_string()))),
+        }
+    }
+}
+
+/// The authenticated caller and an upload. A bearer-authenticated upload
+/// is not read here at all, so the handler can stream it with bounded
+/// memory; a signed one is read first (within the route's body limit),
+/// because its signature covers the body.
+pub struct AuthedUpload(pub AuthUser, pub UploadBody);
+
+impl FromRequest for AuthedUpload {
+    type Error = Error;
+    type Future = BoxFut<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            if header(&req, HEADER_SIGNATURE).is_some() {
+                let (st, body, user, nonce) = read_authenticated(&req, payload).await?;
+                nonce.settle(&st.db).await?;
+                return Ok(AuthedUpload(user, UploadBody::Buffered(body)));
+            }
+            let st = state(&req)?;
+            let (user, nonce) = authenticate(&req, &st, b"").await?;
+            nonce.settle(&st.db).await?;
+            Ok(AuthedUpload(user, UploadBody::Streaming(payload)))
+        })
+    }
+}
+
 /// A JSON body on a route that needs no authentication.
 pub struct JsonBody<T>(pub T);
 

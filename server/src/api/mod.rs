@@ -13,6 +13,9 @@ use sahel_protocol::api::Health;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
+/// The most a signed upload may hold in memory.
+const SIGNED_UPLOAD_LIMIT: usize = 64 << 20;
+
 pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
     cfg.app_data(web::PathConfig::default().error_handler(|e, _| {
         Error::not_found("bad-path", format!("no such resource: {e}")).into()
@@ -37,7 +40,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}", web::get().to(projects::get))
             .service(
                 web::resource("/projects/{id}/items")
-                    .app_data(extract::BodyLimit(max_import_bytes))
+                    // Signed uploads are read whole to check their signature;
+                    // bearer uploads stream up to SAHEL_MAX_IMPORT_BYTES.
+                    .app_data(extract::BodyLimit(
+                        max_import_bytes.min(SIGNED_UPLOAD_LIMIT),
+                    ))
                     .route(web::post().to(projects::import)),
             )
             .route("/projects/{id}/fund", web::post().to(projects::fund))

@@ -2,7 +2,7 @@ use actix_web::{HttpResponse, web};
 use sahel_protocol::api::{CreateProject, FundRequest};
 use serde::Deserialize;
 
-use super::extract::{Authed, AuthedBytes, Caller};
+use super::extract::{Authed, AuthedUpload, Caller};
 use crate::error::Result;
 use crate::projects::{self, NewProject, import};
 use crate::state::AppState;
@@ -40,18 +40,20 @@ pub struct ImportQuery {
 
 pub async fn import(
     state: web::Data<AppState>,
-    AuthedBytes(user, body): AuthedBytes,
+    AuthedUpload(user, body): AuthedUpload,
     path: web::Path<i64>,
     q: web::Query<ImportQuery>,
 ) -> Result<HttpResponse> {
     let format = import::Format::parse(q.format.as_deref().unwrap_or("jsonl"))?;
-    let report = import::import(
+    let limit = state.config.max_import_bytes;
+    let report = import::import_stream(
         &state.db,
         &user,
         path.into_inner(),
         format,
         q.partial,
-        &body,
+        body.into_stream(),
+        limit,
     )
     .await?;
     Ok(HttpResponse::Created().json(report))

@@ -23,6 +23,8 @@ pub mod project {
         pub item_count: i64,
         pub created_at: i64,
         pub funded_at: Option<i64>,
+        /// Set while an import streams into this project (the import lock).
+        pub importing_since: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,14 +1,20 @@
-//! Item import from JSONL and CSV.
+//! Item import from JSONL and CSV, streamed with bounded memory.
 //!
-//! Parsing is pure ([`parse`]); [`import`] writes the good items in one
-//! database transaction, so a failed import leaves nothing behind.
+//! [`ItemParser`] is pure and incremental: it takes the upload chunk by
+//! chunk and yields validated items and per-line errors, holding at most one
+//! line. [`import_stream`] writes the items in batches as `staged` rows,
+//! invisible to everything else, and publishes them in one statement at the
+//! end; a failed import deletes its staged rows. So a million-line import
+//! never holds the file in memory, never holds the SQLite write gate for
+//! long, and still leaves nothing half-imported.
 
+use actix_web::web::Bytes;
+use futures_util::{Stream, StreamExt};
 use sahel_protocol::api::{ImportLineError, ImportReport, ProjectStatus};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde_json::{Map, Value};
 
-use super::Project;
 use super::entity::{item, project};
 use crate::accounts::AuthUser;
 use crate::consensus::LabelSchema;
@@ -38,116 +44,508 @@ impl Format {
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// Per-line errors beyond this are counted but not listed.
 const MAX_REPORTED_ERRORS: usize = 100;
+/// Items per insert transaction.
+const BATCH: usize = 1000;
+/// An import lock older than this belongs to a crashed import.
+const STALE_IMPORT_MS: i64 = 3_600_000;
 
-pub struct Parsed {
-    pub items: Vec<Value>,
+enum State {
+    Jsonl {
+        pending: Vec<u8>,
+        /// Inside an oversized line, dropping bytes until its newline.
+        skipping: bool,
+    },
+    Csv {
+        reader: Box<csv_core::Reader>,
+        out: Vec<u8>,
+        ends: Vec<usize>,
+        nout: usize,
+        nend: usize,
+        headers: Option<Vec<String>>,
+        oversized: bool,
+        record_line: u64,
+    },
+}
+
+/// Incremental, validating parser of an item upload.
+pub struct ItemParser<'s> {
+    schema: &'s LabelSchema,
+    state: State,
+    line: u64,
     pub errors: Vec<ImportLineError>,
     pub error_count: u64,
 }
 
-impl Parsed {
-    fn fail(&mut self, line: u64, message: impl Into<String>) {
-        self.error_count += 1;
-        if self.errors.len() < MAX_REPORTED_ERRORS {
-            self.errors.push(ImportLineError {
+impl<'s> ItemParser<'s> {
+    pub fn new(format: Format, schema: &'s LabelSchema) -> ItemParser<'s> {
+        let state = match format {
+            Format::Jsonl => State::Jsonl {
+                pending: Vec::new(),
+                skipping: false,
+            },
+            Format::Csv => State::Csv {
+                reader: Box::new(csv_core::Reader::new()),
+                out: vec![0; 4096],
+                ends: vec![0; 64],
+                nout: 0,
+                nend: 0,
+                headers: None,
+                oversized: false,
+                record_line: 1,
+            },
+        };
+        ItemParser {
+            schema,
+            state,
+            line: 0,
+            errors: Vec::new(),
+            error_count: 0,
+        }
+    }
+
+    fn fail(
+        errors: &mut Vec<ImportLineError>,
+        count: &mut u64,
+        line: u64,
+        message: impl Into<String>,
+    ) {
+        *count += 1;
+        if errors.len() < MAX_REPORTED_ERRORS {
+            errors.push(ImportLineError {
                 line,
                 message: message.into(),
             });
         }
     }
-}
 
-/// Parses a whole upload into item data, validating each item against the
-/// schema. Blank lines are skipped.
-pub fn parse(format: Format, schema: &LabelSchema, bytes: &[u8]) -> Parsed {
-    let mut out = Parsed {
-        items: Vec::new(),
-        errors: Vec::new(),
-        error_count: 0,
-    };
-    match format {
-        Format::Jsonl => {
-            for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-                let line = i as u64 + 1;
-                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                if raw.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if raw.len() > MAX_LINE_BYTES {
-                    out.fail(
-                        line,
-                        format!("line is {} bytes; the limit is {MAX_LINE_BYTES}", raw.len()),
-                    );
-                    continue;
-                }
-                let text = match std::str::from_utf8(raw) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        out.fail(line, format!("not UTF-8 (byte {})", e.valid_up_to()));
-                        continue;
-                    }
-                };
-                match serde_json::from_str::<Value>(text) {
-                    Ok(v) => match schema.validate_item(&v) {
-                        Ok(()) => out.items.push(v),
-                        Err(e) => out.fail(line, e),
-                    },
-                    Err(e) => out.fail(line, format!("invalid JSON: {e}")),
-                }
-            }
+    fn accept(schema: &LabelSchema, v: Value) -> std::result::Result<Value, String> {
+        schema.validate_item(&v).map(|()| v)
+    }
+
+    /// Parses one JSONL line (without its newline).
+    fn jsonl_line(&mut self, raw: &[u8], out: &mut Vec<Value>) {
+        self.line += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return;
         }
-        Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
-            let headers = match reader.headers() {
-                Ok(h) => h.clone(),
-                Err(e) => {
-                    out.fail(1, format!("unreadable header: {e}"));
-                    return out;
-                }
+        let result = match std::str::from_utf8(raw) {
+            Err(e) => Err(format!("not UTF-8 (byte {})", e.valid_up_to())),
+            Ok(text) => match serde_json::from_str::<Value>(text) {
+                Ok(v) => Self::accept(self.schema, v),
+                Err(e) => Err(format!("invalid JSON: {e}")),
+            },
+        };
+        match result {
+            Ok(v) => out.push(v),
+            Err(e) => Self::fail(&mut self.errors, &mut self.error_count, self.line, e),
+        }
+    }
+
+    /// Feeds the next chunk of the upload; complete items go to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Value>) {
+        match &mut self.state {
+            State::Jsonl { .. } => self.feed_jsonl(chunk, out),
+            State::Csv { .. } => self.feed_csv(chunk, out),
+        }
+    }
+
+    fn feed_jsonl(&mut self, mut chunk: &[u8], out: &mut Vec<Value>) {
+        while !chunk.is_empty() {
+            let State::Jsonl { pending, skipping } = &mut self.state else {
+                unreachable!()
             };
-            if headers.iter().any(str::is_empty) {
-                out.fail(1, "every column needs a name in the header");
-                return out;
-            }
-            for (i, record) in reader.records().enumerate() {
-                let line = record
-                    .as_ref()
-                    .ok()
-                    .and_then(|r| r.position())
-                    .map_or(i as u64 + 2, |p| p.line());
-                let record = match record {
-                    Ok(r) => r,
-                    Err(e) => {
-                        out.fail(line, format!("bad CSV record: {e}"));
+            match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let (head, rest) = (&chunk[..i], &chunk[i + 1..]);
+                    chunk = rest;
+                    if *skipping {
+                        *skipping = false;
+                        self.line += 1;
                         continue;
                     }
-                };
-                if record.as_slice().len() > MAX_LINE_BYTES {
-                    out.fail(
-                        line,
-                        format!("record is longer than {MAX_LINE_BYTES} bytes"),
-                    );
-                    continue;
+                    if pending.is_empty() {
+                        self.jsonl_line(head, out);
+                    } else {
+                        let mut line = std::mem::take(pending);
+                        line.extend_from_slice(head);
+                        self.jsonl_line(&line, out);
+                    }
                 }
-                let obj: Map<String, Value> = headers
-                    .iter()
-                    .zip(record.iter())
-                    .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
-                    .collect();
-                let v = Value::Object(obj);
-                match schema.validate_item(&v) {
-                    Ok(()) => out.items.push(v),
-                    Err(e) => out.fail(line, e),
+                None => {
+                    if !*skipping {
+                        pending.extend_from_slice(chunk);
+                        if pending.len() > MAX_LINE_BYTES {
+                            pending.clear();
+                            *skipping = true;
+                            let line = self.line + 1;
+                            Self::fail(
+                                &mut self.errors,
+                                &mut self.error_count,
+                                line,
+                                format!("line is longer than {MAX_LINE_BYTES} bytes"),
+                            );
+                        }
+                    }
+                    chunk = &[];
                 }
             }
         }
     }
-    out
+
+    fn feed_csv(&mut self, mut input: &[u8], out: &mut Vec<Value>) {
+        let final_flush = input.is_empty();
+        loop {
+            let State::Csv {
+                reader,
+                out: buf,
+                ends,
+                nout,
+                nend,
+                headers,
+                oversized,
+                record_line,
+            } = &mut self.state
+            else {
+                unreachable!()
+            };
+            let (res, nin, n_out, n_end) =
+                reader.read_record(input, &mut buf[*nout..], &mut ends[*nend..]);
+            input = &input[nin..];
+            *nout += n_out;
+            *nend += n_end;
+            match res {
+                csv_core::ReadRecordResult::InputEmpty => {
+                    // On the final flush the empty input asks csv_core to
+                    // end the last record, so keep going.
+                    if input.is_empty() && !final_flush {
+                        return;
+                    }
+                }
+                csv_core::ReadRecordResult::OutputFull => {
+                    if buf.len() >= MAX_LINE_BYTES {
+                        // Keep parsing to the record's end, dropping its data.
+                        *oversized = true;
+                        *nout = 0;
+                    } else {
+                        let n = buf.len() * 2;
+                        buf.resize(n, 0);
+                    }
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let n = ends.len() * 2;
+                    ends.resize(n, 0);
+                }
+                csv_core::ReadRecordResult::Record => {
+                    let line = *record_line;
+                    *record_line = reader.line();
+                    let fields: Vec<&[u8]> = {
+                        let mut start = 0;
+                        ends[..*nend]
+                            .iter()
+                            .map(|&e| {
+                                let f = &buf[start..e];
+                                start = e;
+                                f
+                            })
+                            .collect()
+                    };
+                    let texts: std::result::Result<Vec<&str>, _> =
+                        fields.iter().map(|f| std::str::from_utf8(f)).collect();
+                    let was_oversized = std::mem::take(oversized);
+                    let result: std::result::Result<Option<Value>, String> =
+                        match (texts, headers.as_ref()) {
+                            _ if was_oversized => {
+                                Err(format!("record is longer than {MAX_LINE_BYTES} bytes"))
+                            }
+                            (Err(_), _) => Err("not UTF-8".into()),
+                            (Ok(t), None) => {
+                                if t.iter().any(|h| h.trim().is_empty()) {
+                                    Err("every column needs a name in the header".into())
+                                } else {
+                                    *headers =
+                                        Some(t.iter().map(|h| h.trim().to_owned()).collect());
+                                    Ok(None)
+                                }
+                            }
+                            (Ok(t), Some(h)) if t.len() == 1 && t[0].is_empty() => {
+                                let _ = h;
+                                Ok(None) // a blank line
+                            }
+                            (Ok(t), Some(h)) if t.len() != h.len() => Err(format!(
+                                "{} fields where the header has {}",
+                                t.len(),
+                                h.len()
+                            )),
+                            (Ok(t), Some(h)) => {
+                                let obj: Map<String, Value> = h
+                                    .iter()
+                                    .zip(t)
+                                    .map(|(k, v)| (k.clone(), Value::String(v.to_owned())))
+                                    .collect();
+                                Self::accept(self.schema, Value::Object(obj)).map(Some)
+                            }
+                        };
+                    *nout = 0;
+                    *nend = 0;
+                    match result {
+                        Ok(Some(v)) => out.push(v),
+                        Ok(None) => {}
+                        Err(e) => Self::fail(&mut self.errors, &mut self.error_count, line, e),
+                    }
+                }
+                csv_core::ReadRecordResult::End => return,
+            }
+        }
+    }
+
+    /// Ends the upload: the last line needs no newline.
+    pub fn finish(&mut self, out: &mut Vec<Value>) {
+        match &mut self.state {
+            State::Jsonl { pending, skipping } => {
+                let line = std::mem::take(pending);
+                if !line.is_empty() && !*skipping {
+                    self.jsonl_line(&line, out);
+                }
+            }
+            State::Csv { .. } => self.feed_csv(&[], out),
+        }
+    }
+
+    /// The listed errors, plus a summary line for those not listed.
+    pub fn report_errors(&self) -> Vec<ImportLineError> {
+        let mut errs = self.errors.clone();
+        if self.error_count as usize > errs.len() {
+            errs.push(ImportLineError {
+                line: 0,
+                message: format!(
+                    "{} more lines failed",
+                    self.error_count as usize - errs.len()
+                ),
+            });
+        }
+        errs
+    }
 }
 
-/// Imports items into a draft project. With `partial` false, one bad line
-/// imports nothing (422 with every reason); with `partial` true the good
-/// lines are imported and the bad ones reported.
+/// Parses a whole upload held in memory (tests, small files).
+pub fn parse(
+    format: Format,
+    schema: &LabelSchema,
+    bytes: &[u8],
+) -> (Vec<Value>, Vec<ImportLineError>, u64) {
+    let mut p = ItemParser::new(format, schema);
+    let mut items = Vec::new();
+    p.feed(bytes, &mut items);
+    p.finish(&mut items);
+    (items, p.errors, p.error_count)
+}
+
+/// Imports items from an upload stream into a draft project. With
+/// `partial` false one bad line imports nothing (422 listing the reasons);
+/// with `partial` true the good lines are imported and the bad reported.
+pub async fn import_stream<S, E>(
+    db: &Db,
+    owner: &AuthUser,
+    project_id: i64,
+    format: Format,
+    partial: bool,
+    mut body: S,
+    limit: usize,
+) -> Result<ImportReport>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let p = super::get_owned(&db.conn, owner, project_id).await?;
+    let first_seq = lock_for_import(db, project_id).await?;
+    let mut parser = ItemParser::new(format, &p.schema);
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut next_seq = first_seq;
+    let mut inserted = 0u64;
+    let streamed: Result<()> = async {
+        let mut read = 0usize;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                Error::bad_request("unreadable-body", format!("reading the upload failed: {e}"))
+            })?;
+            read += chunk.len();
+            if read > limit {
+                return Err(Error::too_large(
+                    "body-too-large",
+                    format!("the upload exceeds the {limit}-byte limit"),
+                ));
+            }
+            parser.feed(&chunk, &mut batch);
+            if batch.len() >= BATCH {
+                // Once a line failed an all-or-nothing import, stop writing
+                // but keep reading: the buyer gets every bad line at once.
+                if partial || parser.error_count == 0 {
+                    inserted += insert_staged(db, &p, &mut next_seq, &batch).await?;
+                }
+                batch.clear();
+            }
+        }
+        parser.finish(&mut batch);
+        if partial || parser.error_count == 0 {
+            inserted += insert_staged(db, &p, &mut next_seq, &batch).await?;
+        }
+        Ok(())
+    }
+    .await;
+
+    let failed = streamed.is_err() || (parser.error_count > 0 && !partial) || inserted == 0;
+    finish_import(db, project_id, if failed { None } else { Some(inserted) }).await?;
+    streamed?;
+    if parser.error_count > 0 && !partial {
+        return Err(Error::invalid(
+            "import-failed",
+            format!("{} of the lines failed; nothing was imported (fix them, or import with partial=true)", parser.error_count),
+        )
+        .with_errors(parser.report_errors()));
+    }
+    if inserted == 0 {
+        return Err(Error::invalid("import-empty", "the file holds no items")
+            .with_errors(parser.report_errors()));
+    }
+    Ok(ImportReport {
+        imported: inserted,
+        errors: parser.report_errors(),
+    })
+}
+
+/// Takes the project's import lock (one import at a time per project, and
+/// only into drafts) and returns the first free `seq`. A lock left by a
+/// crashed import expires, and its staged rows are removed.
+async fn lock_for_import(db: &Db, project_id: i64) -> Result<i64> {
+    let now = now_ms();
+    let tx = db.write().await?;
+    let current = super::get(&*tx, project_id).await?;
+    if current.status() != ProjectStatus::Draft {
+        return Err(Error::conflict(
+            "project-not-draft",
+            "items can only be imported before the project is funded",
+        ));
+    }
+    let taken = project::Entity::update_many()
+        .col_expr(project::Column::ImportingSince, Expr::value(now))
+        .filter(project::Column::Id.eq(project_id))
+        .filter(
+            Condition::any()
+                .add(project::Column::ImportingSince.is_null())
+                .add(project::Column::ImportingSince.lt(now - STALE_IMPORT_MS)),
+        )
+        .exec(&*tx)
+        .await?;
+    if taken.rows_affected != 1 {
+        return Err(Error::conflict(
+            "import-in-progress",
+            "another import into this project is running; retry when it ends",
+        ));
+    }
+    item::Entity::delete_many()
+        .filter(item::Column::ProjectId.eq(project_id))
+        .filter(item::Column::Status.eq("staged"))
+        .exec(&*tx)
+        .await?;
+    let max_seq: Option<i64> = item::Entity::find()
+        .select_only()
+        .column_as(Expr::col(item::Column::Seq).max(), "m")
+        .filter(item::Column::ProjectId.eq(project_id))
+        .into_tuple()
+        .one(&*tx)
+        .await?
+        .flatten();
+    tx.commit().await?;
+    Ok(max_seq.unwrap_or(0) + 1)
+}
+
+async fn insert_staged(
+    db: &Db,
+    p: &super::Project,
+    next_seq: &mut i64,
+    items: &[Value],
+) -> Result<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let rows: Vec<item::ActiveModel> = items
+        .iter()
+        .map(|data| {
+            let seq = *next_seq;
+            *next_seq += 1;
+            item::ActiveModel {
+                project_id: Set(p.row.id),
+                seq: Set(seq),
+                data: Set(data.to_string()),
+                status: Set("staged".into()),
+                needed: Set(p.row.overlap),
+                answers_count: Set(0),
+                result: Set(None),
+                created_at: Set(now),
+                resolved_at: Set(None),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let tx = db.write().await?;
+    // Chunks keep each statement under SQLite's bound-parameter limit.
+    for chunk in rows.chunks(500) {
+        item::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(&*tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(items.len() as u64)
+}
+
+/// Publishes (`Some(count)`) or discards (`None`) the staged items, and
+/// releases the import lock, in one transaction.
+async fn finish_import(db: &Db, project_id: i64, publish: Option<u64>) -> Result<()> {
+    let tx = db.write().await?;
+    match publish {
+        Some(count) => {
+            item::Entity::update_many()
+                .col_expr(item::Column::Status, Expr::value("open"))
+                .filter(item::Column::ProjectId.eq(project_id))
+                .filter(item::Column::Status.eq("staged"))
+                .exec(&*tx)
+                .await?;
+            project::Entity::update_many()
+                .col_expr(
+                    project::Column::ItemCount,
+                    Expr::col(project::Column::ItemCount).add(count as i64),
+                )
+                .col_expr(
+                    project::Column::ImportingSince,
+                    Expr::value(Option::<i64>::None),
+                )
+                .filter(project::Column::Id.eq(project_id))
+                .exec(&*tx)
+                .await?;
+        }
+        None => {
+            item::Entity::delete_many()
+                .filter(item::Column::ProjectId.eq(project_id))
+                .filter(item::Column::Status.eq("staged"))
+                .exec(&*tx)
+                .await?;
+            project::Entity::update_many()
+                .col_expr(
+                    project::Column::ImportingSince,
+                    Expr::value(Option::<i64>::None),
+                )
+                .filter(project::Column::Id.eq(project_id))
+                .exec(&*tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Imports an upload held in memory (the demo, small files).
 pub async fn import(
     db: &Db,
     owner: &AuthUser,
@@ -156,103 +554,10 @@ pub async fn import(
     partial: bool,
     bytes: &[u8],
 ) -> Result<ImportReport> {
-    let p = super::get_owned(&db.conn, owner, project_id).await?;
-    let parsed = parse(format, &p.schema, bytes);
-    let report_errors = |parsed: &Parsed| {
-        let mut errs = parsed.errors.clone();
-        if parsed.error_count as usize > errs.len() {
-            errs.push(ImportLineError {
-                line: 0,
-                message: format!(
-                    "{} more lines failed",
-                    parsed.error_count as usize - errs.len()
-                ),
-            });
-        }
-        errs
-    };
-    if parsed.error_count > 0 && !partial {
-        return Err(Error::invalid(
-            "import-failed",
-            format!("{} of the lines failed; nothing was imported (fix them, or import with partial=true)", parsed.error_count),
-        )
-        .with_errors(report_errors(&parsed)));
-    }
-    if parsed.items.is_empty() {
-        return Err(Error::invalid("import-empty", "the file holds no items")
-            .with_errors(report_errors(&parsed)));
-    }
-    let imported = insert_items(db, &p, parsed.items.iter()).await?;
-    Ok(ImportReport {
-        imported,
-        errors: report_errors(&parsed),
-    })
-}
-
-/// Appends items after the project's last one, in one transaction, in
-/// batches so a statement stays below the databases' parameter limits.
-pub async fn insert_items<'a>(
-    db: &Db,
-    p: &Project,
-    items: impl Iterator<Item = &'a Value>,
-) -> Result<u64> {
-    let tx = db.write().await?;
-    // Re-read under the write transaction: status and count may have moved.
-    let current = super::get(&*tx, p.row.id).await?;
-    if current.status() != ProjectStatus::Draft {
-        return Err(Error::conflict(
-            "project-not-draft",
-            "items can only be imported before the project is funded",
-        ));
-    }
-    let max_seq: Option<i64> = item::Entity::find()
-        .select_only()
-        .column_as(Expr::col(item::Column::Seq).max(), "m")
-        .filter(item::Column::ProjectId.eq(p.row.id))
-        .into_tuple()
-        .one(&*tx)
-        .await?
-        .flatten();
-    let mut seq = max_seq.unwrap_or(0);
-    let now = now_ms();
-    let overlap = current.row.overlap;
-    let mut batch = Vec::with_capacity(500);
-    let mut total = 0u64;
-    for data in items {
-        seq += 1;
-        batch.push(item::ActiveModel {
-            project_id: Set(p.row.id),
-            seq: Set(seq),
-            data: Set(data.to_string()),
-            status: Set("open".into()),
-            needed: Set(overlap),
-            answers_count: Set(0),
-            result: Set(None),
-            created_at: Set(now),
-            resolved_at: Set(None),
-            ..Default::default()
-        });
-        if batch.len() == 500 {
-            total += batch.len() as u64;
-            item::Entity::insert_many(std::mem::take(&mut batch))
-                .exec(&*tx)
-                .await?;
-        }
-    }
-    if !batch.is_empty() {
-        total += batch.len() as u64;
-        item::Entity::insert_many(batch).exec(&*tx).await?;
-    }
-    project::Entity::update_many()
-        .col_expr(
-            project::Column::ItemCount,
-            Expr::col(project::Column::ItemCount).add(total as i64),
-        )
-        .filter(project::Column::Id.eq(p.row.id))
-        .exec(&*tx)
-        .await?;
-    tx.commit().await?;
-    Ok(total)
+    let body = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        Bytes::copy_from_slice(bytes),
+    )]);
+    import_stream(db, owner, project_id, format, partial, body, usize::MAX).await
 }
 
 #[cfg(test)]
@@ -265,44 +570,80 @@ mod tests {
         LabelSchema::parse(TaskType::Classification, &json!({"classes": ["a", "b"]})).unwrap()
     }
 
+    /// Feeds the upload in chunks of every size from 1 byte up: the result
+    /// must not depend on where the chunks split.
+    fn parse_chunked(format: Format, body: &[u8]) -> (Vec<Value>, Vec<u64>) {
+        let s = schema();
+        let whole = parse(format, &s, body);
+        for size in [1, 2, 3, 7, 64, body.len().max(1)] {
+            let mut p = ItemParser::new(format, &s);
+            let mut items = Vec::new();
+            for c in body.chunks(size) {
+                p.feed(c, &mut items);
+            }
+            p.finish(&mut items);
+            assert_eq!(items, whole.0, "chunk size {size}");
+            let lines: Vec<u64> = p.errors.iter().map(|e| e.line).collect();
+            assert_eq!(
+                lines,
+                whole.1.iter().map(|e| e.line).collect::<Vec<_>>(),
+                "chunk size {size}"
+            );
+        }
+        (whole.0, whole.1.iter().map(|e| e.line).collect())
+    }
+
     #[test]
     fn jsonl_reports_each_bad_line_by_number() {
-        let body =
-            b"{\"text\":\"one\"}\n\nnot json\n{\"text\":5}\n{\"text\":\"two\"}\r\n[1]\n\xff\xfe\n";
-        let p = parse(Format::Jsonl, &schema(), body);
+        let body = b"{\"text\":\"one\"}\n\nnot json\n{\"text\":5}\n{\"text\":\"two\"}\r\n[1]\n\xff\xfe\n{\"text\":\"last, no newline\"}";
+        let (items, lines) = parse_chunked(Format::Jsonl, body);
         assert_eq!(
-            p.items,
-            vec![json!({"text": "one"}), json!({"text": "two"})]
+            items,
+            vec![
+                json!({"text": "one"}),
+                json!({"text": "two"}),
+                json!({"text": "last, no newline"})
+            ]
         );
-        let lines: Vec<u64> = p.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 4, 6, 7]);
+        let (_, errors, _) = parse(Format::Jsonl, &schema(), body);
         assert!(
-            p.errors[0].message.contains("invalid JSON"),
+            errors[0].message.contains("invalid JSON"),
             "{:?}",
-            p.errors[0]
+            errors[0]
         );
-        assert!(p.errors[1].message.contains("must be a string"));
-        assert!(p.errors[3].message.contains("UTF-8"));
+        assert!(errors[1].message.contains("must be a string"));
+        assert!(errors[3].message.contains("UTF-8"));
     }
 
     #[test]
     fn csv_maps_columns_to_fields_and_reports_bad_records() {
-        let body = b"text,source\nhello,web\n\"quoted, with comma\",mail\nonly-one-field\n,empty\n";
-        let p = parse(Format::Csv, &schema(), body);
-        assert_eq!(p.items.len(), 2);
+        let body = b"text,source\nhello,web\n\"quoted, with comma\nand a newline\",mail\nonly-one-field\n,empty\n\nlast,row";
+        let (items, lines) = parse_chunked(Format::Csv, body);
+        assert_eq!(items.len(), 3);
         assert_eq!(
-            p.items[1],
-            json!({"text": "quoted, with comma", "source": "mail"})
+            items[1],
+            json!({"text": "quoted, with comma\nand a newline", "source": "mail"})
         );
-        let lines: Vec<u64> = p.errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, vec![4, 5], "{:?}", p.errors);
+        assert_eq!(items[2], json!({"text": "last", "source": "row"}));
+        assert_eq!(lines, vec![5, 6]);
     }
 
     #[test]
-    fn an_oversized_line_is_an_error_not_an_item() {
-        let big = format!("{{\"text\":\"{}\"}}\n", "x".repeat(MAX_LINE_BYTES + 1));
-        let p = parse(Format::Jsonl, &schema(), big.as_bytes());
-        assert!(p.items.is_empty());
+    fn an_oversized_line_is_an_error_not_an_item_and_the_next_line_still_parses() {
+        let big = format!(
+            "{{\"text\":\"{}\"}}\n{{\"text\":\"after\"}}\n",
+            "x".repeat(MAX_LINE_BYTES + 1)
+        );
+        let s = schema();
+        let mut p = ItemParser::new(Format::Jsonl, &s);
+        let mut items = Vec::new();
+        for c in big.as_bytes().chunks(65536) {
+            p.feed(c, &mut items);
+        }
+        p.finish(&mut items);
+        assert_eq!(items, vec![json!({"text": "after"})]);
         assert_eq!(p.error_count, 1);
+        assert_eq!(p.errors[0].line, 1);
     }
 }

@@ -168,3 +168,78 @@ fn only_buyers_create_bounties_and_only_their_owner_changes_them() {
     assert_eq!(other.project(p.id).unwrap().id, p.id);
     assert_problem(other.fund(p.id, "k"), 403, "not-project-owner");
 }
+
+fn rows_of_project(app: &TestApp, project: i64) -> u64 {
+    use sahel_server::projects::entity::item;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    app.block_on(
+        item::Entity::find()
+            .filter(item::Column::ProjectId.eq(project))
+            .count(app.db()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_large_upload_streams_in_batches_and_a_bad_last_line_leaves_no_row_behind() {
+    let app = spawn_app();
+    let (_, b) = buyer(&app, "bulk", 0);
+    let p = b.create_project(&project_spec(1, 1000, 1000)).unwrap();
+    let mut body = items_jsonl(12_345);
+    body.push_str("{\"text\": \n");
+    let err = b.import_items(p.id, "jsonl", body.as_bytes()).unwrap_err();
+    assert_eq!(err.status, 422);
+    assert_eq!(err.problem.unwrap().errors[0].line, 12_346);
+    assert_eq!(
+        rows_of_project(&app, p.id),
+        0,
+        "the staged batches were removed"
+    );
+    assert_eq!(b.project(p.id).unwrap().item_count, 0);
+
+    let body = items_jsonl(12_345);
+    assert_eq!(
+        b.import_items(p.id, "jsonl", body.as_bytes())
+            .unwrap()
+            .imported,
+        12_345
+    );
+    assert_eq!(b.project(p.id).unwrap().item_count, 12_345);
+    assert_eq!(items_with_status(&app, p.id, "open"), 12_345);
+    // A second upload appends after the first, in order.
+    assert_eq!(
+        b.import_items(p.id, "jsonl", items_jsonl(5).as_bytes())
+            .unwrap()
+            .imported,
+        5
+    );
+    assert_eq!(rows_of_project(&app, p.id), 12_350);
+}
+
+#[test]
+fn a_signed_upload_is_checked_against_its_signature_and_imported() {
+    let app = spawn_app();
+    let (user, b) = sign_up(&app, "signed-buyer@test.sahel", &[Role::Buyer]);
+    let key = new_key();
+    b.link_key(user.id, &key, None).unwrap();
+    let signed =
+        sahel_worker::client::Client::new(&app.address, sahel_worker::client::Auth::Key(key));
+    let p = signed.create_project(&project_spec(1, 1000, 1000)).unwrap();
+    assert_eq!(
+        signed
+            .import_items(p.id, "csv", b"text\none\ntwo\n")
+            .unwrap()
+            .imported,
+        2
+    );
+    assert_eq!(rows_of_project(&app, p.id), 2);
+}
+
+#[test]
+fn an_empty_upload_is_refused() {
+    let app = spawn_app();
+    let (_, b) = buyer(&app, "empty", 0);
+    let p = b.create_project(&project_spec(1, 1000, 1000)).unwrap();
+    assert_problem(b.import_items(p.id, "jsonl", b"\n\n"), 422, "import-empty");
+    assert_problem(b.import_items(p.id, "xml", b"<x/>"), 422, "unknown-format");
+}
