@@ -119,6 +119,8 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn set_needed(&self, project: i64, item: i64, needed: Option<u32>) -> QueueResult<()>;
 }
 
+const SNAPSHOT_PAGE: u64 = 20_000;
+
 /// Reads one project's queue state from the database.
 pub async fn snapshot(
     conn: &impl ConnectionTrait,
@@ -126,24 +128,32 @@ pub async fn snapshot(
     now: i64,
 ) -> Result<ProjectSnapshot> {
     let overlap = projects::get(conn, project_id).await?.row.overlap as u32;
-    let open: Vec<(i64, i32)> = item::Entity::find()
-        .select_only()
-        .column(item::Column::Id)
-        .column(item::Column::Needed)
-        .filter(item::Column::ProjectId.eq(project_id))
-        .filter(item::Column::Status.eq("open"))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let mut items: Vec<ItemSnapshot> = open
-        .into_iter()
-        .map(|(item_id, needed)| ItemSnapshot {
+    // Read in pages by id: a million-item project must not materialize a
+    // million database rows at once (that alone took hundreds of MB).
+    let mut items: Vec<ItemSnapshot> = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let page: Vec<(i64, i32)> = item::Entity::find()
+            .select_only()
+            .column(item::Column::Id)
+            .column(item::Column::Needed)
+            .filter(item::Column::ProjectId.eq(project_id))
+            .filter(item::Column::Status.eq("open"))
+            .filter(item::Column::Id.gt(after))
+            .order_by_asc(item::Column::Id)
+            .limit(SNAPSHOT_PAGE)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let Some(&(last, _)) = page.last() else { break };
+        after = last;
+        items.extend(page.into_iter().map(|(item_id, needed)| ItemSnapshot {
             item_id,
             needed: needed as u32,
             answered_by: vec![],
             holders: vec![],
-        })
-        .collect();
+        }));
+    }
     items.sort_by_key(|i| i.item_id);
     let pos =
         |items: &Vec<ItemSnapshot>, id: i64| items.binary_search_by_key(&id, |i| i.item_id).ok();
