@@ -452,13 +452,20 @@ pub async fn progress(
     let p = projects::get_owned(conn, &s.user(), id).await?;
     let pr = projects::progress(conn, &p).await?;
     let start = p.row.funded_at.unwrap_or(p.row.created_at);
-    let done = views::items_done_by_minute(conn, id).await?;
     let last = views::last_answer_at(conn, id).await?.unwrap_or(start);
     let end = if p.status() == ProjectStatus::Open {
         crate::db::now_ms()
     } else {
-        last.max(done.iter().map(|d| d.0 + 60_000).max().unwrap_or(start))
+        last
     };
+    // Seconds for a young bounty, minutes after that.
+    let bucket = if end - start < 2 * 3_600_000 {
+        1_000
+    } else {
+        60_000
+    };
+    let done = views::items_done_by(conn, id, bucket).await?;
+    let end = end.max(done.iter().map(|d| d.0 + bucket).max().unwrap_or(start));
     let finished = pr.items_resolved + pr.items_without_consensus;
     let charts = vec![
         charts::items_done(start, end, &done, pr.items_total),

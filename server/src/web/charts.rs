@@ -5,12 +5,14 @@
 
 use super::when;
 
-pub const WIDTH: i32 = 640;
+pub const WIDTH: i32 = 480;
 pub const HEIGHT: i32 = 220;
-const LEFT: i32 = 44;
-const RIGHT: i32 = WIDTH - 12;
-const TOP: i32 = 12;
+const LEFT: i32 = 40;
+const RIGHT: i32 = WIDTH - 16;
+const TOP: i32 = 14;
 const BOTTOM: i32 = HEIGHT - 28;
+/// The widest bar: a few hours of data should not look like a wall.
+const MAX_BAR_SLOT: i64 = 48;
 const HOUR_MS: i64 = 3_600_000;
 /// Most hourly bars drawn: the last two days of activity.
 pub const MAX_BARS: i64 = 48;
@@ -19,6 +21,9 @@ pub const MAX_BARS: i64 = 48;
 pub struct Tick {
     pub pos: i32,
     pub label: String,
+    /// SVG `text-anchor`: the first and last x labels hug the plot's ends
+    /// so they are not cut off.
+    pub anchor: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +86,11 @@ fn scale(v: i64, lo: i64, hi: i64, out_lo: i32, out_hi: i32) -> i32 {
 
 /// Labels for an instant, short enough for an axis.
 fn time_label(ms: i64, span_ms: i64) -> String {
+    if span_ms <= 2 * HOUR_MS {
+        // 2026-11-24T17:05:09.123Z
+        let full = sahel_protocol::Timestamp(ms).to_string();
+        return full.get(11..19).unwrap_or(&full).to_owned();
+    }
     let full = when(ms); // 2026-11-24 17:05 UTC
     if span_ms <= 36 * HOUR_MS {
         full.get(11..16).unwrap_or(&full).to_owned()
@@ -96,6 +106,7 @@ fn y_ticks(max: i64) -> Vec<Tick> {
         .map(|v| Tick {
             pos: scale(v, 0, max.max(1), BOTTOM, TOP),
             label: v.to_string(),
+            anchor: "end",
         })
         .collect()
 }
@@ -137,6 +148,11 @@ pub fn items_done(start: i64, end: i64, done: &[(i64, i64)], total: i64) -> Char
             Tick {
                 pos: scale(t, start, end, LEFT, RIGHT),
                 label: time_label(t, span),
+                anchor: match i {
+                    0 => "start",
+                    3 => "end",
+                    _ => "middle",
+                },
             }
         })
         .collect();
@@ -172,10 +188,12 @@ pub fn answers_per_hour(hours: &[(i64, i64)]) -> Chart {
     let count = |h: i64| hours.iter().filter(|x| x.0 == h).map(|x| x.1).sum::<i64>();
     let counts: Vec<(i64, i64)> = (first..=last).map(|h| (h, count(h))).collect();
     let max = counts.iter().map(|c| c.1).max().unwrap_or(0).max(1);
-    let slot = (RIGHT - LEFT) as i64 / n;
+    let slot = ((RIGHT - LEFT) as i64 / n).min(MAX_BAR_SLOT);
     let gap = (slot / 5).max(1);
+    // Fewer bars than fit: center them.
+    let offset = ((RIGHT - LEFT) as i64 - slot * n) / 2;
     for (i, (h, k)) in counts.iter().enumerate() {
-        let x = LEFT + (slot * i as i64) as i32 + (gap / 2) as i32;
+        let x = LEFT + (offset + slot * i as i64) as i32 + (gap / 2) as i32;
         let y = scale(*k, 0, max, BOTTOM, TOP);
         c.bars.push(Bar {
             x,
@@ -189,8 +207,10 @@ pub fn answers_per_hour(hours: &[(i64, i64)]) -> Chart {
     c.x_ticks = (0..n)
         .step_by(every as usize)
         .map(|i| Tick {
-            pos: LEFT + (slot * i + slot / 2) as i32,
-            label: time_label((first + i) * HOUR_MS, n * HOUR_MS),
+            pos: LEFT + (offset + slot * i + slot / 2) as i32,
+            // Hours are labeled by the clock, whatever the span.
+            label: time_label((first + i) * HOUR_MS, 3 * HOUR_MS),
+            anchor: "middle",
         })
         .collect();
     c.y_ticks = y_ticks(max);

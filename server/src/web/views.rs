@@ -91,26 +91,29 @@ pub async fn answer_counts(conn: &impl ConnectionTrait, user: i64) -> Result<(i6
     Ok((get("pending"), get("accepted"), get("rejected")))
 }
 
-/// Items finished (resolved or closed without consensus) per minute, as
-/// (minute start in ms, items).
-pub async fn items_done_by_minute(
+/// Items finished (resolved or closed without consensus) per `bucket_ms`,
+/// as (bucket start in ms, items). At most one row per item, whatever the
+/// bucket.
+pub async fn items_done_by(
     conn: &impl ConnectionTrait,
     project: i64,
+    bucket_ms: i64,
 ) -> Result<Vec<(i64, i64)>> {
-    let minute = Expr::col(item::Column::ResolvedAt).div(60_000i64);
+    let bucket_ms = Ord::max(bucket_ms, 1);
+    let bucket = Expr::col(item::Column::ResolvedAt).div(bucket_ms);
     let rows: Vec<(i64, i64)> = item::Entity::find()
         .select_only()
-        .column_as(minute, "minute")
+        .column_as(bucket, "bucket")
         .column_as(Expr::col(item::Column::Id).count(), "n")
         .filter(item::Column::ProjectId.eq(project))
         .filter(item::Column::ResolvedAt.is_not_null())
         // By the output name: PostgreSQL would not see two bound copies
         // of the divisor as the same expression.
-        .group_by(Expr::col(Alias::new("minute")))
+        .group_by(Expr::col(Alias::new("bucket")))
         .into_tuple()
         .all(conn)
         .await?;
-    Ok(rows.into_iter().map(|(m, n)| (m * 60_000, n)).collect())
+    Ok(rows.into_iter().map(|(m, n)| (m * bucket_ms, n)).collect())
 }
 
 /// Answers per clock hour, as (hours since the epoch, answers).
