@@ -113,7 +113,7 @@ impl ResponseError for PageError {
             },
             status: problem.status,
             heading: heading(e.client_kind(), &code).to_owned(),
-            detail: problem.detail,
+            detail: sentence(&problem.detail),
             code,
             errors: problem
                 .errors
@@ -146,6 +146,19 @@ impl ResponseError for PageError {
     }
 }
 
+/// A capability's reason as a sentence: capitalized, with a full stop.
+fn sentence(detail: &str) -> String {
+    let mut chars = detail.trim().chars();
+    let mut out: String = match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '!', '?', ')']) {
+        out.push('.');
+    }
+    out
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -157,4 +170,24 @@ pub fn encode_query(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_sentences() {
+        assert_eq!(
+            sentence("only the buyer may do this"),
+            "Only the buyer may do this."
+        );
+        assert_eq!(sentence("Done."), "Done.");
+        assert_eq!(sentence(""), "");
+    }
+
+    #[test]
+    fn the_next_page_is_percent_encoded() {
+        assert_eq!(encode_query("/a b?c=1&d"), "/a%20b%3Fc%3D1%26d");
+    }
 }

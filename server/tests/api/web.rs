@@ -696,7 +696,7 @@ fn labeling_works_without_javascript_and_skip_moves_to_another_item() {
     // No class picked: a page says so, nothing is recorded.
     let res = c.post(&work, &[("csrf", &page_csrf(&c)), ("lease_id", "1")]);
     assert_eq!(res.status, 422);
-    assert!(res.body.contains("pick a class"));
+    assert!(res.body.contains("Pick a class"));
 }
 
 fn page_csrf(b: &Browser) -> String {

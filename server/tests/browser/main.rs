@@ -16,7 +16,9 @@ use std::time::Instant;
 use fantoccini::{Client, Locator};
 use sahel_protocol::Micros;
 use sahel_server::ledger::{self, AccountRef};
+use sahel_server::queue::entity::lease;
 use sahel_server::testing::{TestApp, spawn_app};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use driver::*;
 
@@ -55,6 +57,8 @@ fn balance(app: &TestApp, user: i64) -> Micros {
         .unwrap()
 }
 
+/// Signs up through the form. Contributors use the keyboard alone (typing,
+/// then Enter); the buyer clicks.
 async fn sign_up(c: &Client, base: &str, name: &str, buyer: bool) {
     c.goto(&format!("{base}/signup")).await.unwrap();
     assert_controls_labelled(c).await;
@@ -62,34 +66,34 @@ async fn sign_up(c: &Client, base: &str, name: &str, buyer: bool) {
     fill(c, "#display_name", name).await;
     fill(c, "#password", "correct horse battery").await;
     if buyer {
-        c.find(Locator::Css("#role-contributor"))
+        for role in ["#role-contributor", "#role-buyer"] {
+            c.find(Locator::Css(role))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        screenshot(c, "signup").await;
+        c.find(Locator::Css("#signup-submit"))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
-        c.find(Locator::Css("#role-buyer"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+    } else {
+        press(c, ENTER).await;
     }
-    c.find(Locator::Css("#signup-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
     let expected = if buyer { "/projects/new" } else { "/bounties" };
     wait_until!("the page after sign-up", { path(c).await == expected });
 }
 
+/// Logs out with the keyboard: the button takes the focus, Enter presses it.
 async fn log_out(c: &Client) {
     c.find(Locator::Css("header form button"))
         .await
         .unwrap()
-        .click()
+        .send_keys(&ENTER.to_string())
         .await
         .unwrap();
     wait_until!("the home page after log-out", {
@@ -305,6 +309,22 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
                 .unwrap();
             wait_until!("the labeling page", { exists(c, "#work").await });
             assert_controls_labelled(c).await;
+            // While the first task is shown, the next one is leased ahead.
+            let me =
+                sahel_server::accounts::find_by_email(app.db(), &format!("{name}@browser.sahel"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id;
+            wait_until!("the next task leased ahead", {
+                lease::Entity::find()
+                    .filter(lease::Column::UserId.eq(me))
+                    .filter(lease::Column::Status.eq("open"))
+                    .count(app.db())
+                    .await
+                    .unwrap()
+                    == 2
+            });
             let timer = text_of(c, "#timer").await;
             assert!(
                 timer.starts_with("in 9:") || timer.starts_with("in 10:"),
@@ -322,6 +342,17 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
             c.goto(&format!("{base}/earnings")).await.unwrap();
             if i == 2 {
                 screenshot(c, "earnings").await;
+                // A contributor who types the buyer's address gets a page
+                // that says no.
+                c.goto(&format!("{base}/projects/{project_id}/progress"))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    text_of(c, "#error-heading").await,
+                    "This bounty belongs to someone else"
+                );
+                screenshot(c, "error-forbidden").await;
+                c.goto(&format!("{base}/earnings")).await.unwrap();
             }
             log_out(c).await;
         }
@@ -389,6 +420,20 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
     assert_eq!(progress.items_resolved, items);
     assert_eq!(progress.answers_accepted, 3 * items - 1);
     assert!(app.audit().is_clean());
+    // The skip gave its lease back, and no lease was left behind: the one
+    // fetched ahead goes back when the page is left or the work runs out.
+    let leases = |status: &'static str| {
+        app.block_on(
+            lease::Entity::find()
+                .filter(lease::Column::ProjectId.eq(project_id))
+                .filter(lease::Column::Status.eq(status))
+                .count(app.db()),
+        )
+        .unwrap()
+    };
+    assert!(leases("released") >= 1, "the skip released its lease");
+    assert_eq!(leases("open"), 0, "no lease left open");
+    assert_eq!(leases("submitted") as i64, 3 * items);
 
     // Chiara's earnings page showed her balance; check it against the
     // database in a fresh session, and on a phone-sized screen.
