@@ -115,7 +115,7 @@ fn y_ticks(max: i64) -> Vec<Tick> {
 /// to `end`, out of `total`. `done` holds (instant, items finished then),
 /// in any order.
 pub fn items_done(start: i64, end: i64, done: &[(i64, i64)], total: i64) -> Chart {
-    let mut c = Chart::new("items-done", "Items done over time");
+    let mut c = Chart::new("chart-items-done", "Items done over time");
     let mut done: Vec<(i64, i64)> = done.to_vec();
     done.sort_unstable();
     let finished: i64 = done.iter().map(|d| d.1).sum();
@@ -172,7 +172,7 @@ pub fn items_done(start: i64, end: i64, done: &[(i64, i64)], total: i64) -> Char
 /// answer to the last (at most the last [`MAX_BARS`] hours). `hours`
 /// holds (hours since the epoch, answers in that hour).
 pub fn answers_per_hour(hours: &[(i64, i64)]) -> Chart {
-    let mut c = Chart::new("answers-per-hour", "Answers per hour");
+    let mut c = Chart::new("chart-answers-per-hour", "Answers per hour");
     let Some(last) = hours.iter().map(|h| h.0).max() else {
         c.summary = "No answers yet.".into();
         c.y_ticks = y_ticks(1);

@@ -212,7 +212,8 @@ pub async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.unwrap();
 }
 
-/// Every form control lacks neither a label nor an accessible name.
+/// Accessibility basics: every form control has a label (or another
+/// accessible name), and no id is used twice (labels point at ids).
 pub async fn assert_controls_labelled(c: &Client) {
     let bad = c
         .execute(
@@ -223,13 +224,22 @@ for (const el of document.querySelectorAll('input:not([type=hidden]), select, te
     || (el.tagName === 'BUTTON' && el.textContent.trim() !== '');
   if (!named) bad.push(el.outerHTML.slice(0, 160));
 }
+const seen = new Set();
+for (const el of document.querySelectorAll('[id]')) {
+  if (seen.has(el.id)) bad.push('duplicate id ' + el.id);
+  seen.add(el.id);
+}
 return bad;"#,
             vec![],
         )
         .await
         .unwrap();
     let page = path(c).await;
-    assert_eq!(bad, json!([]), "controls without a label on {page}");
+    assert_eq!(
+        bad,
+        json!([]),
+        "unlabelled controls or duplicate ids on {page}"
+    );
 }
 
 /// Saves a PNG of the whole page (the window grows to fit it, up to a

@@ -341,6 +341,7 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
             assert_eq!(text_of(c, "#answered").await, items.to_string());
             c.goto(&format!("{base}/earnings")).await.unwrap();
             if i == 2 {
+                assert_controls_labelled(c).await;
                 screenshot(c, "earnings").await;
                 // A contributor who types the buyer's address gets a page
                 // that says no.
@@ -368,6 +369,7 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
         fill(&c, "#password", "correct horse battery").await;
         press(&c, ENTER).await;
         wait_until!("the progress page", { exists(&c, "#items-done").await });
+        assert_controls_labelled(&c).await;
         assert!(exists(&c, "#complete").await, "the bounty is complete");
         assert_eq!(text_of(&c, "#status").await, "completed");
         assert_eq!(
@@ -392,6 +394,7 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
                 .len() as i64,
             items
         );
+        assert_controls_labelled(&c).await;
         // The item with a script shows it as text here too.
         let pwned = c
             .execute("return typeof window.pwned", vec![])
