@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_core;
 mod m20261124_000010_add_import_lock;
+mod m20261124_000300_create_web_sessions;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_core::Migration),
             Box::new(m20261124_000010_add_import_lock::Migration),
+            Box::new(m20261124_000300_create_web_sessions::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@
 //! | `--db-pool` | `SAHEL_DB_POOL` | `16` | database connections |
 //! | `--max-body-bytes` | `SAHEL_MAX_BODY_BYTES` | `1048576` | JSON request body limit |
 //! | `--max-import-bytes` | `SAHEL_MAX_IMPORT_BYTES` | `4294967296` | item upload limit (streamed; signed uploads are capped at 64 MiB) |
+//! | `--secure-cookies` | `SAHEL_SECURE_COOKIES` | off | mark the web session cookie `Secure` even over plain HTTP (TLS terminated by a proxy that sends no `X-Forwarded-Proto`); requests over HTTPS or with `X-Forwarded-Proto: https` get it regardless |
 //! | - | `RUST_LOG` | `info` | log filter (tracing `EnvFilter` syntax) |
 
 use std::fmt;
@@ -66,6 +67,10 @@ pub struct Config {
     /// Largest item import body accepted, in bytes.
     #[arg(long, env = "SAHEL_MAX_IMPORT_BYTES", default_value_t = 4 << 30)]
     pub max_import_bytes: usize,
+
+    /// Always mark the web session cookie `Secure`.
+    #[arg(long, env = "SAHEL_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 impl Config {
@@ -84,6 +89,7 @@ impl Config {
             db_pool: 8,
             max_body_bytes: 1 << 20,
             max_import_bytes: 4 << 30,
+            secure_cookies: false,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The Sahel server as a library: `main.rs` only parses configuration and
 //! calls [`startup::Application`]; tests drive the same code.
 //!
-//! Capability modules own their tables and rules; `api` (HTTP) calls into
-//! them and never the other way round. See ARCHITECTURE.md for the map.
+//! Capability modules own their tables and rules; `api` (JSON) and `web`
+//! (HTML) call into them and never the other way round. See
+//! ARCHITECTURE.md for the map.
 
 pub mod accounts;
 pub mod api;
@@ -18,3 +19,4 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod testing;
+pub mod web;

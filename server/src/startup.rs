@@ -70,6 +70,8 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .configure(|cfg| api::routes(cfg, max_import))
+                // HTML pages, static assets, and the site-wide 404.
+                .configure(crate::web::routes)
         })
         .listen(listener)?
         .shutdown_timeout(5);

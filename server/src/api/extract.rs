@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use sahel_protocol::signing::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{self, AuthUser, PendingNonce, SignatureHeaders};
+use crate::accounts::{self, AuthUser, PendingNonce, SignatureHeaders, sessions};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -92,6 +92,17 @@ async fn authenticate(
         )
         .await?;
         return Ok((user, PendingNonce::new(Some(claim))));
+    }
+    // The web UI's session cookie. A browser sends it on any request to
+    // this origin, including one forged by another site, so a request that
+    // can change state must also carry the session's CSRF token in a
+    // header, which only this origin's pages can read and set.
+    if let Some(cookie) = req.cookie(sessions::COOKIE) {
+        let session = sessions::authenticate(&st.db.conn, cookie.value()).await?;
+        if !req.method().is_safe() {
+            session.check_csrf(header(req, sessions::CSRF_HEADER))?;
+        }
+        return Ok((session.auth(), PendingNonce::default()));
     }
     Err(Error::unauthorized(
         "unauthenticated",

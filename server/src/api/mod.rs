@@ -54,12 +54,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/leases", web::post().to(work::lease_any))
             .route("/submissions", web::post().to(work::submit))
             .route("/submissions/batch", web::post().to(work::submit_batch))
-            .route("/submissions/{id}", web::get().to(work::get_submission)),
-    )
-    .default_service(web::to(not_found));
+            .route("/submissions/{id}", web::get().to(work::get_submission))
+            // Unknown paths under /api/v1 answer problem+json; the rest of
+            // the site's unknown paths belong to `crate::web`.
+            .default_service(web::to(not_found)),
+    );
 }
 
-async fn not_found() -> Result<HttpResponse> {
+pub async fn not_found() -> Result<HttpResponse> {
     Err(Error::not_found(
         "no-route",
         "no such endpoint; the API lives under /api/v1",

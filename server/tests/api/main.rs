@@ -6,4 +6,5 @@ mod helpers;
 mod money;
 mod projects;
 mod queue;
+mod web;
 mod work;

@@ -1,0 +1,462 @@
+//! End-to-end tests of the web UI in headless Chromium, driven over
+//! WebDriver against a real server on port 0 (SQLite, or PostgreSQL when
+//! `DATABASE_URL` is set). The test starts ChromeDriver itself; without
+//! Chromium it is skipped with a notice, unless CI or
+//! `SAHEL_TEST_REQUIRE_SERVICES=1` requires it.
+//!
+//! Every run screenshots each main page (into `target/screenshots/`); with
+//! `SAHEL_UPDATE_SCREENSHOTS=1` they replace the ones in `docs/screenshots/`
+//! that the README shows, so they are regenerated, never drawn by hand.
+
+mod driver;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use fantoccini::{Client, Locator};
+use sahel_protocol::Micros;
+use sahel_server::ledger::{self, AccountRef};
+use sahel_server::queue::entity::lease;
+use sahel_server::testing::{TestApp, spawn_app};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use driver::*;
+
+const CLASSES: [&str; 3] = ["positive", "negative", "neutral"];
+const REWARD: Micros = Micros(50_000);
+
+struct Fixture {
+    path: std::path::PathBuf,
+    /// Item text -> the class an honest contributor picks.
+    expected: HashMap<String, String>,
+}
+
+fn fixture() -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/web/reviews.csv");
+    let mut expected = HashMap::new();
+    let mut rd = csv::Reader::from_path(&path).unwrap();
+    for r in rd.records() {
+        let r = r.unwrap();
+        expected.insert(r[0].to_owned(), r[1].to_owned());
+    }
+    Fixture {
+        path: path.canonicalize().unwrap(),
+        expected,
+    }
+}
+
+fn user_id(app: &TestApp, email: &str) -> i64 {
+    app.block_on(sahel_server::accounts::find_by_email(app.db(), email))
+        .unwrap()
+        .expect("the user exists")
+        .id
+}
+
+fn balance(app: &TestApp, user: i64) -> Micros {
+    app.block_on(ledger::balance(app.db(), AccountRef::User(user)))
+        .unwrap()
+}
+
+/// Signs up through the form. Contributors use the keyboard alone (typing,
+/// then Enter); the buyer clicks.
+async fn sign_up(c: &Client, base: &str, name: &str, buyer: bool) {
+    c.goto(&format!("{base}/signup")).await.unwrap();
+    assert_controls_labelled(c).await;
+    fill(c, "#email", &format!("{name}@browser.sahel")).await;
+    fill(c, "#display_name", name).await;
+    fill(c, "#password", "correct horse battery").await;
+    if buyer {
+        for role in ["#role-contributor", "#role-buyer"] {
+            c.find(Locator::Css(role))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+        screenshot(c, "signup").await;
+        c.find(Locator::Css("#signup-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    } else {
+        press(c, ENTER).await;
+    }
+    let expected = if buyer { "/projects/new" } else { "/bounties" };
+    wait_until!("the page after sign-up", { path(c).await == expected });
+}
+
+/// Logs out with the keyboard: the button takes the focus, Enter presses it.
+async fn log_out(c: &Client) {
+    c.find(Locator::Css("header form button"))
+        .await
+        .unwrap()
+        .send_keys(&ENTER.to_string())
+        .await
+        .unwrap();
+    wait_until!("the home page after log-out", {
+        exists(c, "a[href='/signup']").await
+    });
+}
+
+/// Labels every task of the bounty with the keyboard alone: the number of
+/// the class, then Enter; `wrong_on` gets the wrong class, `skip_first`
+/// skips the first task with S. Returns how many answers were sent.
+async fn label_everything(
+    c: &Client,
+    fx: &Fixture,
+    wrong_on: Option<&str>,
+    skip_first: bool,
+    shots: Option<&str>,
+) -> usize {
+    let mut sent = 0;
+    let mut last_lease = String::new();
+    let mut skipped = !skip_first;
+    loop {
+        wait_until!(
+            "a task or the end",
+            visible(c, "#done").await
+                || (exists(c, "#task").await && current_lease(c).await != last_lease)
+        );
+        if visible(c, "#done").await {
+            return sent;
+        }
+        let lease = current_lease(c).await;
+        let text = text_of(c, "#task-text").await;
+        let expected = fx
+            .expected
+            .get(&text)
+            .unwrap_or_else(|| panic!("the page shows an unknown item: {text:?}"));
+        if text.contains("<script>") {
+            // Shown as text, never run.
+            let pwned = c
+                .execute("return typeof window.pwned", vec![])
+                .await
+                .unwrap();
+            assert_eq!(pwned, "undefined", "the item's script ran");
+            assert!(
+                !exists(c, "#task-text b").await,
+                "the item's HTML was parsed"
+            );
+        }
+        if !skipped {
+            skipped = true;
+            press(c, 's').await;
+            last_lease = lease;
+            continue;
+        }
+        let label = if wrong_on == Some(text.as_str()) {
+            if expected == "negative" {
+                "positive"
+            } else {
+                "negative"
+            }
+        } else {
+            expected.as_str()
+        };
+        let key = CLASSES.iter().position(|k| *k == label).unwrap() + 1;
+        press(c, char::from_digit(key as u32, 10).unwrap()).await;
+        if let Some(name) = shots.filter(|_| sent == 1) {
+            screenshot(c, name).await;
+        }
+        press(c, ENTER).await;
+        sent += 1;
+        last_lease = lease;
+    }
+}
+
+async fn current_lease(c: &Client) -> String {
+    match c.find(Locator::Css("#task")).await {
+        Ok(e) => e.attr("data-lease").await.unwrap().unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+#[test]
+fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_completed() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let started = Instant::now();
+    let app = spawn_app();
+    let base = app.address.clone();
+    let fx = fixture();
+    let items = fx.expected.len() as i64;
+
+    let project_id = app.block_on(async {
+        let c = driver.session(1280, 900, false).await;
+
+        // The buyer signs up, gets a balance, and posts the bounty.
+        sign_up(&c, &base, "beatrice", true).await;
+        // (Inside the runtime: the async forms of `app.deposit`.)
+        let buyer = sahel_server::accounts::find_by_email(app.db(), "beatrice@browser.sahel")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        ledger::deposit(
+            &app.state.db,
+            sahel_protocol::api::DepositRequest {
+                user_id: buyer,
+                amount: Micros::from_tokens(50).unwrap(),
+                idempotency_key: "browser-test".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_controls_labelled(&c).await;
+        fill(&c, "#title", "Sentiment of product reviews").await;
+        fill(&c, "#classes", &CLASSES.join("\n")).await;
+        fill(
+            &c,
+            "#instructions",
+            "Read the review and pick the sentiment it expresses.\n\n\
+             - positive: satisfied, recommends it\n- negative: dissatisfied\n- neutral: no opinion",
+        )
+        .await;
+        fill(&c, "#overlap", "3").await;
+        fill(&c, "#reward", "0.05").await;
+        fill(&c, "#items", &items.to_string()).await;
+        // The cost is computed as the buyer types, and the budget follows.
+        let cost = REWARD.checked_mul(3 * items).unwrap().to_string();
+        wait_until!("the live cost", { text_of(&c, "#cost").await == cost });
+        let budget = c.find(Locator::Css("#budget")).await.unwrap();
+        assert_eq!(
+            budget.prop("value").await.unwrap().as_deref(),
+            Some(cost.as_str())
+        );
+        screenshot(&c, "new-bounty").await;
+        c.find(Locator::Css("#create"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until!("the draft bounty", { exists(&c, "#import-form").await });
+        let project_id: i64 = path(&c)
+            .await
+            .trim_start_matches("/projects/")
+            .parse()
+            .unwrap();
+
+        // Import the fixture file, then fund.
+        assert_controls_labelled(&c).await;
+        c.find(Locator::Css("#file"))
+            .await
+            .unwrap()
+            .send_keys(&fx.path.display().to_string())
+            .await
+            .unwrap();
+        c.find(Locator::Css("#import"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until!("the import report", { exists(&c, "#import-result").await });
+        assert_eq!(
+            text_of(&c, "#import-result").await,
+            format!("Imported {items} items.")
+        );
+        screenshot(&c, "bounty-draft").await;
+        c.find(Locator::Css("#fund"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until!("the progress page", {
+            path(&c).await == format!("/projects/{project_id}/progress")
+        });
+        assert_eq!(text_of(&c, "#status").await, "open");
+        log_out(&c).await;
+
+        // Three contributors label every item with the keyboard only; the
+        // third gets one item wrong, which a 2-to-1 vote rejects.
+        let wrong = fx
+            .expected
+            .iter()
+            .find(|(_, v)| *v == "positive")
+            .map(|(k, _)| k.clone())
+            .unwrap();
+        // The first labels on a phone-sized screen, the others on a laptop.
+        let phone = driver.session(390, 844, true).await;
+        for (i, name) in ["amina", "bashir", "chiara"].into_iter().enumerate() {
+            let c = if i == 0 { &phone } else { &c };
+            sign_up(c, &base, name, false).await;
+            if i == 1 {
+                assert_controls_labelled(c).await;
+                screenshot(c, "bounties").await;
+            }
+            // From the list to the bounty to the labeling page, by keyboard:
+            // the link gets the focus, Enter follows it.
+            let link = c
+                .find(Locator::Css(&format!("a[href='/bounties/{project_id}']")))
+                .await
+                .unwrap();
+            link.send_keys(&ENTER.to_string()).await.unwrap();
+            wait_until!("the bounty page", { exists(c, "#start").await });
+            if i == 1 {
+                screenshot(c, "bounty").await;
+            }
+            c.find(Locator::Css("#start"))
+                .await
+                .unwrap()
+                .send_keys(&ENTER.to_string())
+                .await
+                .unwrap();
+            wait_until!("the labeling page", { exists(c, "#work").await });
+            assert_controls_labelled(c).await;
+            // While the first task is shown, the next one is leased ahead.
+            let me =
+                sahel_server::accounts::find_by_email(app.db(), &format!("{name}@browser.sahel"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id;
+            wait_until!("the next task leased ahead", {
+                lease::Entity::find()
+                    .filter(lease::Column::UserId.eq(me))
+                    .filter(lease::Column::Status.eq("open"))
+                    .count(app.db())
+                    .await
+                    .unwrap()
+                    == 2
+            });
+            let timer = text_of(c, "#timer").await;
+            assert!(
+                timer.starts_with("in 9:") || timer.starts_with("in 10:"),
+                "{timer}"
+            );
+            let shot = match i {
+                0 => Some("labeling-phone"),
+                1 => Some("labeling"),
+                _ => None,
+            };
+            let sent =
+                label_everything(c, &fx, (i == 2).then_some(wrong.as_str()), i == 0, shot).await;
+            assert_eq!(sent as i64, items, "{name} answered every item once");
+            assert_eq!(text_of(c, "#answered").await, items.to_string());
+            c.goto(&format!("{base}/earnings")).await.unwrap();
+            if i == 2 {
+                assert_controls_labelled(c).await;
+                screenshot(c, "earnings").await;
+                // A contributor who types the buyer's address gets a page
+                // that says no.
+                c.goto(&format!("{base}/projects/{project_id}/progress"))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    text_of(c, "#error-heading").await,
+                    "This bounty belongs to someone else"
+                );
+                screenshot(c, "error-forbidden").await;
+                c.goto(&format!("{base}/earnings")).await.unwrap();
+            }
+            log_out(c).await;
+        }
+        phone.close().await.unwrap();
+
+        // The buyer sees the bounty complete.
+        c.goto(&format!("{base}/projects/{project_id}/progress"))
+            .await
+            .unwrap();
+        wait_until!("the log-in page", { exists(&c, "#login-submit").await });
+        assert_controls_labelled(&c).await;
+        fill(&c, "#email", "beatrice@browser.sahel").await;
+        fill(&c, "#password", "correct horse battery").await;
+        press(&c, ENTER).await;
+        wait_until!("the progress page", { exists(&c, "#items-done").await });
+        assert_controls_labelled(&c).await;
+        assert!(exists(&c, "#complete").await, "the bounty is complete");
+        assert_eq!(text_of(&c, "#status").await, "completed");
+        assert_eq!(
+            text_of(&c, "#items-done").await,
+            format!("{items} of {items}")
+        );
+        assert_eq!(
+            c.find_all(Locator::Css(".chart svg[role=img]"))
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        screenshot(&c, "progress").await;
+        c.goto(&format!("{base}/projects/{project_id}/items"))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.find_all(Locator::Css(".resolved-item"))
+                .await
+                .unwrap()
+                .len() as i64,
+            items
+        );
+        assert_controls_labelled(&c).await;
+        // The item with a script shows it as text here too.
+        let pwned = c
+            .execute("return typeof window.pwned", vec![])
+            .await
+            .unwrap();
+        assert_eq!(pwned, "undefined");
+        screenshot(&c, "resolved-items").await;
+        c.close().await.unwrap();
+        project_id
+    });
+
+    // The numbers the pages showed are the database's.
+    let amina = user_id(&app, "amina@browser.sahel");
+    let chiara = user_id(&app, "chiara@browser.sahel");
+    assert_eq!(balance(&app, amina), REWARD.checked_mul(items).unwrap());
+    assert_eq!(
+        balance(&app, chiara),
+        REWARD.checked_mul(items - 1).unwrap()
+    );
+    let progress = app
+        .block_on(async {
+            let p = sahel_server::projects::get(app.db(), project_id).await?;
+            sahel_server::projects::progress(app.db(), &p).await
+        })
+        .unwrap();
+    assert_eq!(progress.items_resolved, items);
+    assert_eq!(progress.answers_accepted, 3 * items - 1);
+    assert!(app.audit().is_clean());
+    // The skip gave its lease back, and no lease was left behind: the one
+    // fetched ahead goes back when the page is left or the work runs out.
+    let leases = |status: &'static str| {
+        app.block_on(
+            lease::Entity::find()
+                .filter(lease::Column::ProjectId.eq(project_id))
+                .filter(lease::Column::Status.eq(status))
+                .count(app.db()),
+        )
+        .unwrap()
+    };
+    assert!(leases("released") >= 1, "the skip released its lease");
+    assert_eq!(leases("open"), 0, "no lease left open");
+    assert_eq!(leases("submitted") as i64, 3 * items);
+
+    // Chiara's earnings page showed her balance; check it against the
+    // database in a fresh session, and on a phone-sized screen.
+    app.block_on(async {
+        let c = driver.session(390, 844, true).await;
+        c.goto(&format!("{base}/login")).await.unwrap();
+        fill(&c, "#email", "chiara@browser.sahel").await;
+        fill(&c, "#password", "correct horse battery").await;
+        press(&c, ENTER).await;
+        wait_until!("the home page", { path(&c).await == "/" });
+        c.goto(&format!("{base}/earnings")).await.unwrap();
+        let db_balance = ledger::balance(app.db(), AccountRef::User(chiara))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&c, "#balance").await, db_balance.to_string());
+        assert_eq!(text_of(&c, "#accepted").await, (items - 1).to_string());
+        assert_eq!(text_of(&c, "#rejected").await, "1");
+        screenshot(&c, "earnings-phone").await;
+        c.close().await.unwrap();
+    });
+    eprintln!("browser flow took {:.1?}", started.elapsed());
+}
