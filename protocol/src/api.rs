@@ -225,6 +225,15 @@ pub struct LeaseResponse {
     pub tasks: Vec<Task>,
 }
 
+/// An open lease, as `GET /me/leases` and renewals report it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub lease_id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub expires_at: Timestamp,
+}
+
 /// Lease from any open project the caller may work on, highest priority
 /// first (then oldest project), filling `count` across projects.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

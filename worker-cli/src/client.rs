@@ -87,6 +87,24 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     auth: Auth,
+    retries: u32,
+}
+
+/// Whether repeating a request can never do more than sending it once:
+/// reads, and writes the server deduplicates by idempotency key.
+fn is_repeatable(method: &str, path: &str) -> bool {
+    let p = path.split('?').next().unwrap_or(path);
+    match method {
+        "GET" | "HEAD" | "PUT" | "DELETE" => true,
+        "POST" => {
+            p.ends_with("/submissions")
+                || p.ends_with("/submissions/batch")
+                || p.ends_with("/renew")
+                || p.ends_with("/fund")
+                || p.ends_with("/admin/deposits")
+        }
+        _ => false,
+    }
 }
 
 fn random_nonce() -> String {
@@ -113,6 +131,16 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             agent,
             auth,
+            retries: 0,
+        }
+    }
+
+    /// The same client, retrying failed requests up to `retries` times
+    /// (see [`Client::raw_with`] for which).
+    pub fn with_retries(&self, retries: u32) -> Client {
+        Client {
+            retries,
+            ..self.clone()
         }
     }
 
@@ -124,16 +152,14 @@ impl Client {
     pub fn with_base(&self, base: &str) -> Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
-            agent: self.agent.clone(),
-            auth: self.auth.clone(),
+            ..self.clone()
         }
     }
 
     pub fn with_auth(&self, auth: Auth) -> Client {
         Client {
-            base: self.base.clone(),
-            agent: self.agent.clone(),
             auth,
+            ..self.clone()
         }
     }
 
@@ -149,7 +175,48 @@ impl Client {
         self.raw_with(method, path, body, content_type, &[])
     }
 
+    /// Sends a request, retrying with exponential backoff when this client
+    /// has retries and the failure is worth retrying: a 503 always (the
+    /// server did nothing), a transport error or 5xx only for requests
+    /// that are safe to repeat (reads, and writes with an idempotency key).
+    /// Each attempt is signed afresh.
     pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> ApiResult<RawResponse> {
+        let repeatable = is_repeatable(method, path);
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            let res = self.send_once(method, path, body, content_type, extra_headers);
+            let retry = match &res {
+                Ok(r) if r.status == 503 => {
+                    if let Some(secs) = r
+                        .retry_after
+                        .as_deref()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                    {
+                        delay = Duration::from_secs(secs.clamp(1, 30));
+                    }
+                    true
+                }
+                Ok(r) => repeatable && r.status >= 500,
+                Err(e) => repeatable && e.is_transport(),
+            };
+            if !retry || attempt >= self.retries {
+                return res;
+            }
+            attempt += 1;
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    fn send_once(
         &self,
         method: &str,
         path: &str,
@@ -357,6 +424,22 @@ impl Client {
     pub fn release(&self, lease_id: i64) -> ApiResult<()> {
         let res = self.raw("DELETE", &format!("/api/v1/leases/{lease_id}"), None, "")?;
         Self::decode::<serde_json::Value>(res).map(|_| ())
+    }
+
+    pub fn my_leases(&self) -> ApiResult<Vec<api::LeaseInfo>> {
+        self.get("/api/v1/me/leases")
+    }
+
+    pub fn renew(&self, lease_id: i64) -> ApiResult<api::LeaseInfo> {
+        self.call(
+            "POST",
+            &format!("/api/v1/leases/{lease_id}/renew"),
+            None::<&()>,
+        )
+    }
+
+    pub fn revoke_key(&self, key_id: i64) -> ApiResult<api::Me> {
+        self.call("DELETE", &format!("/api/v1/me/keys/{key_id}"), None::<&()>)
     }
 
     pub fn submit(&self, req: &api::SubmitAnswer) -> ApiResult<api::Submission> {

@@ -1,5 +1,8 @@
-//! The `sahel` command-line client as a library: its HTTP client and its
-//! local files, so tests and the load generator use the same code.
+//! The `sahel` command-line client as a library: its HTTP client, local
+//! files, batch pull/push and the interactive loop, so tests and the load
+//! generator run the same code.
 
+pub mod batch;
 pub mod client;
 pub mod home;
+pub mod work;

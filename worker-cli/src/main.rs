@@ -1,38 +1,43 @@
 //! `sahel`: the power labeler's client. One clap command enum, one match;
 //! everything goes over HTTP through `sahel_worker::client`.
-//!
-//! Exit codes: 0 success, 1 the command failed (one line on stderr says
-//! what and why), 2 bad usage.
 
-use std::io::{BufRead, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use sahel_protocol::api::{self, Role};
 use sahel_protocol::signing::public_key_hex;
+use sahel_worker::batch;
 use sahel_worker::client::{Auth, Client};
-use sahel_worker::home::{Home, Profile, default_dir};
+use sahel_worker::home::{Home, Profile};
 use serde_json::json;
 
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
+/// Exit codes: 0 success; 1 the command failed (one line on stderr says
+/// what, why and what to do); 2 bad usage; 3 `push` finished but some lines
+/// were refused, expired or invalid (the report says which).
 #[derive(Parser)]
-#[command(
-    name = "sahel",
-    version,
-    about = "Label data for Sahel bounties from the terminal"
-)]
+#[command(name = "sahel", version, about = "Label data for Sahel bounties from the terminal", after_help = EXIT_CODES)]
 struct Cli {
     /// Server URL (default: the profile's, else http://127.0.0.1:8080).
     #[arg(long, env = "SAHEL_SERVER", global = true)]
     server: Option<String>,
-    /// Directory holding the key and profile.
+    /// Profile: a server, an account and a key.
+    #[arg(long, env = "SAHEL_PROFILE", global = true, default_value = "default")]
+    profile: String,
+    /// One directory for profiles and journals (default: XDG config and data dirs).
     #[arg(long, env = "SAHEL_HOME", global = true)]
     home: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 failure (one line on stderr), 2 bad usage, \
+3 push finished with refused, expired or invalid lines.";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
@@ -53,14 +58,17 @@ impl From<RoleArg> for Role {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the ed25519 key this CLI signs requests with (file mode 0600).
+    /// Create this profile's ed25519 key (file mode 0600).
     Keygen {
         /// Replace an existing key.
         #[arg(long)]
         force: bool,
+        /// Encrypt the key file with a passphrase (SAHEL_KEY_PASSPHRASE or a prompt).
+        #[arg(long)]
+        passphrase: bool,
     },
-    /// Create an account and link this CLI's key to it. The password comes
-    /// from SAHEL_PASSWORD or a prompt.
+    /// Create an account and link this profile's key to it. The password
+    /// comes from SAHEL_PASSWORD or a prompt.
     Register {
         #[arg(long)]
         email: String,
@@ -70,7 +78,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "contributor")]
         role: Vec<RoleArg>,
     },
-    /// Log in to an existing account and link this CLI's key to it.
+    /// Log in to an existing account and link this profile's key to it.
     Login {
         #[arg(long)]
         email: String,
@@ -80,17 +88,89 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Label a project's tasks interactively: type the number of a class,
-    /// `s` to skip, `q` to quit.
+    /// Label tasks interactively: the number of a class, `s` skip,
+    /// `i` instructions, `q` quit.
     Work {
         #[arg(long)]
         project: i64,
     },
-    /// Show your balance.
+    /// Lease a batch of tasks into a JSON-lines file to answer offline.
+    Pull {
+        #[arg(long)]
+        project: i64,
+        /// How many tasks to lease.
+        #[arg(long, default_value_t = 100)]
+        n: u32,
+        /// The file to write (refused if it exists, unless --force).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Submit the answers in a pulled file; rerunning it submits only what
+    /// the server has not acknowledged.
+    Push {
+        file: PathBuf,
+        /// Answers per request (1 to 100).
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Your open leases and when they expire.
+    Leases {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend leases to a full lease period from now.
+    Renew {
+        /// Lease ids (default: all your open leases).
+        leases: Vec<i64>,
+    },
+    /// Give leases back so others can take the items.
+    Release {
+        /// Lease ids (default: all your open leases).
+        leases: Vec<i64>,
+    },
+    /// Your balance.
     Balance {
         #[arg(long)]
         json: bool,
     },
+    /// Your balance and ledger history.
+    Earnings {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the keys linked to your account.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// List the profiles on this machine.
+    Profiles {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (e.g. `sahel completions bash > ~/.local/share/bash-completion/completions/sahel`).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// The keys linked to your account.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new key, link it, revoke the old one, and switch to it.
+    Rotate {
+        /// Encrypt the new key file with a passphrase.
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Revoke a key by id (see `keys list`).
+    Revoke { id: i64 },
 }
 
 struct Ctx {
@@ -98,10 +178,16 @@ struct Ctx {
     server: String,
 }
 
-impl Ctx {
-    fn signed_client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(&self.server, Auth::Key(self.home.load_key()?)))
+fn passphrase(confirm: bool) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("SAHEL_KEY_PASSPHRASE") {
+        return Ok(p);
     }
+    let p = rpassword::prompt_password("key passphrase: ")
+        .context("reading the passphrase (or set SAHEL_KEY_PASSPHRASE)")?;
+    if confirm && rpassword::prompt_password("again: ")? != p {
+        bail!("the passphrases differ");
+    }
+    Ok(p)
 }
 
 fn password() -> anyhow::Result<String> {
@@ -111,35 +197,86 @@ fn password() -> anyhow::Result<String> {
     rpassword::prompt_password("password: ").context("reading the password (or set SAHEL_PASSWORD)")
 }
 
-/// Links the key to the account behind `token` unless it already is, and
-/// saves the profile.
-fn link_and_save(ctx: &Ctx, login: api::LoginResponse) -> anyhow::Result<()> {
-    let key = ctx.home.load_key()?;
-    let bearer = Client::new(&ctx.server, Auth::Bearer(login.token));
-    let pk = public_key_hex(&key.verifying_key());
-    let me = bearer.me()?;
-    if !me
-        .keys
-        .iter()
-        .any(|k| k.public_key == pk && k.revoked_at.is_none())
-    {
-        bearer.link_key(login.user.id, &key, Some("sahel CLI".into()))?;
+impl Ctx {
+    fn signed_client(&self) -> anyhow::Result<Client> {
+        let key = self.home.load_key(|| passphrase(false))?;
+        Ok(Client::new(&self.server, Auth::Key(key)).with_retries(5))
     }
-    ctx.home.save_profile(&Profile {
-        server: ctx.server.clone(),
-        email: login.user.email.clone(),
-        user_id: login.user.id,
-        public_key: pk,
-    })?;
-    println!(
-        "signed in as {} (user {}); this CLI's key is linked",
-        login.user.email, login.user.id
-    );
+
+    /// Links the key to the account behind a log-in unless it already is,
+    /// and saves the profile.
+    fn link_and_save(&self, login: api::LoginResponse) -> anyhow::Result<()> {
+        let key = self.home.load_key(|| passphrase(false))?;
+        let bearer = Client::new(&self.server, Auth::Bearer(login.token)).with_retries(3);
+        let pk = public_key_hex(&key.verifying_key());
+        let me = bearer.me()?;
+        if !me
+            .keys
+            .iter()
+            .any(|k| k.public_key == pk && k.revoked_at.is_none())
+        {
+            bearer.link_key(
+                login.user.id,
+                &key,
+                Some(format!("sahel CLI ({})", self.home.profile)),
+            )?;
+        }
+        self.home.save_profile(&Profile {
+            server: self.server.clone(),
+            email: login.user.email.clone(),
+            user_id: login.user.id,
+            public_key: pk,
+        })?;
+        println!(
+            "signed in as {} (user {}); profile {:?} uses this key",
+            login.user.email, login.user.id, self.home.profile
+        );
+        Ok(())
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let home = Home::new(cli.home.unwrap_or_else(default_dir));
+fn time_left(t: sahel_protocol::Timestamp) -> String {
+    let secs = (t.millis() - sahel_protocol::Timestamp::now().millis()) / 1000;
+    if secs <= 0 {
+        "expired".into()
+    } else {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    }
+}
+
+/// The leases named, or every open one when none are.
+fn lease_ids(client: &Client, given: Vec<i64>) -> anyhow::Result<Vec<i64>> {
+    if !given.is_empty() {
+        return Ok(given);
+    }
+    Ok(client
+        .my_leases()?
+        .into_iter()
+        .map(|l| l.lease_id)
+        .collect())
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let home = Home::new(cli.home, &cli.profile)?;
     let profile = home.load_profile()?;
     let server = cli
         .server
@@ -147,17 +284,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let ctx = Ctx { home, server };
     match cli.command {
-        Command::Keygen { force } => {
-            let key = ctx.home.create_key(force)?;
+        Command::Keygen {
+            force,
+            passphrase: sealed,
+        } => {
+            let key = Home::generate()?;
+            let pass = if sealed {
+                Some(passphrase(true)?)
+            } else {
+                None
+            };
+            ctx.home.save_key(&key, pass.as_deref(), force)?;
             println!(
-                "wrote {} (public key {})",
+                "wrote {}{} (public key {})",
                 ctx.home.key_path().display(),
+                if sealed { ", encrypted" } else { "" },
                 public_key_hex(&key.verifying_key())
             );
         }
         Command::Register { email, name, role } => {
             ctx.home
-                .load_key()
+                .load_key(|| passphrase(false))
                 .context("create a key first with `sahel keygen`")?;
             let anon = Client::new(&ctx.server, Auth::None);
             let req = api::RegisterRequest {
@@ -166,35 +313,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 display_name: name,
                 roles: role.into_iter().map(Role::from).collect(),
             };
-            let login = anon.register(&req)?;
-            link_and_save(&ctx, login)?;
+            ctx.link_and_save(anon.register(&req)?)?;
         }
         Command::Login { email } => {
-            let anon = Client::new(&ctx.server, Auth::None);
-            let login = anon.login(&api::LoginRequest {
+            let anon = Client::new(&ctx.server, Auth::None).with_retries(3);
+            let req = api::LoginRequest {
                 email,
                 password: password()?,
                 token_label: Some("sahel CLI".into()),
-            })?;
-            link_and_save(&ctx, login)?;
+            };
+            ctx.link_and_save(anon.login(&req)?)?;
         }
         Command::Projects { json } => {
             let projects = ctx.signed_client()?.projects()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&projects)?);
+                print_json(&projects)?;
             } else if projects.is_empty() {
                 println!("no open bounties right now");
             } else {
                 println!(
-                    "{:>5}  {:<10}  {:>12}  {:>6}  title",
-                    "id", "status", "reward", "items"
+                    "{:>5}  {:<10}  {:<15}  {:>10}  {:>7}  title",
+                    "id", "status", "type", "reward", "items"
                 );
                 for p in projects {
                     let status = format!("{:?}", p.status).to_lowercase();
                     println!(
-                        "{:>5}  {:<10}  {:>12}  {:>6}  {}",
+                        "{:>5}  {:<10}  {:<15}  {:>10}  {:>7}  {}",
                         p.id,
                         status,
+                        p.task_type.as_str(),
                         p.reward.to_string(),
                         p.item_count,
                         p.title
@@ -202,7 +349,94 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Work { project } => work(&ctx, project)?,
+        Command::Work { project } => sahel_worker::work::run(&ctx.signed_client()?, project)?,
+        Command::Pull {
+            project,
+            n,
+            output,
+            force,
+        } => {
+            let client = ctx.signed_client()?;
+            let bar = progress(n as u64, "tasks leased");
+            let got = batch::pull(&client, project, n, &output, force, &bar)?;
+            bar.finish_and_clear();
+            println!(
+                "leased {got} task(s) into {}; fill in each \"answer\", then `sahel push {}`",
+                output.display(),
+                output.display()
+            );
+        }
+        Command::Push {
+            file,
+            batch_size,
+            json,
+        } => {
+            let client = ctx.signed_client()?;
+            let journal = batch::journal_path(&ctx.home.journal_dir(), &ctx.server, &file)?;
+            let bar = progress(0, "answers");
+            let report = batch::push(&client, &file, &journal, batch_size, &bar)?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} answer(s): {} recorded now, {} already recorded, {} expired, {} refused; {} invalid line(s)",
+                    report.lines,
+                    report.recorded,
+                    report.already_recorded,
+                    report.expired.len(),
+                    report.refused.len(),
+                    report.invalid.len()
+                );
+                for (kind, list) in [
+                    ("expired", &report.expired),
+                    ("refused", &report.refused),
+                    ("invalid", &report.invalid),
+                ] {
+                    for p in list {
+                        println!("  line {}: {kind}: {}", p.line, p.reason);
+                    }
+                }
+            }
+            return Ok(if report.all_recorded() { 0 } else { 3 });
+        }
+        Command::Leases { json } => {
+            let leases = ctx.signed_client()?.my_leases()?;
+            if json {
+                print_json(&leases)?;
+            } else if leases.is_empty() {
+                println!("no open leases");
+            } else {
+                println!(
+                    "{:>8}  {:>7}  {:>8}  expires in",
+                    "lease", "project", "item"
+                );
+                for l in leases {
+                    println!(
+                        "{:>8}  {:>7}  {:>8}  {}",
+                        l.lease_id,
+                        l.project_id,
+                        l.item_id,
+                        time_left(l.expires_at)
+                    );
+                }
+            }
+        }
+        Command::Renew { leases } => {
+            let client = ctx.signed_client()?;
+            for id in lease_ids(&client, leases)? {
+                let l = client.renew(id)?;
+                println!("lease {id} now expires in {}", time_left(l.expires_at));
+            }
+        }
+        Command::Release { leases } => {
+            let client = ctx.signed_client()?;
+            let ids = lease_ids(&client, leases)?;
+            for id in &ids {
+                client.release(*id)?;
+            }
+            println!("released {} lease(s)", ids.len());
+        }
         Command::Balance { json } => {
             let b = ctx.signed_client()?.balance()?;
             if json {
@@ -214,110 +448,129 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("balance: {} ({} micro-units)", b.balance, b.balance.0);
             }
         }
+        Command::Earnings { json } => {
+            let h = ctx.signed_client()?.ledger()?;
+            if json {
+                print_json(&h)?;
+            } else {
+                println!("balance: {}", h.balance);
+                for e in &h.entries {
+                    println!(
+                        "{}  {:>14}  {:<12}  {}",
+                        e.created_at,
+                        e.amount.to_string(),
+                        e.kind,
+                        e.memo
+                    );
+                }
+            }
+        }
+        Command::Keys { action } => keys(&ctx, action)?,
+        Command::Profiles { json } => {
+            let list = ctx.home.profiles()?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|(n, p)| json!({ "name": n, "profile": p }))
+                    .collect();
+                print_json(&v)?;
+            } else {
+                for (name, p) in list {
+                    let mark = if name == ctx.home.profile { "*" } else { " " };
+                    match p {
+                        Some(p) => println!("{mark} {name}: {} on {}", p.email, p.server),
+                        None => println!("{mark} {name}: key only (not signed in)"),
+                    }
+                }
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sahel", &mut std::io::stdout());
+        }
+    }
+    Ok(0)
+}
+
+fn keys(ctx: &Ctx, action: KeysAction) -> anyhow::Result<()> {
+    let client = ctx.signed_client()?;
+    match action {
+        KeysAction::List { json } => {
+            let me = client.me()?;
+            let mine = ctx.home.load_profile()?.map(|p| p.public_key);
+            if json {
+                return print_json(&me.keys);
+            }
+            for k in me.keys {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let here = if mine.as_deref() == Some(k.public_key.as_str()) {
+                    " (this profile)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:>5}  {state:<7}  {}  {}{here}",
+                    k.id,
+                    k.public_key,
+                    k.label.unwrap_or_default()
+                );
+            }
+        }
+        KeysAction::Rotate { passphrase: sealed } => {
+            let me = client.me()?;
+            let old_pk = ctx
+                .home
+                .load_profile()?
+                .map(|p| p.public_key)
+                .context("sign in first (`sahel login`)")?;
+            let old = me
+                .keys
+                .iter()
+                .find(|k| k.public_key == old_pk && k.revoked_at.is_none())
+                .context("this profile's key is not active")?;
+            let new = Home::generate()?;
+            // Link the new key while the old one still signs, then revoke
+            // the old one with the new: at no point is the account keyless.
+            client.link_key(
+                me.user.id,
+                &new,
+                Some(format!("sahel CLI ({})", ctx.home.profile)),
+            )?;
+            let with_new = client.with_auth(Auth::Key(new.clone()));
+            with_new.revoke_key(old.id)?;
+            let pass = if sealed {
+                Some(passphrase(true)?)
+            } else {
+                None
+            };
+            ctx.home.save_key(&new, pass.as_deref(), true)?;
+            let mut p = ctx.home.load_profile()?.context("profile vanished")?;
+            p.public_key = public_key_hex(&new.verifying_key());
+            ctx.home.save_profile(&p)?;
+            println!(
+                "rotated: new key {} is active, key {} is revoked",
+                p.public_key, old.id
+            );
+        }
+        KeysAction::Revoke { id } => {
+            client.revoke_key(id)?;
+            println!("key {id} revoked");
+        }
     }
     Ok(())
 }
 
-fn item_text(data: &serde_json::Value) -> String {
-    match data.get("text").and_then(|t| t.as_str()) {
-        Some(t) => t.to_owned(),
-        None => serde_json::to_string_pretty(data).unwrap_or_default(),
-    }
-}
-
-/// The interactive loop: one task at a time, read a choice, submit.
-fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
-    let client = ctx.signed_client()?;
-    let project = client.project(project_id)?;
-    let classes: Vec<String> = project.schema["classes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if classes.is_empty() {
-        bail!(
-            "project {project_id} is a {:?} task; this terminal loop labels classification tasks",
-            project.task_type
-        );
-    }
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    let mut out = std::io::stdout();
-    writeln!(
-        out,
-        "== {} ==\n{}\nreward per accepted answer: {}\n",
-        project.title, project.instructions, project.reward
-    )?;
-    let mut done = 0u32;
-    loop {
-        let Some(task) = client.lease(project_id, 1)?.into_iter().next() else {
-            writeln!(
-                out,
-                "no more tasks for you in this project ({done} answered). Thank you!"
-            )?;
-            return Ok(());
-        };
-        writeln!(
-            out,
-            "--- item {} (lease expires {})",
-            task.item_id, task.expires_at
-        )?;
-        writeln!(out, "{}\n", item_text(&task.data))?;
-        for (i, c) in classes.iter().enumerate() {
-            writeln!(out, "  {}) {c}", i + 1)?;
-        }
-        loop {
-            write!(out, "choice [1-{}, s=skip, q=quit]: ", classes.len())?;
-            out.flush()?;
-            let line = match lines.next() {
-                Some(l) => l?,
-                None => "q".to_owned(),
-            };
-            let choice = line.trim();
-            if choice.eq_ignore_ascii_case("q") {
-                client.release(task.lease_id)?;
-                writeln!(out, "\nbye ({done} answered)")?;
-                return Ok(());
-            }
-            if choice.eq_ignore_ascii_case("s") {
-                client.release(task.lease_id)?;
-                writeln!(out, "skipped")?;
-                break;
-            }
-            let Some(label) = choice
-                .parse::<usize>()
-                .ok()
-                .and_then(|n| n.checked_sub(1))
-                .and_then(|i| classes.get(i))
-            else {
-                writeln!(out, "type a number from 1 to {}", classes.len())?;
-                continue;
-            };
-            // Keyed by the lease: resubmitting after a lost response can
-            // never record a second answer.
-            let sub = client.submit(&api::SubmitAnswer {
-                lease_id: task.lease_id,
-                answer: json!({ "label": label }),
-                idempotency_key: format!("lease-{}", task.lease_id),
-            })?;
-            done += 1;
-            writeln!(
-                out,
-                "submitted {label:?} (answer {}, {:?})\n",
-                sub.id, sub.status
-            )?;
-            break;
-        }
-    }
-}
-
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            std::process::exit(1);
+        }
     }
 }

@@ -51,6 +51,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/progress", web::get().to(projects::progress))
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
+            .route("/leases/{id}/renew", web::post().to(work::renew))
+            .route("/me/leases", web::get().to(work::my_leases))
             .route("/leases", web::post().to(work::lease_any))
             .route("/submissions", web::post().to(work::submit))
             .route("/submissions/batch", web::post().to(work::submit_batch))

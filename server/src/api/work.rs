@@ -62,3 +62,15 @@ pub async fn submit_batch(
     let results = queue::submit_batch(&state, &user, nonce, req).await?;
     Ok(HttpResponse::Ok().json(SubmitBatchResponse { results }))
 }
+
+pub async fn renew(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(queue::renew(&state, &user, path.into_inner()).await?))
+}
+
+pub async fn my_leases(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(queue::my_leases(&state.db.conn, &user).await?))
+}

@@ -236,6 +236,27 @@ impl QueueBackend for MemoryQueue {
         Ok(())
     }
 
+    async fn renew(&self, project: i64, item: i64, user: i64, until: i64) -> QueueResult<()> {
+        self.with(project, |q| {
+            if let Some(idx) = q.find(item) {
+                let mut old = None;
+                if let Some(t) = q.slots[idx as usize]
+                    .touches
+                    .iter_mut()
+                    .find(|t| t.user == user && t.until != ANSWERED)
+                {
+                    old = Some(t.until);
+                    t.until = until;
+                }
+                if let Some(old) = old {
+                    q.expiries.remove(&(old, idx, user));
+                    q.expiries.insert((until, idx, user));
+                }
+            }
+        });
+        Ok(())
+    }
+
     async fn answered(&self, project: i64, item: i64, user: i64) -> QueueResult<()> {
         self.with(project, |q| {
             if let Some(idx) = q.find(item) {

@@ -111,6 +111,8 @@ pub trait QueueBackend: Send + Sync + 'static {
         now: i64,
         until: i64,
     ) -> QueueResult<Vec<Reservation>>;
+    /// An open lease now lasts until `until`.
+    async fn renew(&self, project: i64, item: i64, user: i64, until: i64) -> QueueResult<()>;
     /// A lease ended without an answer.
     async fn release(&self, project: i64, item: i64, user: i64) -> QueueResult<()>;
     /// A lease became an answer.
@@ -382,6 +384,71 @@ pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result
         .release(l.project_id, l.item_id, user.id)
         .await?;
     Ok(())
+}
+
+/// Extends an open, unexpired lease to a full lease period from now.
+pub async fn renew(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<api::LeaseInfo> {
+    let now = now_ms();
+    let until = now + state.config.lease_secs as i64 * 1000;
+    let tx = state.db.write().await?;
+    let l = own_lease(&*tx, user, lease_id).await?;
+    match l.status.as_str() {
+        "open" if l.expires_at < now => {
+            return Err(Error::gone(
+                "lease-expired",
+                "this lease expired; lease the task again",
+            ));
+        }
+        "open" => {}
+        "released" => return Err(Error::gone("lease-released", "this lease was released")),
+        _ => {
+            return Err(Error::conflict(
+                "lease-already-used",
+                "this lease already has an answer",
+            ));
+        }
+    }
+    lease::Entity::update_many()
+        .col_expr(lease::Column::ExpiresAt, Expr::value(until))
+        .filter(lease::Column::Id.eq(lease_id))
+        .filter(lease::Column::Status.eq("open"))
+        .exec(&*tx)
+        .await?;
+    tx.commit().await?;
+    state
+        .queue
+        .renew(l.project_id, l.item_id, user.id, until)
+        .await?;
+    Ok(api::LeaseInfo {
+        lease_id,
+        project_id: l.project_id,
+        item_id: l.item_id,
+        expires_at: Timestamp(until),
+    })
+}
+
+/// The caller's open, unexpired leases, soonest expiry first.
+pub async fn my_leases(
+    conn: &impl ConnectionTrait,
+    user: &AuthUser,
+) -> Result<Vec<api::LeaseInfo>> {
+    let rows = lease::Entity::find()
+        .filter(lease::Column::UserId.eq(user.id))
+        .filter(lease::Column::Status.eq("open"))
+        .filter(lease::Column::ExpiresAt.gt(now_ms()))
+        .order_by_asc(lease::Column::ExpiresAt)
+        .limit(10_000)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|l| api::LeaseInfo {
+            lease_id: l.id,
+            project_id: l.project_id,
+            item_id: l.item_id,
+            expires_at: Timestamp(l.expires_at),
+        })
+        .collect())
 }
 
 async fn own_lease(

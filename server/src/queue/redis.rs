@@ -118,6 +118,18 @@ end
 return 1
 "#;
 
+/// ARGV: prefix, item, user, until. Extends a lease the user holds.
+const RENEW: &str = r#"
+local pp, item, user, untils = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local h = pp .. ':i:' .. item
+local v = redis.call('HGET', h, 'u' .. user)
+if v and v ~= 'a' then
+  redis.call('HSET', h, 'u' .. user, untils)
+  redis.call('ZADD', pp .. ':exp', untils, item .. ':' .. user)
+end
+return 1
+"#;
+
 /// ARGV: prefix, item, needed (0 = closed).
 const SET_NEEDED: &str = r#"
 local pp, item, needed = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -173,6 +185,7 @@ pub struct RedisQueue {
     reserve: Script,
     answered: Script,
     release: Script,
+    renew: Script,
     set_needed: Script,
     load_chunk: Script,
 }
@@ -200,6 +213,7 @@ impl RedisQueue {
             reserve: script(RESERVE),
             answered: script(ANSWERED),
             release: script(RELEASE),
+            renew: script(RENEW),
             set_needed: script(SET_NEEDED),
             load_chunk: script(LOAD_CHUNK),
         })
@@ -363,6 +377,19 @@ impl QueueBackend for RedisQueue {
         self.run(
             &self.release,
             &[self.pp(project), item.to_string(), user.to_string()],
+        )
+        .await
+    }
+
+    async fn renew(&self, project: i64, item: i64, user: i64, until: i64) -> QueueResult<()> {
+        self.run(
+            &self.renew,
+            &[
+                self.pp(project),
+                item.to_string(),
+                user.to_string(),
+                until.to_string(),
+            ],
         )
         .await
     }
