@@ -297,6 +297,30 @@ pub struct TransactionReceipt {
     pub created_at: Timestamp,
 }
 
+// ---------------------------------------------------------------- receipts
+
+/// The server's receipt-signing key, as `GET /.well-known/sahel-server-key`
+/// publishes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerKeyInfo {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// Hex of the 32-byte public key.
+    pub public_key: String,
+    /// The domain tag that starts every hashed receipt layout.
+    pub receipt_domain: String,
+}
+
+/// One page of `GET /me/receipts`: the caller's receipts after
+/// `after_seq`, the signed predecessor of each, and the balances of the
+/// caller's accounts now. `next_after_seq` is set when more pages follow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReceiptPage {
+    #[serde(flatten)]
+    pub bundle: crate::receipt::ReceiptBundle,
+    pub next_after_seq: Option<u64>,
+}
+
 // ---------------------------------------------------------------- errors
 
 /// An RFC 9457 problem document, as every error response carries it.

@@ -378,4 +378,28 @@ impl Client {
     pub fn audit(&self) -> ApiResult<serde_json::Value> {
         self.get("/api/v1/admin/audit")
     }
+
+    pub fn server_key(&self) -> ApiResult<api::ServerKeyInfo> {
+        self.get("/.well-known/sahel-server-key")
+    }
+
+    pub fn receipts_page(&self, after_seq: u64, limit: u64) -> ApiResult<api::ReceiptPage> {
+        self.get(&format!(
+            "/api/v1/me/receipts?after_seq={after_seq}&limit={limit}"
+        ))
+    }
+
+    /// Every receipt of the caller, page by page, with the balances as the
+    /// last page states them.
+    pub fn all_receipts(&self) -> ApiResult<sahel_protocol::receipt::ReceiptBundle> {
+        let mut page = self.receipts_page(0, 5000)?;
+        let mut all = std::mem::take(&mut page.bundle);
+        while let Some(after) = page.next_after_seq {
+            page = self.receipts_page(after, 5000)?;
+            all.receipts.append(&mut page.bundle.receipts);
+            all.predecessors.append(&mut page.bundle.predecessors);
+            all.balances = std::mem::take(&mut page.bundle.balances);
+        }
+        Ok(all)
+    }
 }

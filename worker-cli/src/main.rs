@@ -91,6 +91,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Your signed ledger receipts.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Download all your receipts (and the signed links around them) to a
+    /// file, for offline verification.
+    Fetch {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check every receipt's hash and server signature, the chain links
+    /// around them, and that each balance equals the sum of its receipts.
+    /// Exits 1 if anything fails.
+    Verify {
+        /// Verify this saved bundle offline instead of fetching.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The server key to trust (hex); default: the server's published
+        /// key (or, offline, the one in the file).
+        #[arg(long)]
+        server_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 struct Ctx {
@@ -212,6 +241,89 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             } else {
                 println!("balance: {} ({} micro-units)", b.balance, b.balance.0);
+            }
+        }
+        Command::Receipts { command } => receipts(&ctx, command)?,
+    }
+    Ok(())
+}
+
+fn receipts(ctx: &Ctx, command: ReceiptsCommand) -> anyhow::Result<()> {
+    use sahel_protocol::receipt::{ReceiptBundle, verify_bundle};
+    match command {
+        ReceiptsCommand::Fetch { out } => {
+            let bundle = ctx.signed_client()?.all_receipts()?;
+            std::fs::write(&out, serde_json::to_vec(&bundle)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "saved {} receipts to {}",
+                bundle.receipts.len(),
+                out.display()
+            );
+        }
+        ReceiptsCommand::Verify {
+            file,
+            server_key,
+            json,
+        } => {
+            let (bundle, published): (ReceiptBundle, Option<String>) = match &file {
+                Some(f) => {
+                    let bytes =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    (
+                        serde_json::from_slice(&bytes).context("not a receipts file")?,
+                        None,
+                    )
+                }
+                None => {
+                    let c = ctx.signed_client()?;
+                    let key = c.server_key()?.public_key;
+                    (c.all_receipts()?, Some(key))
+                }
+            };
+            let trusted = server_key
+                .or(published)
+                .unwrap_or_else(|| bundle.server_key.clone());
+            if !trusted.eq_ignore_ascii_case(&bundle.server_key) {
+                bail!(
+                    "the receipts claim server key {} but the trusted key is {trusted}",
+                    bundle.server_key
+                );
+            }
+            let key = sahel_protocol::signing::parse_public_key(&trusted)
+                .map_err(|e| anyhow::anyhow!("server key: {e}"))?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let report = verify_bundle(&bundle, &key, threads);
+            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": errors.is_empty(),
+                        "receipts": report.receipts,
+                        "links_checked": report.links_checked,
+                        "server_key": trusted,
+                        "balances": bundle.balances,
+                        "errors": errors,
+                    })
+                );
+            } else {
+                for e in &errors {
+                    println!("FAIL {e}");
+                }
+                for b in &bundle.balances {
+                    println!("balance {}:{} = {}", b.account, b.owner, b.amount);
+                }
+                println!(
+                    "{} receipts, {} chain links checked against server key {trusted}",
+                    report.receipts, report.links_checked
+                );
+            }
+            if !errors.is_empty() {
+                bail!("{} problem(s) found in your receipts", errors.len());
+            }
+            if !json {
+                println!("all receipts verify");
             }
         }
     }

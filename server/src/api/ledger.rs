@@ -1,11 +1,11 @@
 use actix_web::{HttpResponse, web};
-use sahel_protocol::api::{Balance, DepositRequest, Role};
+use sahel_protocol::api::{Balance, DepositRequest, ReceiptPage, Role, ServerKeyInfo};
+use sahel_protocol::receipt::RECEIPT_DOMAIN;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::extract::{Authed, Caller};
 use crate::error::Result;
-use crate::ledger::{self, AccountRef};
+use crate::ledger::{self, AccountRef, receipts};
 use crate::state::AppState;
 
 pub async fn my_balance(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
@@ -40,14 +40,47 @@ pub async fn deposit(
     Ok(HttpResponse::Created().json(receipt))
 }
 
+/// Re-derives every ledger invariant, the receipt chain and its
+/// signatures included.
 pub async fn audit(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
     user.require(Role::Admin)?;
-    let a = ledger::audit(&state.db.conn).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "clean": a.is_clean(),
-        "postings_total": a.postings_total,
-        "unbalanced_transactions": a.unbalanced_transactions,
-        "balance_mismatches": a.balance_mismatches,
-        "negative_accounts": a.negative_accounts,
-    })))
+    receipts::sign_pending(&state.db, &state.server_key).await?;
+    let key = state.server_key.verifying_key();
+    let a = ledger::audit_with_key(&state.db.conn, Some(&key)).await?;
+    Ok(HttpResponse::Ok().json(a.to_json()))
+}
+
+pub async fn server_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(ServerKeyInfo {
+        algorithm: "ed25519".into(),
+        public_key: state.server_key.public_hex(),
+        receipt_domain: String::from_utf8_lossy(RECEIPT_DOMAIN).into_owned(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ReceiptsQuery {
+    after_seq: Option<u64>,
+    limit: Option<u64>,
+}
+
+pub async fn my_receipts(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    q: web::Query<ReceiptsQuery>,
+) -> Result<HttpResponse> {
+    receipts::sign_pending(&state.db, &state.server_key).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
+    let (bundle, next_after_seq) = receipts::bundle_for_user(
+        &state.db.conn,
+        &state.server_key,
+        user.id,
+        q.after_seq.unwrap_or(0),
+        limit,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ReceiptPage {
+        bundle,
+        next_after_seq,
+    }))
 }

@@ -21,6 +21,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
         Error::bad_request("bad-query", format!("bad query string: {e}")).into()
     }))
     .route("/healthz", web::get().to(health))
+    .route(
+        "/.well-known/sahel-server-key",
+        web::get().to(ledger::server_key),
+    )
     .service(
         web::scope("/api/v1")
             .route("/accounts/register", web::post().to(accounts::register))
@@ -30,6 +34,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/me/keys/{id}", web::delete().to(accounts::revoke_key))
             .route("/me/balance", web::get().to(ledger::my_balance))
             .route("/me/ledger", web::get().to(ledger::my_history))
+            .route("/me/receipts", web::get().to(ledger::my_receipts))
+            .route("/ledger/server-key", web::get().to(ledger::server_key))
             .route("/admin/deposits", web::post().to(ledger::deposit))
             .route("/admin/audit", web::get().to(ledger::audit))
             .route("/projects", web::post().to(projects::create))

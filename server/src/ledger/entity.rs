@@ -63,3 +63,69 @@ pub mod posting {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod receipt {
+    use sea_orm::entity::prelude::*;
+
+    /// One link of the hash chain: a transaction's receipt.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_receipts")]
+    pub struct Model {
+        /// Position in the chain, from 1, without gaps.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i64,
+        pub transaction_id: i64,
+        /// Hex SHA-256 of the previous receipt (zeros before the first).
+        pub prev_hash: String,
+        pub hash: String,
+        /// Hex ed25519 signature of the hash by the server key; set by
+        /// [`crate::ledger::receipts::sign_pending`] right after commit.
+        pub signature: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chain_head {
+    use sea_orm::entity::prelude::*;
+
+    /// The single row (id 1) naming the chain's last receipt; appending
+    /// locks it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_chain_head")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub seq: i64,
+        pub hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod settings {
+    use sea_orm::entity::prelude::*;
+
+    /// The single row (id 1) of platform money settings, written from the
+    /// configuration at start-up so every payment in every replica reads
+    /// the same rate inside its own transaction.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ledger_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub fee_bps: i32,
+        pub royalty_buyer_share_bps: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

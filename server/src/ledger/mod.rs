@@ -7,8 +7,12 @@
 //! overdraft check and the write are one atomic statement, so two
 //! concurrent payments cannot both spend the same escrow. [`audit`]
 //! re-derives every balance from the postings.
+//!
+//! Every transaction is also a link of a hash chain ([`receipts`]): `post`
+//! appends its receipt in the same database transaction.
 
 pub mod entity;
+pub mod receipts;
 
 use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
@@ -31,21 +35,37 @@ pub enum AccountRef {
     /// Where deposits come from: the outside world. The only account that
     /// may go negative; its balance is minus everything ever deposited.
     Deposits,
+    /// The platform's cut of payments.
+    Fee,
+    /// A dataset's royalty pool: licence charges waiting to be split.
+    RoyaltyPool(i64),
+    /// A user's amount locked by withdrawal requests until settled.
+    Withdrawal(i64),
+    /// Where settled withdrawals go: owed on chain. Its balance is the
+    /// cumulative total of every settlement epoch.
+    Payouts,
 }
 
 impl AccountRef {
-    fn kind(self) -> &'static str {
+    pub fn kind(self) -> &'static str {
         match self {
             AccountRef::User(_) => "user",
             AccountRef::Escrow(_) => "escrow",
             AccountRef::Deposits => "deposits",
+            AccountRef::Fee => "fee",
+            AccountRef::RoyaltyPool(_) => "royalty_pool",
+            AccountRef::Withdrawal(_) => "withdrawal",
+            AccountRef::Payouts => "payouts",
         }
     }
 
-    fn owner(self) -> i64 {
+    pub fn owner(self) -> i64 {
         match self {
-            AccountRef::User(id) | AccountRef::Escrow(id) => id,
-            AccountRef::Deposits => 0,
+            AccountRef::User(id)
+            | AccountRef::Escrow(id)
+            | AccountRef::RoyaltyPool(id)
+            | AccountRef::Withdrawal(id) => id,
+            AccountRef::Deposits | AccountRef::Fee | AccountRef::Payouts => 0,
         }
     }
 
@@ -92,6 +112,34 @@ async fn find_account(
         .await?)
 }
 
+/// Writes the money settings from the configuration into the database,
+/// where every payment reads them inside its own transaction.
+pub async fn apply_settings(db: &crate::db::Db, config: &crate::config::Config) -> Result<()> {
+    let tx = db.write().await?;
+    entity::settings::Entity::update_many()
+        .col_expr(
+            entity::settings::Column::FeeBps,
+            Expr::value(config.fee_bps as i32),
+        )
+        .col_expr(
+            entity::settings::Column::RoyaltyBuyerShareBps,
+            Expr::value(config.royalty_buyer_share_bps as i32),
+        )
+        .filter(entity::settings::Column::Id.eq(1))
+        .exec(&*tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The money settings in force (see [`apply_settings`]).
+pub async fn settings(conn: &impl ConnectionTrait) -> Result<entity::settings::Model> {
+    entity::settings::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the ledger settings row is missing").into())
+}
+
 pub async fn balance(conn: &impl ConnectionTrait, r: AccountRef) -> Result<Micros> {
     Ok(Micros(
         find_account(conn, r).await?.map_or(0, |a| a.balance),
@@ -116,8 +164,11 @@ impl Posted {
 }
 
 /// Writes one balanced transaction inside the caller's database
-/// transaction. Refuses (and the caller must roll back) if any account
-/// that may not go negative would.
+/// transaction, with its receipt. Refuses (and the caller must roll back)
+/// if any account that may not go negative would.
+///
+/// The chain head is locked before any balance, so every money
+/// transaction takes its locks in one order: head, then accounts.
 pub async fn post(
     conn: &impl ConnectionTrait,
     kind: &str,
@@ -141,6 +192,7 @@ pub async fn post(
     {
         return Ok(Posted::Replayed(t.id));
     }
+    let head = receipts::lock_head(conn).await?;
     let tx = transaction::ActiveModel {
         kind: Set(kind.to_owned()),
         memo: Set(memo.to_string()),
@@ -195,6 +247,7 @@ pub async fn post(
         });
     }
     posting::Entity::insert_many(rows).exec(conn).await?;
+    receipts::append(conn, &head, &tx, &receipts::to_receipt_postings(postings)).await?;
     Ok(Posted::New(tx.id))
 }
 
@@ -275,6 +328,9 @@ pub struct Audit {
     pub balance_mismatches: Vec<(i64, i64, i64)>,
     /// Accounts below zero that may not be.
     pub negative_accounts: Vec<i64>,
+    /// The receipt chain: gaps, broken links, altered transactions, bad
+    /// signatures, transactions without a receipt.
+    pub chain: receipts::ChainAudit,
 }
 
 impl Audit {
@@ -283,6 +339,22 @@ impl Audit {
             && self.unbalanced_transactions.is_empty()
             && self.balance_mismatches.is_empty()
             && self.negative_accounts.is_empty()
+            && self.chain.problems.is_empty()
+            && self.chain.unchained.is_empty()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "clean": self.is_clean(),
+            "postings_total": self.postings_total,
+            "unbalanced_transactions": self.unbalanced_transactions,
+            "balance_mismatches": self.balance_mismatches,
+            "negative_accounts": self.negative_accounts,
+            "receipts": self.chain.receipts,
+            "receipt_problems": self.chain.problems,
+            "unchained_transactions": self.chain.unchained,
+            "unsigned_receipts": self.chain.unsigned,
+        })
     }
 }
 
@@ -292,9 +364,21 @@ struct SumRow {
     total: Option<i64>,
 }
 
-/// Re-derives the ledger's invariants from its rows.
+/// Re-derives the ledger's invariants from its rows, receipts included
+/// (signatures are not checked without the key: see [`audit_with_key`]).
 pub async fn audit(conn: &impl ConnectionTrait) -> Result<Audit> {
-    let mut out = Audit::default();
+    audit_with_key(conn, None).await
+}
+
+/// [`audit`], also checking every receipt signature against `key`.
+pub async fn audit_with_key(
+    conn: &impl ConnectionTrait,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Audit> {
+    let mut out = Audit {
+        chain: receipts::check_chain(conn, key).await?,
+        ..Default::default()
+    };
     let by_tx: Vec<SumRow> = posting::Entity::find()
         .select_only()
         .column_as(posting::Column::TransactionId, "id")

@@ -1,0 +1,184 @@
+//! The ledger verbs of the real `sahel` binary: receipts, settlement and
+//! provenance, against a server spawned on port 0.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sahel_protocol::Micros;
+use sahel_protocol::api::{self, Role, TaskType};
+use sahel_server::testing::{TestApp, spawn_app};
+use sahel_worker::client::{Auth, Client};
+use sea_orm::ConnectionTrait;
+
+fn sahel(app: &TestApp, home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sahel"))
+        .args(["--server", &app.address, "--home", home.to_str().unwrap()])
+        .args(args)
+        .env("SAHEL_PASSWORD", "a long enough password")
+        .output()
+        .expect("the sahel binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "sahel failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A labeler registered through the CLI in their own home directory.
+fn labeler(app: &TestApp, name: &str) -> std::path::PathBuf {
+    let home = app.config.data_dir.join(format!("home-{name}"));
+    ok(&sahel(app, &home, &["keygen"]));
+    ok(&sahel(
+        app,
+        &home,
+        &[
+            "register",
+            "--email",
+            &format!("{name}@cli.test"),
+            "--name",
+            name,
+        ],
+    ));
+    home
+}
+
+/// A funded bounty of `n` items, overlap 1, reward 0.05.
+fn bounty(app: &TestApp, n: usize) -> (Client, api::Project) {
+    let (buyer_id, token) = app.create_user("buyer@cli.test", &[Role::Buyer]);
+    app.deposit(buyer_id, Micros::from_tokens(10).unwrap());
+    let b = Client::new(&app.address, Auth::Bearer(token));
+    let p = b
+        .create_project(&api::CreateProject {
+            title: "CLI sentiment".into(),
+            instructions: "Choose the sentiment.".into(),
+            task_type: TaskType::Classification,
+            schema: serde_json::json!({ "classes": ["positive", "negative", "neutral"] }),
+            overlap: 1,
+            reward: Micros(50_000),
+            budget: Micros(50_000 * n as i64),
+            priority: 0,
+        })
+        .unwrap();
+    let items: String = (1..=n)
+        .map(|i| format!("{{\"text\": \"review {i}\"}}\n"))
+        .collect();
+    b.import_items(p.id, "jsonl", items.as_bytes()).unwrap();
+    let p = b.fund(p.id, "fund").unwrap();
+    (b, p)
+}
+
+fn work_all(app: &TestApp, home: &Path, project: i64, n: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sahel"))
+        .args(["--server", &app.address, "--home", home.to_str().unwrap()])
+        .args(["work", "--project", &project.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("1\n".repeat(n).as_bytes())
+        .unwrap();
+    ok(&child.wait_with_output().unwrap());
+}
+
+fn user_id(app: &TestApp, name: &str) -> i64 {
+    app.block_on(sahel_server::accounts::find_by_email(
+        app.db(),
+        &format!("{name}@cli.test"),
+    ))
+    .unwrap()
+    .unwrap()
+    .id
+}
+
+#[test]
+fn receipts_verify_online_and_offline_and_catch_a_tampered_posting() {
+    let app = spawn_app();
+    let (_, p) = bounty(&app, 3);
+    let home = labeler(&app, "lab");
+    work_all(&app, &home, p.id, 3);
+
+    let out = ok(&sahel(&app, &home, &["receipts", "verify"]));
+    assert!(out.contains("3 receipts"), "{out}");
+    assert!(out.contains("all receipts verify"), "{out}");
+    let uid = user_id(&app, "lab");
+    assert!(
+        out.contains(&format!("balance user:{uid} = 0.150000")),
+        "{out}"
+    );
+
+    let saved = app.config.data_dir.join("receipts.json");
+    ok(&sahel(
+        &app,
+        &home,
+        &["receipts", "fetch", "--out", saved.to_str().unwrap()],
+    ));
+    let out = ok(&sahel(
+        &app,
+        &home,
+        &[
+            "receipts",
+            "verify",
+            "--json",
+            "--file",
+            saved.to_str().unwrap(),
+        ],
+    ));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["receipts"], 3);
+
+    // A wrong pinned key is refused outright.
+    let other = "11".repeat(32);
+    let out = sahel(
+        &app,
+        &home,
+        &[
+            "receipts",
+            "verify",
+            "--file",
+            saved.to_str().unwrap(),
+            "--server-key",
+            &other,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("trusted key"), "{}", stderr(&out));
+
+    // Tamper with one posting of this user in the database.
+    app.block_on(app.db().execute_unprepared(&format!(
+        "UPDATE ledger_postings SET amount = amount + 7 WHERE id = (SELECT MIN(id) FROM ledger_postings \
+         WHERE account_id = (SELECT id FROM ledger_accounts WHERE kind = 'user' AND owner_id = {uid}))"
+    )))
+    .unwrap();
+    let out = sahel(&app, &home, &["receipts", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("does not match its hash"), "{stdout}");
+    assert!(stdout.contains("receipts sum to"), "{stdout}");
+    assert!(
+        stderr(&out).contains("problem(s) found"),
+        "{}",
+        stderr(&out)
+    );
+    // The saved copy from before the tampering still verifies offline.
+    ok(&sahel(
+        &app,
+        &home,
+        &["receipts", "verify", "--file", saved.to_str().unwrap()],
+    ));
+}
