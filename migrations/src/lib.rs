@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_core;
 mod m20261124_000100_create_receipts;
+mod m20261124_000101_create_payouts;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_create_core::Migration),
             Box::new(m20261124_000100_create_receipts::Migration),
+            Box::new(m20261124_000101_create_payouts::Migration),
         ]
     }
 }

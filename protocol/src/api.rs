@@ -121,6 +121,8 @@ pub enum ProjectStatus {
     Open,
     /// Every item is resolved.
     Completed,
+    /// Closed by its buyer: open leases ended, unspent escrow refunded.
+    Closed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -319,6 +321,67 @@ pub struct ReceiptPage {
     #[serde(flatten)]
     pub bundle: crate::receipt::ReceiptBundle,
     pub next_after_seq: Option<u64>,
+}
+
+// ---------------------------------------------------------------- money paths
+
+/// `POST /projects/{id}/close`: end open leases, cancel unfinished items,
+/// refund the unspent escrow to the buyer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CloseProject {
+    pub idempotency_key: String,
+}
+
+/// The result of closing a bounty.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClosedProject {
+    pub project: Project,
+    pub refunded: Micros,
+    pub leases_ended: u64,
+    pub items_cancelled: u64,
+}
+
+/// `PUT /me/payout-address`: `0x` + 40 hex digits; mixed case must pass
+/// its EIP-55 checksum; the zero address is refused.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetPayoutAddress {
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PayoutAddress {
+    /// EIP-55 checksummed.
+    pub address: String,
+    pub updated_at: Timestamp,
+}
+
+/// `POST /me/withdrawals`: lock an amount until the next settlement epoch
+/// pays it to the payout address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WithdrawalRequest {
+    pub amount: Micros,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawalStatus {
+    /// Locked, waiting for the next epoch.
+    Pending,
+    /// Included in an epoch's Merkle tree.
+    Settled,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub id: i64,
+    pub amount: Micros,
+    pub status: WithdrawalStatus,
+    pub epoch: Option<i64>,
+    pub address: Option<String>,
+    pub transaction_id: i64,
+    pub created_at: Timestamp,
+    pub settled_at: Option<Timestamp>,
 }
 
 // ---------------------------------------------------------------- errors

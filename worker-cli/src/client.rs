@@ -379,6 +379,51 @@ impl Client {
         self.get("/api/v1/admin/audit")
     }
 
+    pub fn close_project(
+        &self,
+        project: i64,
+        idempotency_key: &str,
+    ) -> ApiResult<api::ClosedProject> {
+        self.post(
+            &format!("/api/v1/projects/{project}/close"),
+            &api::CloseProject {
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    pub fn set_payout_address(&self, address: &str) -> ApiResult<api::PayoutAddress> {
+        self.call(
+            "PUT",
+            "/api/v1/me/payout-address",
+            Some(&api::SetPayoutAddress {
+                address: address.into(),
+            }),
+        )
+    }
+
+    pub fn payout_address(&self) -> ApiResult<api::PayoutAddress> {
+        self.get("/api/v1/me/payout-address")
+    }
+
+    pub fn withdraw(
+        &self,
+        amount: sahel_protocol::Micros,
+        idempotency_key: &str,
+    ) -> ApiResult<api::Withdrawal> {
+        self.post(
+            "/api/v1/me/withdrawals",
+            &api::WithdrawalRequest {
+                amount,
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    pub fn withdrawals(&self) -> ApiResult<Vec<api::Withdrawal>> {
+        self.get("/api/v1/me/withdrawals")
+    }
+
     pub fn server_key(&self) -> ApiResult<api::ServerKeyInfo> {
         self.get("/.well-known/sahel-server-key")
     }

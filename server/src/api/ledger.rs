@@ -1,11 +1,14 @@
 use actix_web::{HttpResponse, web};
-use sahel_protocol::api::{Balance, DepositRequest, ReceiptPage, Role, ServerKeyInfo};
+use sahel_protocol::api::{
+    Balance, DepositRequest, ReceiptPage, Role, ServerKeyInfo, SetPayoutAddress, WithdrawalRequest,
+};
 use sahel_protocol::receipt::RECEIPT_DOMAIN;
 use serde::Deserialize;
 
 use super::extract::{Authed, Caller};
+use crate::error::Error;
 use crate::error::Result;
-use crate::ledger::{self, AccountRef, receipts};
+use crate::ledger::{self, AccountRef, payments, receipts};
 use crate::state::AppState;
 
 pub async fn my_balance(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
@@ -83,4 +86,36 @@ pub async fn my_receipts(
         bundle,
         next_after_seq,
     }))
+}
+
+pub async fn set_payout_address(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<SetPayoutAddress>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(payments::set_payout_address(&state.db, user.id, req).await?))
+}
+
+pub async fn payout_address(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+) -> Result<HttpResponse> {
+    match payments::payout_address(&state.db.conn, user.id).await? {
+        Some(a) => Ok(HttpResponse::Ok().json(a)),
+        None => Err(Error::not_found(
+            "no-payout-address",
+            "no payout address is set",
+        )),
+    }
+}
+
+pub async fn request_withdrawal(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<WithdrawalRequest>,
+) -> Result<HttpResponse> {
+    let w = payments::request_withdrawal(&state.db, user.id, req).await?;
+    Ok(HttpResponse::Created().json(w))
+}
+
+pub async fn withdrawals(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(payments::withdrawals(&state.db.conn, user.id).await?))
 }

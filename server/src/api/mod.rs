@@ -36,6 +36,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/me/ledger", web::get().to(ledger::my_history))
             .route("/me/receipts", web::get().to(ledger::my_receipts))
             .route("/ledger/server-key", web::get().to(ledger::server_key))
+            .route(
+                "/me/payout-address",
+                web::put().to(ledger::set_payout_address),
+            )
+            .route("/me/payout-address", web::get().to(ledger::payout_address))
+            .route(
+                "/me/withdrawals",
+                web::post().to(ledger::request_withdrawal),
+            )
+            .route("/me/withdrawals", web::get().to(ledger::withdrawals))
             .route("/admin/deposits", web::post().to(ledger::deposit))
             .route("/admin/audit", web::get().to(ledger::audit))
             .route("/projects", web::post().to(projects::create))
@@ -48,6 +58,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             )
             .route("/projects/{id}/fund", web::post().to(projects::fund))
             .route("/projects/{id}/progress", web::get().to(projects::progress))
+            .route("/projects/{id}/close", web::post().to(projects::close))
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
             .route("/submissions", web::post().to(work::submit))

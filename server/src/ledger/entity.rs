@@ -129,3 +129,120 @@ pub mod settings {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod review_payment {
+    use sea_orm::entity::prelude::*;
+
+    /// A review paid from escrow; weighs in royalty splits.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "review_payments")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub project_id: i64,
+        pub item_id: Option<i64>,
+        pub reviewer_id: i64,
+        /// Gross amount (before the fee), the royalty weight.
+        pub amount: i64,
+        pub transaction_id: i64,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod payout_address {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "payout_addresses")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: i64,
+        /// Lowercase `0x` + 40 hex digits, validated (EIP-55, non-zero).
+        pub address: String,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod withdrawal {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "withdrawals")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub user_id: i64,
+        pub amount: i64,
+        /// `pending` (locked) or `settled` (in an epoch's tree).
+        pub status: String,
+        pub idempotency_key: String,
+        /// The ledger transaction that locked the amount.
+        pub transaction_id: i64,
+        pub epoch_id: Option<i64>,
+        /// The payout address it was settled to.
+        pub address: Option<String>,
+        pub created_at: i64,
+        pub settled_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod epoch {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "settlement_epochs")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        /// `0x` hex Merkle root.
+        pub root: String,
+        /// Decimal uint256, the sum of every leaf.
+        pub total: String,
+        pub decimals: i32,
+        pub leaves: i64,
+        pub settled_micros: i64,
+        pub cumulative_micros: i64,
+        pub idempotency_key: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod leaf {
+    use sea_orm::entity::prelude::*;
+
+    /// One address's cumulative amount in one epoch.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "settlement_leaves")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub epoch_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub address: String,
+        pub micros: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -12,6 +12,7 @@
 //! appends its receipt in the same database transaction.
 
 pub mod entity;
+pub mod payments;
 pub mod receipts;
 
 use sahel_protocol::api;
@@ -328,6 +329,8 @@ pub struct Audit {
     pub balance_mismatches: Vec<(i64, i64, i64)>,
     /// Accounts below zero that may not be.
     pub negative_accounts: Vec<i64>,
+    /// Escrow accounts (by project) that paid out more than was put in.
+    pub overpaid_escrows: Vec<i64>,
     /// The receipt chain: gaps, broken links, altered transactions, bad
     /// signatures, transactions without a receipt.
     pub chain: receipts::ChainAudit,
@@ -339,6 +342,7 @@ impl Audit {
             && self.unbalanced_transactions.is_empty()
             && self.balance_mismatches.is_empty()
             && self.negative_accounts.is_empty()
+            && self.overpaid_escrows.is_empty()
             && self.chain.problems.is_empty()
             && self.chain.unchained.is_empty()
     }
@@ -350,6 +354,7 @@ impl Audit {
             "unbalanced_transactions": self.unbalanced_transactions,
             "balance_mismatches": self.balance_mismatches,
             "negative_accounts": self.negative_accounts,
+            "overpaid_escrows": self.overpaid_escrows,
             "receipts": self.chain.receipts,
             "receipt_problems": self.chain.problems,
             "unchained_transactions": self.chain.unchained,
@@ -419,6 +424,50 @@ pub async fn audit_with_key(
         }
         if d < 0 && !a.allow_negative {
             out.negative_accounts.push(a.id);
+        }
+    }
+    // Escrow: what went out never exceeds what came in.
+    #[derive(FromQueryResult)]
+    struct Flow {
+        owner_id: i64,
+        inflow: Option<i64>,
+        outflow: Option<i64>,
+    }
+    let flows: Vec<Flow> = posting::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::col((account::Entity, account::Column::OwnerId)),
+            "owner_id",
+        )
+        .column_as(
+            Expr::cust(
+                "SUM(CASE WHEN ledger_postings.amount > 0 THEN ledger_postings.amount ELSE 0 END)",
+            )
+            .cast_as("BIGINT"),
+            "inflow",
+        )
+        .column_as(
+            Expr::cust(
+                "SUM(CASE WHEN ledger_postings.amount < 0 THEN -ledger_postings.amount ELSE 0 END)",
+            )
+            .cast_as("BIGINT"),
+            "outflow",
+        )
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            posting::Entity::belongs_to(account::Entity)
+                .from(posting::Column::AccountId)
+                .to(account::Column::Id)
+                .into(),
+        )
+        .filter(account::Column::Kind.eq(AccountRef::Escrow(0).kind()))
+        .group_by(Expr::col((account::Entity, account::Column::OwnerId)))
+        .into_model()
+        .all(conn)
+        .await?;
+    for f in flows {
+        if f.outflow.unwrap_or(0) > f.inflow.unwrap_or(0) {
+            out.overpaid_escrows.push(f.owner_id);
         }
     }
     Ok(out)

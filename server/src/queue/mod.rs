@@ -202,6 +202,12 @@ pub async fn lease(
     match p.status() {
         ProjectStatus::Open => {}
         ProjectStatus::Completed => return Ok(Vec::new()),
+        ProjectStatus::Closed => {
+            return Err(Error::conflict(
+                "project-closed",
+                "this project was closed by its buyer",
+            ));
+        }
         ProjectStatus::Draft => {
             return Err(Error::conflict(
                 "project-not-open",

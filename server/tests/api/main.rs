@@ -4,6 +4,7 @@
 mod accounts;
 mod helpers;
 mod money;
+mod payments;
 mod projects;
 mod receipts;
 mod work;
