@@ -384,6 +384,46 @@ pub struct Withdrawal {
     pub settled_at: Option<Timestamp>,
 }
 
+// ---------------------------------------------------------------- settlement
+
+/// `POST /admin/epochs`: settle every pending withdrawal of an account with
+/// a payout address and publish the new Merkle root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CloseEpoch {
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettlementEpoch {
+    pub id: i64,
+    /// `0x` hex root of the OpenZeppelin `StandardMerkleTree`.
+    pub root: String,
+    /// Sum of the leaves, decimal, in the payout token's smallest unit.
+    pub total: String,
+    pub decimals: u32,
+    pub leaves: i64,
+    /// Micro-units settled by this epoch.
+    pub settled: Micros,
+    /// Micro-units owed in all, cumulatively, by this epoch's tree.
+    pub cumulative: Micros,
+    pub created_at: Timestamp,
+}
+
+/// One address's claim in an epoch, for a cumulative Merkle distributor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettlementProof {
+    pub epoch: i64,
+    pub root: String,
+    /// EIP-55 checksummed.
+    pub address: String,
+    /// Cumulative amount, decimal, in the token's smallest unit.
+    pub amount: String,
+    pub amount_micros: Micros,
+    pub decimals: u32,
+    /// `0x` hex sibling hashes from the leaf up.
+    pub proof: Vec<String>,
+}
+
 // ---------------------------------------------------------------- errors
 
 /// An RFC 9457 problem document, as every error response carries it.

@@ -424,6 +424,33 @@ impl Client {
         self.get("/api/v1/me/withdrawals")
     }
 
+    pub fn close_epoch(&self, idempotency_key: &str) -> ApiResult<api::SettlementEpoch> {
+        self.post(
+            "/api/v1/admin/epochs",
+            &api::CloseEpoch {
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    /// `None` for the latest epoch.
+    pub fn epoch(&self, id: Option<i64>) -> ApiResult<api::SettlementEpoch> {
+        let id = id.map_or("latest".to_owned(), |i| i.to_string());
+        self.get(&format!("/api/v1/settlement/epochs/{id}"))
+    }
+
+    pub fn epoch_file(&self, id: Option<i64>) -> ApiResult<sahel_protocol::settlement::EpochFile> {
+        let id = id.map_or("latest".to_owned(), |i| i.to_string());
+        self.get(&format!("/api/v1/settlement/epochs/{id}/file"))
+    }
+
+    pub fn settlement_proof(&self, epoch: Option<i64>) -> ApiResult<api::SettlementProof> {
+        match epoch {
+            Some(e) => self.get(&format!("/api/v1/me/settlement-proof?epoch={e}")),
+            None => self.get("/api/v1/me/settlement-proof"),
+        }
+    }
+
     pub fn server_key(&self) -> ApiResult<api::ServerKeyInfo> {
         self.get("/.well-known/sahel-server-key")
     }

@@ -96,6 +96,45 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+    /// Show or set the EVM address your withdrawals are paid to.
+    PayoutAddress {
+        /// `0x` + 40 hex digits (EIP-55 checked when mixed case).
+        address: Option<String>,
+    },
+    /// Lock an amount of your balance for payout at the next settlement epoch.
+    Withdraw {
+        /// Token amount, e.g. 1.5.
+        amount: sahel_protocol::Micros,
+        /// Retrying with the same key never locks twice (default: random).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// EVM settlement epochs: Merkle proofs and offline verification.
+    Settlement {
+        #[command(subcommand)]
+        command: SettlementCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SettlementCommand {
+    /// Your cumulative claim and Merkle proof in an epoch (default: latest).
+    Proof {
+        #[arg(long)]
+        epoch: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an epoch's published file (default: latest).
+    Fetch {
+        #[arg(long)]
+        epoch: Option<i64>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute an epoch file's root from its leaves and check every proof
+    /// and the total, offline. Exits 1 if anything fails.
+    Verify { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +283,76 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Receipts { command } => receipts(&ctx, command)?,
+        Command::PayoutAddress { address } => {
+            let c = ctx.signed_client()?;
+            let a = match address {
+                Some(a) => c.set_payout_address(&a)?,
+                None => c.payout_address()?,
+            };
+            println!("payout address: {}", a.address);
+        }
+        Command::Withdraw {
+            amount,
+            idempotency_key,
+        } => {
+            let key = idempotency_key.unwrap_or_else(|| {
+                let mut b = [0u8; 12];
+                getrandom::fill(&mut b).expect("the OS random source failed");
+                hex::encode(b)
+            });
+            let w = ctx.signed_client()?.withdraw(amount, &key)?;
+            println!(
+                "withdrawal {} of {} locked until the next settlement epoch",
+                w.id, w.amount
+            );
+        }
+        Command::Settlement { command } => settlement(&ctx, command)?,
+    }
+    Ok(())
+}
+
+fn settlement(ctx: &Ctx, command: SettlementCommand) -> anyhow::Result<()> {
+    use sahel_protocol::settlement::EpochFile;
+    match command {
+        SettlementCommand::Proof { epoch, json } => {
+            let p = ctx.signed_client()?.settlement_proof(epoch)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!("epoch {}  root {}", p.epoch, p.root);
+                println!(
+                    "address {}  cumulative {} ({} units at {} decimals)",
+                    p.address, p.amount_micros, p.amount, p.decimals
+                );
+                for h in &p.proof {
+                    println!("  {h}");
+                }
+            }
+        }
+        SettlementCommand::Fetch { epoch, out } => {
+            let f = ctx.signed_client()?.epoch_file(epoch)?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&f)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "saved epoch {} ({} claims, root {}) to {}",
+                f.epoch,
+                f.claims.len(),
+                f.merkle_root,
+                out.display()
+            );
+        }
+        SettlementCommand::Verify { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let f: EpochFile = serde_json::from_slice(&bytes).context("not an epoch file")?;
+            let n = f
+                .verify()
+                .map_err(|e| anyhow::anyhow!("epoch {}: {e}", f.epoch))?;
+            println!(
+                "epoch {}: root {} recomputed from {n} leaves; every proof and the total ({}) check out",
+                f.epoch, f.merkle_root, f.token_total
+            );
+        }
     }
     Ok(())
 }

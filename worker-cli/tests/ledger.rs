@@ -182,3 +182,83 @@ fn receipts_verify_online_and_offline_and_catch_a_tampered_posting() {
         &["receipts", "verify", "--file", saved.to_str().unwrap()],
     ));
 }
+
+#[test]
+fn settlement_proof_fetch_and_offline_verify_and_a_doctored_file_fails() {
+    let app = spawn_app();
+    let (_, p) = bounty(&app, 2);
+    let home = labeler(&app, "payee");
+    work_all(&app, &home, p.id, 2);
+
+    let out = sahel(
+        &app,
+        &home,
+        &[
+            "payout-address",
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid-address"), "{}", stderr(&out));
+    let out = ok(&sahel(
+        &app,
+        &home,
+        &[
+            "payout-address",
+            "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed",
+        ],
+    ));
+    assert!(
+        out.contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{out}"
+    );
+    let out = ok(&sahel(
+        &app,
+        &home,
+        &["withdraw", "0.07", "--idempotency-key", "w1"],
+    ));
+    assert!(out.contains("0.070000 locked"), "{out}");
+    // A second payee, so the tree has a real proof.
+    let (other, token) = app.create_user("other@cli.test", &[Role::Contributor]);
+    app.deposit(other, Micros(9));
+    let oc = Client::new(&app.address, Auth::Bearer(token));
+    oc.set_payout_address("0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359")
+        .unwrap();
+    oc.withdraw(Micros(9), "o").unwrap();
+    let (_, admin) = app.create_admin();
+    let e = Client::new(&app.address, Auth::Bearer(admin))
+        .close_epoch("e1")
+        .unwrap();
+
+    let out = ok(&sahel(&app, &home, &["settlement", "proof", "--json"]));
+    let proof: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(proof["root"], e.root);
+    assert_eq!(proof["amount"], "70000000000000000");
+    assert_eq!(proof["proof"].as_array().unwrap().len(), 1);
+
+    let file = app.config.data_dir.join("epoch.json");
+    ok(&sahel(
+        &app,
+        &home,
+        &["settlement", "fetch", "--out", file.to_str().unwrap()],
+    ));
+    let out = ok(&sahel(
+        &app,
+        &home,
+        &["settlement", "verify", file.to_str().unwrap()],
+    ));
+    assert!(out.contains("recomputed from 2 leaves"), "{out}");
+
+    // Raise one claim in the file: the root no longer matches.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let doctored = text.replace("70000000000000000", "70000000000000001");
+    assert_ne!(text, doctored);
+    std::fs::write(&file, doctored).unwrap();
+    let out = sahel(
+        &app,
+        &home,
+        &["settlement", "verify", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("root"), "{}", stderr(&out));
+}

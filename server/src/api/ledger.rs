@@ -1,6 +1,7 @@
 use actix_web::{HttpResponse, web};
 use sahel_protocol::api::{
-    Balance, DepositRequest, ReceiptPage, Role, ServerKeyInfo, SetPayoutAddress, WithdrawalRequest,
+    Balance, CloseEpoch, DepositRequest, ReceiptPage, Role, ServerKeyInfo, SetPayoutAddress,
+    WithdrawalRequest,
 };
 use sahel_protocol::receipt::RECEIPT_DOMAIN;
 use serde::Deserialize;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use super::extract::{Authed, Caller};
 use crate::error::Error;
 use crate::error::Result;
-use crate::ledger::{self, AccountRef, payments, receipts};
+use crate::ledger::{self, AccountRef, payments, receipts, settlement};
 use crate::state::AppState;
 
 pub async fn my_balance(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
@@ -118,4 +119,57 @@ pub async fn request_withdrawal(
 
 pub async fn withdrawals(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(payments::withdrawals(&state.db.conn, user.id).await?))
+}
+
+pub async fn close_epoch(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<CloseEpoch>,
+) -> Result<HttpResponse> {
+    user.require(Role::Admin)?;
+    let dir = state.config.data_dir.join("settlement");
+    let e = settlement::close_epoch(
+        &state.db,
+        &req.idempotency_key,
+        state.config.payout_decimals,
+        Some(&dir),
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(e))
+}
+
+/// `latest` or an epoch number.
+fn epoch_id(raw: &str) -> Result<Option<i64>> {
+    if raw == "latest" {
+        return Ok(None);
+    }
+    raw.parse()
+        .map(Some)
+        .map_err(|_| Error::not_found("epoch-not-found", format!("no settlement epoch {raw:?}")))
+}
+
+pub async fn epoch(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(settlement::get(&state.db.conn, epoch_id(&path)?).await?))
+}
+
+pub async fn epoch_file(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(settlement::file(&state.db.conn, epoch_id(&path)?).await?))
+}
+
+#[derive(Deserialize)]
+pub struct ProofQuery {
+    epoch: Option<i64>,
+}
+
+pub async fn my_settlement_proof(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    q: web::Query<ProofQuery>,
+) -> Result<HttpResponse> {
+    Ok(
+        HttpResponse::Ok()
+            .json(settlement::proof_for_user(&state.db.conn, user.id, q.epoch).await?),
+    )
 }

@@ -46,6 +46,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
                 web::post().to(ledger::request_withdrawal),
             )
             .route("/me/withdrawals", web::get().to(ledger::withdrawals))
+            .route(
+                "/me/settlement-proof",
+                web::get().to(ledger::my_settlement_proof),
+            )
+            .route("/admin/epochs", web::post().to(ledger::close_epoch))
+            .route("/settlement/epochs/{id}", web::get().to(ledger::epoch))
+            .route(
+                "/settlement/epochs/{id}/file",
+                web::get().to(ledger::epoch_file),
+            )
             .route("/admin/deposits", web::post().to(ledger::deposit))
             .route("/admin/audit", web::get().to(ledger::audit))
             .route("/projects", web::post().to(projects::create))

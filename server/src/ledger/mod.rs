@@ -14,6 +14,7 @@
 pub mod entity;
 pub mod payments;
 pub mod receipts;
+pub mod settlement;
 
 use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
@@ -331,6 +332,8 @@ pub struct Audit {
     pub negative_accounts: Vec<i64>,
     /// Escrow accounts (by project) that paid out more than was put in.
     pub overpaid_escrows: Vec<i64>,
+    /// Withdrawals, payouts and epoch leaves that disagree.
+    pub settlement: Vec<String>,
     /// The receipt chain: gaps, broken links, altered transactions, bad
     /// signatures, transactions without a receipt.
     pub chain: receipts::ChainAudit,
@@ -343,6 +346,7 @@ impl Audit {
             && self.balance_mismatches.is_empty()
             && self.negative_accounts.is_empty()
             && self.overpaid_escrows.is_empty()
+            && self.settlement.is_empty()
             && self.chain.problems.is_empty()
             && self.chain.unchained.is_empty()
     }
@@ -355,6 +359,7 @@ impl Audit {
             "balance_mismatches": self.balance_mismatches,
             "negative_accounts": self.negative_accounts,
             "overpaid_escrows": self.overpaid_escrows,
+            "settlement_problems": self.settlement,
             "receipts": self.chain.receipts,
             "receipt_problems": self.chain.problems,
             "unchained_transactions": self.chain.unchained,
@@ -382,6 +387,7 @@ pub async fn audit_with_key(
 ) -> Result<Audit> {
     let mut out = Audit {
         chain: receipts::check_chain(conn, key).await?,
+        settlement: settlement::audit(conn).await?,
         ..Default::default()
     };
     let by_tx: Vec<SumRow> = posting::Entity::find()

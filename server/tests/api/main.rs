@@ -7,4 +7,5 @@ mod money;
 mod payments;
 mod projects;
 mod receipts;
+mod settlement;
 mod work;
