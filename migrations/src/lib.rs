@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_core;
 mod m20261124_000100_create_receipts;
 mod m20261124_000101_create_payouts;
+mod m20261124_000102_create_datasets;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_core::Migration),
             Box::new(m20261124_000100_create_receipts::Migration),
             Box::new(m20261124_000101_create_payouts::Migration),
+            Box::new(m20261124_000102_create_datasets::Migration),
         ]
     }
 }

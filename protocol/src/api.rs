@@ -424,6 +424,79 @@ pub struct SettlementProof {
     pub proof: Vec<String>,
 }
 
+// ---------------------------------------------------------------- datasets
+
+/// `POST /projects/{id}/datasets`: publish a finished bounty's resolved
+/// items as a new dataset version. At least one price must be set; a use
+/// whose price is absent is not licensed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublishDataset {
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Charged per record read through the records API.
+    #[serde(default)]
+    pub price_per_record: Option<Micros>,
+    /// Charged per full export.
+    #[serde(default)]
+    pub price_per_export: Option<Micros>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Dataset {
+    pub id: i64,
+    pub project_id: i64,
+    pub buyer_id: i64,
+    pub version: i32,
+    pub title: String,
+    pub price_per_record: Option<Micros>,
+    pub price_per_export: Option<Micros>,
+    pub record_count: i64,
+    /// Contributors and reviewers sharing its royalties.
+    pub contributors: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub seq: i64,
+    pub item_id: i64,
+    pub data: Value,
+    pub result: Value,
+}
+
+/// What one use cost and where the money went.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UseCharge {
+    pub use_id: i64,
+    pub amount: Micros,
+    pub fee: Micros,
+    pub buyer_share: Micros,
+    /// Credited to the dataset's royalty pool, split among contributors.
+    pub royalty_pool: Micros,
+    pub transaction_id: i64,
+}
+
+/// `GET /datasets/{id}/records?page=&per_page=`: one charged page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetPage {
+    pub dataset_id: i64,
+    pub version: i32,
+    pub page: i64,
+    pub per_page: i64,
+    pub total_records: i64,
+    pub records: Vec<DatasetRecord>,
+    /// Absent for a page past the end (nothing is charged).
+    pub charge: Option<UseCharge>,
+}
+
+/// What a royalty distribution run did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoyaltyRun {
+    pub rounds_opened: u64,
+    pub batches_paid: u64,
+    pub payments: u64,
+}
+
 // ---------------------------------------------------------------- errors
 
 /// An RFC 9457 problem document, as every error response carries it.

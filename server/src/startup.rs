@@ -121,9 +121,21 @@ impl Application {
                 }
             }
         });
+        // Royalty rounds: steppable, idempotent, safe on several servers.
+        let state = self.state.clone();
+        let royalties = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = ledger::royalty::run_until_idle(&state.db, 1000).await {
+                    tracing::warn!(error = %e, "royalty distribution failed");
+                }
+            }
+        });
         let res = self.server.await;
         housekeeping.abort();
         signer.abort();
+        royalties.abort();
         res
     }
 }

@@ -451,6 +451,57 @@ impl Client {
         }
     }
 
+    pub fn publish_dataset(
+        &self,
+        project: i64,
+        req: &api::PublishDataset,
+    ) -> ApiResult<api::Dataset> {
+        self.post(&format!("/api/v1/projects/{project}/datasets"), req)
+    }
+
+    pub fn datasets(&self) -> ApiResult<Vec<api::Dataset>> {
+        self.get("/api/v1/datasets")
+    }
+
+    /// One charged page of records; the same `idempotency_key` again
+    /// returns the same page without a second charge.
+    pub fn dataset_records(
+        &self,
+        dataset: i64,
+        page: i64,
+        per_page: i64,
+        idempotency_key: Option<&str>,
+    ) -> ApiResult<api::DatasetPage> {
+        let path = format!("/api/v1/datasets/{dataset}/records?page={page}&per_page={per_page}");
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k)])
+            .unwrap_or_default();
+        let res = self.raw_with("GET", &path, None, "", &headers)?;
+        Self::decode(res)
+    }
+
+    /// A charged full export: the raw JSON lines.
+    pub fn dataset_export(
+        &self,
+        dataset: i64,
+        idempotency_key: Option<&str>,
+    ) -> ApiResult<RawResponse> {
+        let path = format!("/api/v1/datasets/{dataset}/export.jsonl");
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k)])
+            .unwrap_or_default();
+        let res = self.raw_with("GET", &path, None, "", &headers)?;
+        if (200..300).contains(&res.status) {
+            Ok(res)
+        } else {
+            Self::decode::<serde_json::Value>(res).map(|_| unreachable!())
+        }
+    }
+
+    pub fn run_royalties(&self) -> ApiResult<api::RoyaltyRun> {
+        self.post("/api/v1/admin/royalties/run", &serde_json::json!({}))
+    }
+
     pub fn server_key(&self) -> ApiResult<api::ServerKeyInfo> {
         self.get("/.well-known/sahel-server-key")
     }

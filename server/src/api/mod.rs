@@ -2,6 +2,7 @@
 //! capability module, and serialize. Nothing here decides a rule.
 
 pub mod accounts;
+pub mod datasets;
 pub mod extract;
 pub mod ledger;
 pub mod projects;
@@ -69,6 +70,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/fund", web::post().to(projects::fund))
             .route("/projects/{id}/progress", web::get().to(projects::progress))
             .route("/projects/{id}/close", web::post().to(projects::close))
+            .route("/projects/{id}/datasets", web::post().to(datasets::publish))
+            .route("/datasets", web::get().to(datasets::list))
+            .route("/datasets/{id}", web::get().to(datasets::get))
+            .route("/datasets/{id}/records", web::get().to(datasets::records))
+            .route(
+                "/datasets/{id}/export.jsonl",
+                web::get().to(datasets::export),
+            )
+            .route(
+                "/admin/royalties/run",
+                web::post().to(datasets::run_royalties),
+            )
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
             .route("/submissions", web::post().to(work::submit))

@@ -246,3 +246,52 @@ pub mod leaf {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod royalty_round {
+    use sea_orm::entity::prelude::*;
+
+    /// One distribution of a dataset's pool: the uses it covers, frozen
+    /// when it opens, paid in batches of contributors.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "royalty_rounds")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub dataset_id: i64,
+        pub first_use_id: i64,
+        pub last_use_id: i64,
+        pub uses: i64,
+        /// Sum of the covered uses' pool amounts = sum of the allocations.
+        pub pool_total: i64,
+        pub paid_total: i64,
+        /// Allocations to users up to this id are paid.
+        pub cursor_user_id: i64,
+        /// `paying` or `done`.
+        pub status: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod royalty_allocation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "royalty_allocations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub round_id: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: i64,
+        pub amount: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

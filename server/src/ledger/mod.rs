@@ -14,6 +14,7 @@
 pub mod entity;
 pub mod payments;
 pub mod receipts;
+pub mod royalty;
 pub mod settlement;
 
 use sahel_protocol::api;
@@ -334,6 +335,8 @@ pub struct Audit {
     pub overpaid_escrows: Vec<i64>,
     /// Withdrawals, payouts and epoch leaves that disagree.
     pub settlement: Vec<String>,
+    /// Royalty charges or rounds that do not split exactly.
+    pub royalties: Vec<String>,
     /// The receipt chain: gaps, broken links, altered transactions, bad
     /// signatures, transactions without a receipt.
     pub chain: receipts::ChainAudit,
@@ -347,6 +350,7 @@ impl Audit {
             && self.negative_accounts.is_empty()
             && self.overpaid_escrows.is_empty()
             && self.settlement.is_empty()
+            && self.royalties.is_empty()
             && self.chain.problems.is_empty()
             && self.chain.unchained.is_empty()
     }
@@ -360,6 +364,7 @@ impl Audit {
             "negative_accounts": self.negative_accounts,
             "overpaid_escrows": self.overpaid_escrows,
             "settlement_problems": self.settlement,
+            "royalty_problems": self.royalties,
             "receipts": self.chain.receipts,
             "receipt_problems": self.chain.problems,
             "unchained_transactions": self.chain.unchained,
@@ -388,6 +393,7 @@ pub async fn audit_with_key(
     let mut out = Audit {
         chain: receipts::check_chain(conn, key).await?,
         settlement: settlement::audit(conn).await?,
+        royalties: royalty::audit(conn).await?,
         ..Default::default()
     };
     let by_tx: Vec<SumRow> = posting::Entity::find()

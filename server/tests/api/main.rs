@@ -7,5 +7,6 @@ mod money;
 mod payments;
 mod projects;
 mod receipts;
+mod royalties;
 mod settlement;
 mod work;
