@@ -12,6 +12,7 @@ mod m20261124_000001_create_core;
 mod m20261124_000100_create_receipts;
 mod m20261124_000101_create_payouts;
 mod m20261124_000102_create_datasets;
+mod m20261124_000103_add_answer_provenance;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000100_create_receipts::Migration),
             Box::new(m20261124_000101_create_payouts::Migration),
             Box::new(m20261124_000102_create_datasets::Migration),
+            Box::new(m20261124_000103_add_answer_provenance::Migration),
         ]
     }
 }

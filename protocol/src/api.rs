@@ -237,6 +237,13 @@ pub struct SubmitAnswer {
     /// Chosen by the client, unique per submission; a retry with the same
     /// key returns the first result and changes nothing.
     pub idempotency_key: String,
+    /// Hex ed25519 signature, by one of the caller's linked keys, of
+    /// `sahel_protocol::provenance::provenance_message` over the item's
+    /// content hash, the project's guideline version and the normalized
+    /// answer. Without it the server signs with the account's custodial key
+    /// (unless the user revoked it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -495,6 +502,17 @@ pub struct RoyaltyRun {
     pub rounds_opened: u64,
     pub batches_paid: u64,
     pub payments: u64,
+}
+
+// ---------------------------------------------------------------- provenance
+
+/// The key the server signs answers with for this account, when the user
+/// does not sign them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustodialKey {
+    pub public_key: String,
+    /// False once revoked: unsigned submissions are then refused.
+    pub active: bool,
 }
 
 // ---------------------------------------------------------------- errors

@@ -243,6 +243,19 @@ impl Client {
         })
     }
 
+    /// A 2xx response as it is, anything else as the problem it carries.
+    fn success(res: RawResponse) -> ApiResult<RawResponse> {
+        if (200..300).contains(&res.status) {
+            return Ok(res);
+        }
+        let problem: Option<Box<Problem>> = serde_json::from_slice(&res.body).ok();
+        Err(ApiError {
+            status: res.status,
+            problem,
+            message: res.text(),
+        })
+    }
+
     pub fn call<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -491,11 +504,27 @@ impl Client {
             .map(|k| vec![("idempotency-key", k)])
             .unwrap_or_default();
         let res = self.raw_with("GET", &path, None, "", &headers)?;
-        if (200..300).contains(&res.status) {
-            Ok(res)
-        } else {
-            Self::decode::<serde_json::Value>(res).map(|_| unreachable!())
-        }
+        Self::success(res)
+    }
+
+    /// A project's results with provenance (its buyer only): JSON lines.
+    pub fn project_export(&self, project: i64) -> ApiResult<RawResponse> {
+        let res = self.raw(
+            "GET",
+            &format!("/api/v1/projects/{project}/export.jsonl"),
+            None,
+            "",
+        )?;
+        Self::success(res)
+    }
+
+    pub fn custodial_key(&self) -> ApiResult<api::CustodialKey> {
+        self.get("/api/v1/me/custodial-key")
+    }
+
+    pub fn revoke_custodial_key(&self) -> ApiResult<api::CustodialKey> {
+        let res = self.raw("DELETE", "/api/v1/me/custodial-key", None, "")?;
+        Self::decode(res)
     }
 
     pub fn run_royalties(&self) -> ApiResult<api::RoyaltyRun> {

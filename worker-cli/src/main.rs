@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sahel_protocol::api::{self, Role};
+use sahel_protocol::provenance;
 use sahel_protocol::signing::public_key_hex;
 use sahel_worker::client::{Auth, Client};
 use sahel_worker::home::{Home, Profile, default_dir};
@@ -109,10 +110,27 @@ enum Command {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Contributors' signatures on exported answers.
+    Provenance {
+        #[command(subcommand)]
+        command: ProvenanceCommand,
+    },
     /// EVM settlement epochs: Merkle proofs and offline verification.
     Settlement {
         #[command(subcommand)]
         command: SettlementCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProvenanceCommand {
+    /// Check every line of an export (JSON lines, from a project's or a
+    /// dataset's export): the data matches its content hash and each
+    /// accepted answer's signature verifies under its public key. Offline.
+    Verify {
+        export: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -307,6 +325,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Settlement { command } => settlement(&ctx, command)?,
+        Command::Provenance {
+            command: ProvenanceCommand::Verify { export, json },
+        } => verify_export(&export, json)?,
+    }
+    Ok(())
+}
+
+fn verify_export(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use sahel_protocol::provenance::{ExportRecord, verify_record};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut records, mut signatures) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        records += 1;
+        match serde_json::from_str::<ExportRecord>(line) {
+            Ok(r) => match verify_record(&r) {
+                Ok(n) => signatures += n,
+                Err(e) => failures.push(format!("line {}: {e}", i + 1)),
+            },
+            Err(e) => failures.push(format!("line {}: not an export record: {e}", i + 1)),
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            json!({ "ok": failures.is_empty(), "records": records, "signatures": signatures, "errors": failures })
+        );
+    } else {
+        for f in &failures {
+            println!("FAIL {f}");
+        }
+        println!("{records} records, {signatures} answer signatures verified");
+    }
+    if !failures.is_empty() {
+        bail!("{} record(s) failed provenance checks", failures.len());
     }
     Ok(())
 }
@@ -449,7 +507,9 @@ fn item_text(data: &serde_json::Value) -> String {
 /// The interactive loop: one task at a time, read a choice, submit.
 fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
     let client = ctx.signed_client()?;
+    let key = ctx.home.load_key()?;
     let project = client.project(project_id)?;
+    let guidelines = provenance::guideline_version(&project.instructions, &project.schema);
     let classes: Vec<String> = project.schema["classes"]
         .as_array()
         .map(|a| {
@@ -518,11 +578,20 @@ fn work(ctx: &Ctx, project_id: i64) -> anyhow::Result<()> {
                 continue;
             };
             // Keyed by the lease: resubmitting after a lost response can
-            // never record a second answer.
+            // never record a second answer. Signed: this CLI's key vouches
+            // for the answer to this exact item under these guidelines.
+            let answer = json!({ "label": label });
+            let signature = provenance::sign_answer(
+                &key,
+                &provenance::item_content_hash(&task.data),
+                &guidelines,
+                &answer,
+            );
             let sub = client.submit(&api::SubmitAnswer {
                 lease_id: task.lease_id,
-                answer: json!({ "label": label }),
+                answer,
                 idempotency_key: format!("lease-{}", task.lease_id),
+                signature: Some(signature),
             })?;
             done += 1;
             writeln!(

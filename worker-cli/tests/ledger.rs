@@ -262,3 +262,55 @@ fn settlement_proof_fetch_and_offline_verify_and_a_doctored_file_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("root"), "{}", stderr(&out));
 }
+
+#[test]
+fn answers_from_the_cli_are_signed_and_provenance_verify_checks_an_export() {
+    let app = spawn_app();
+    let (b, p) = bounty(&app, 3);
+    let home = labeler(&app, "prov");
+    work_all(&app, &home, p.id, 3);
+    let export = b.project_export(p.id).unwrap();
+    assert_eq!(export.text().lines().count(), 3);
+    assert!(
+        export.text().contains("\"signed_by\":\"client\""),
+        "{}",
+        export.text()
+    );
+    let file = app.config.data_dir.join("export.jsonl");
+    std::fs::write(&file, export.text()).unwrap();
+    let out = ok(&sahel(
+        &app,
+        &home,
+        &["provenance", "verify", file.to_str().unwrap()],
+    ));
+    assert!(
+        out.contains("3 records, 3 answer signatures verified"),
+        "{out}"
+    );
+
+    // Change one answer in the file: its signature no longer matches.
+    let text = export.text();
+    let at = text.find("\"answers\"").unwrap();
+    let doctored = format!(
+        "{}{}",
+        &text[..at],
+        text[at..].replacen("\"label\":\"positive\"}", "\"label\":\"negative\"}", 1)
+    );
+    assert_ne!(doctored, export.text());
+    std::fs::write(&file, doctored).unwrap();
+    let out = sahel(
+        &app,
+        &home,
+        &["provenance", "verify", "--json", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["errors"].as_array().unwrap().len(), 1, "{report}");
+    assert!(
+        stderr(&out).contains("failed provenance"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -6,6 +6,7 @@
 //! request is accepted once: stale timestamps and seen nonces are refused.
 
 pub mod entity;
+pub mod provenance;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

@@ -73,16 +73,11 @@ pub async fn export(
 ) -> Result<HttpResponse> {
     let (_, records, charge) =
         datasets::export(&state.db, &user, path.into_inner(), idempotency_key(&req)).await?;
-    let mut body = Vec::new();
-    for r in &records {
-        serde_json::to_writer(&mut body, r).map_err(anyhow::Error::from)?;
-        body.push(b'\n');
-    }
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")
         .insert_header(("x-sahel-use-id", charge.use_id.to_string()))
         .insert_header(("x-sahel-charged", charge.amount.0.to_string()))
-        .body(body))
+        .body(jsonl(&records)?))
 }
 
 /// Runs royalty distribution until idle (bounded), for operators and tests;
@@ -104,4 +99,25 @@ pub async fn run_royalties(
         }
     }
     Ok(HttpResponse::Ok().json(run))
+}
+
+fn jsonl<T: serde::Serialize>(lines: &[T]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    for l in lines {
+        serde_json::to_writer(&mut body, l).map_err(anyhow::Error::from)?;
+        body.push(b'\n');
+    }
+    Ok(body)
+}
+
+/// A project's resolved items with provenance, for its buyer.
+pub async fn project_export(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let lines = datasets::project_export(&state.db.conn, &user, path.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .body(jsonl(&lines)?))
 }

@@ -33,6 +33,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/me", web::get().to(accounts::me))
             .route("/me/keys", web::post().to(accounts::link_key))
             .route("/me/keys/{id}", web::delete().to(accounts::revoke_key))
+            .route("/me/custodial-key", web::get().to(accounts::custodial_key))
+            .route(
+                "/me/custodial-key",
+                web::delete().to(accounts::revoke_custodial_key),
+            )
             .route("/me/balance", web::get().to(ledger::my_balance))
             .route("/me/ledger", web::get().to(ledger::my_history))
             .route("/me/receipts", web::get().to(ledger::my_receipts))
@@ -71,6 +76,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/progress", web::get().to(projects::progress))
             .route("/projects/{id}/close", web::post().to(projects::close))
             .route("/projects/{id}/datasets", web::post().to(datasets::publish))
+            .route(
+                "/projects/{id}/export.jsonl",
+                web::get().to(datasets::project_export),
+            )
             .route("/datasets", web::get().to(datasets::list))
             .route("/datasets/{id}", web::get().to(datasets::get))
             .route("/datasets/{id}/records", web::get().to(datasets::records))

@@ -12,6 +12,7 @@
 pub mod entity;
 
 use sahel_protocol::api::{self, ProjectStatus, Role};
+use sahel_protocol::provenance::{self, ExportRecord, SignedAnswer};
 use sahel_protocol::{Micros, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -400,13 +401,87 @@ pub async fn read_page(
     })
 }
 
-/// Charges one full export and returns the records.
+/// Export lines with provenance: each resolved item with its data, content
+/// hash, result, the guideline version, and every accepted answer with its
+/// contributor's public key and signature.
+pub async fn with_provenance(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+    items: Vec<(i64, String, String)>,
+) -> Result<Vec<ExportRecord>> {
+    let guideline = match projects::get(conn, project_id).await {
+        Ok(p) => provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        Err(_) => String::new(),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(500) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _, _)| *id).collect();
+        let mut by_item: std::collections::HashMap<i64, Vec<SignedAnswer>> = Default::default();
+        for a in answer::Entity::find()
+            .filter(answer::Column::ItemId.is_in(ids))
+            .filter(answer::Column::Status.eq("accepted"))
+            .order_by_asc(answer::Column::Id)
+            .all(conn)
+            .await?
+        {
+            by_item.entry(a.item_id).or_default().push(SignedAnswer {
+                answer_id: a.id,
+                contributor_id: a.user_id,
+                public_key: a.signer_key.unwrap_or_default(),
+                answer: serde_json::from_str(&a.payload).unwrap_or(serde_json::Value::Null),
+                signature: a.signature.unwrap_or_default(),
+                signed_by: a.signed_by.unwrap_or_default(),
+            });
+        }
+        for (id, data, result) in chunk {
+            let data: serde_json::Value =
+                serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
+            out.push(ExportRecord {
+                item_id: *id,
+                content_hash: provenance::item_content_hash(&data),
+                data,
+                guideline_version: guideline.clone(),
+                result: serde_json::from_str(result).unwrap_or(serde_json::Value::Null),
+                answers: by_item.remove(id).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A project's results as its buyer (or an admin) exports them: every
+/// resolved item, with provenance. Free: the buyer paid for the work.
+pub async fn project_export(
+    conn: &impl ConnectionTrait,
+    owner: &AuthUser,
+    project_id: i64,
+) -> Result<Vec<ExportRecord>> {
+    projects::get_owned(conn, owner, project_id).await?;
+    let items: Vec<(i64, String, Option<String>)> = item::Entity::find()
+        .select_only()
+        .column(item::Column::Id)
+        .column(item::Column::Data)
+        .column(item::Column::Result)
+        .filter(item::Column::ProjectId.eq(project_id))
+        .filter(item::Column::Status.eq("resolved"))
+        .order_by_asc(item::Column::Seq)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let items = items
+        .into_iter()
+        .map(|(id, d, r)| (id, d, r.unwrap_or_else(|| "null".into())))
+        .collect();
+    with_provenance(conn, project_id, items).await
+}
+
+/// Charges one full export and returns its lines, with provenance.
 pub async fn export(
     db: &Db,
     licensee: &AuthUser,
     dataset_id: i64,
     key: Option<&str>,
-) -> Result<(dataset::Model, Vec<api::DatasetRecord>, api::UseCharge)> {
+) -> Result<(dataset::Model, Vec<ExportRecord>, api::UseCharge)> {
     licensee.require(Role::Buyer)?;
     let key = licensee_key(key)?;
     let d = get(&db.conn, dataset_id).await?;
@@ -418,5 +493,10 @@ pub async fn export(
         .order_by_asc(record::Column::Seq)
         .all(&db.conn)
         .await?;
-    Ok((d, rows.into_iter().map(to_record).collect(), to_charge(&u)))
+    let items = rows
+        .into_iter()
+        .map(|r| (r.item_id, r.data, r.result))
+        .collect();
+    let lines = with_provenance(&db.conn, d.project_id, items).await?;
+    Ok((d, lines, to_charge(&u)))
 }

@@ -12,7 +12,7 @@ pub mod entity;
 pub mod memory;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
-use sahel_protocol::{Micros, Timestamp};
+use sahel_protocol::{Micros, Timestamp, provenance};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
@@ -437,6 +437,25 @@ async fn submit_once(
         .normalize_answer(&req.answer)
         .map_err(|e| Error::invalid("invalid-answer", e))?;
 
+    // Provenance: the contributor's signature over what they saw and said,
+    // or the custodial key's when they sent none.
+    let item_row = item::Entity::find_by_id(l.item_id)
+        .one(&*tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
+    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
+        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
+    let provenance = crate::accounts::provenance::sign_or_verify(
+        &*tx,
+        &state.server_key,
+        user.id,
+        &provenance::item_content_hash(&item_data),
+        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        &normalized,
+        req.signature.as_deref(),
+    )
+    .await?;
+
     let used = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("submitted"))
         .filter(lease::Column::Id.eq(l.id))
@@ -477,6 +496,9 @@ async fn submit_once(
         paid: Set(0),
         created_at: Set(now),
         decided_at: Set(None),
+        signature: Set(Some(provenance.signature)),
+        signer_key: Set(Some(provenance.public_key)),
+        signed_by: Set(Some(provenance.signed_by.to_owned())),
         ..Default::default()
     }
     .insert(&*tx)

@@ -6,6 +6,7 @@ mod helpers;
 mod money;
 mod payments;
 mod projects;
+mod provenance;
 mod receipts;
 mod royalties;
 mod settlement;

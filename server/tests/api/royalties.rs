@@ -125,8 +125,9 @@ fn each_use_charges_the_licensee_and_a_round_splits_the_pool_by_accepted_work() 
     );
     let export = lic.dataset_export(d.id, Some("exp-1")).unwrap();
     assert_eq!(export.text().lines().count(), 6);
-    let first: api::DatasetRecord =
+    let first: sahel_protocol::provenance::ExportRecord =
         serde_json::from_str(export.text().lines().next().unwrap()).unwrap();
+    assert_eq!(sahel_protocol::provenance::verify_record(&first), Ok(1));
     assert_eq!(first.result["answer"]["label"], first.data["truth"]);
 
     let charges = [4_000i64, 2_000, 50_000];
