@@ -463,6 +463,15 @@ async fn submit_once(
         .exec(&*tx)
         .await?;
     if used.rows_affected != 1 {
+        // Changed since it was read: answered by a concurrent twin, or
+        // ended by the buyer closing the bounty.
+        let now_status = lease::Entity::find_by_id(l.id)
+            .one(&*tx)
+            .await?
+            .map(|l| l.status);
+        if now_status.as_deref() == Some("released") {
+            return Err(Error::gone("lease-released", "this lease was released"));
+        }
         return Err(Error::conflict(
             "lease-already-used",
             "this lease already has an answer",

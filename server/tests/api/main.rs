@@ -3,6 +3,7 @@
 
 mod accounts;
 mod helpers;
+mod invariants;
 mod money;
 mod payments;
 mod projects;
