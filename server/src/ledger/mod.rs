@@ -104,6 +104,94 @@ pub async fn ensure_account(conn: &impl ConnectionTrait, r: AccountRef) -> Resul
     }
 }
 
+/// The ids of many accounts, creating the missing ones: a few queries per
+/// thousand accounts instead of two per account (royalty batches pay a
+/// thousand contributors in one transaction).
+pub async fn ensure_accounts(
+    conn: &impl ConnectionTrait,
+    refs: impl IntoIterator<Item = AccountRef>,
+) -> Result<std::collections::HashMap<AccountRef, i64>> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut wanted: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+    let mut all: Vec<AccountRef> = refs.into_iter().collect();
+    all.sort_by_key(|r| (r.kind(), r.owner()));
+    all.dedup();
+    for r in &all {
+        wanted.entry(r.kind()).or_default().push(r.owner());
+    }
+    async fn lookup(
+        conn: &impl ConnectionTrait,
+        wanted: &BTreeMap<&'static str, Vec<i64>>,
+        out: &mut HashMap<(String, i64), i64>,
+    ) -> Result<()> {
+        for (kind, owners) in wanted {
+            for chunk in owners.chunks(500) {
+                let found: Vec<(i64, i64)> = account::Entity::find()
+                    .select_only()
+                    .column(account::Column::Id)
+                    .column(account::Column::OwnerId)
+                    .filter(account::Column::Kind.eq(*kind))
+                    .filter(account::Column::OwnerId.is_in(chunk.to_vec()))
+                    .into_tuple()
+                    .all(conn)
+                    .await?;
+                for (id, owner) in found {
+                    out.insert(((*kind).to_owned(), owner), id);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut found: HashMap<(String, i64), i64> = HashMap::new();
+    lookup(conn, &wanted, &mut found).await?;
+    let missing: Vec<AccountRef> = all
+        .iter()
+        .copied()
+        .filter(|r| !found.contains_key(&(r.kind().to_owned(), r.owner())))
+        .collect();
+    if !missing.is_empty() {
+        let now = now_ms();
+        for chunk in missing.chunks(500) {
+            let inserted =
+                account::Entity::insert_many(chunk.iter().map(|r| account::ActiveModel {
+                    kind: Set(r.kind().to_owned()),
+                    owner_id: Set(r.owner()),
+                    balance: Set(0),
+                    allow_negative: Set(r.allow_negative()),
+                    created_at: Set(now),
+                    ..Default::default()
+                }))
+                .exec(conn)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::conflict(
+                        "retry",
+                        "concurrent account creation; retry",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut again: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+        for r in &missing {
+            again.entry(r.kind()).or_default().push(r.owner());
+        }
+        lookup(conn, &again, &mut found).await?;
+    }
+    all.into_iter()
+        .map(|r| {
+            found
+                .get(&(r.kind().to_owned(), r.owner()))
+                .map(|id| (r, *id))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("account {}:{} vanished", r.kind(), r.owner()).into()
+                })
+        })
+        .collect()
+}
+
 async fn find_account(
     conn: &impl ConnectionTrait,
     r: AccountRef,
@@ -216,9 +304,10 @@ pub async fn post(
         }
     })?;
 
+    let ids = ensure_accounts(conn, postings.iter().map(|(r, _)| *r)).await?;
     let mut rows = Vec::with_capacity(postings.len());
     for (r, amount) in postings {
-        let account_id = ensure_account(conn, *r).await?;
+        let account_id = ids[r];
         let res = account::Entity::update_many()
             .col_expr(
                 account::Column::Balance,
