@@ -225,7 +225,10 @@ fn new_key(seed: usize) -> SigningKey {
 }
 
 /// Creates the buyer, the funded bounty, and the contributors' accounts.
-fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, Vec<Client>)> {
+/// A simulated contributor: its client and the key that signs its answers.
+type Labeler = (Client, SigningKey);
+
+fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, String, Vec<Labeler>)> {
     let anon = Client::new(&urls[0], Auth::None);
     let admin = anon
         .login(&api::LoginRequest {
@@ -287,7 +290,7 @@ fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, Vec<Client>)> {
         .map(|i| {
             let anon = Client::new(&urls[i % urls.len()], Auth::None);
             let email = format!("c{i}-{tag}@sahel.bench");
-            std::thread::spawn(move || -> anyhow::Result<Client> {
+            std::thread::spawn(move || -> anyhow::Result<Labeler> {
                 let reg = anon.register(&api::RegisterRequest {
                     email,
                     password: "bench-password".into(),
@@ -297,7 +300,7 @@ fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, Vec<Client>)> {
                 let key = new_key(i);
                 anon.with_auth(Auth::Bearer(reg.token))
                     .link_key(reg.user.id, &key, None)?;
-                Ok(anon.with_auth(Auth::Key(key)))
+                Ok((anon.with_auth(Auth::Key(key.clone())), key))
             })
         })
         .collect();
@@ -305,7 +308,8 @@ fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, Vec<Client>)> {
         .into_iter()
         .map(|h| h.join().expect("thread"))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((p.id, clients))
+    let guidelines = sahel_protocol::provenance::guideline_version(&p.instructions, &p.schema);
+    Ok((p.id, guidelines, clients))
 }
 
 #[derive(Default)]
@@ -327,7 +331,8 @@ fn error_kind(op: &str, e: &ApiError) -> String {
 /// One simulated contributor: lease, answer, repeat; bounded in rounds
 /// and in time.
 fn contributor_loop(
-    c: Client,
+    (c, key): Labeler,
+    guidelines: &str,
     project: i64,
     seed: u64,
     noise: f64,
@@ -364,11 +369,17 @@ fn contributor_loop(
         } else {
             truth
         };
+        // Signed like the CLI signs (provenance), timed with the submit.
         let t1 = Instant::now();
+        let answer = json!({ "label": label });
+        let content = sahel_protocol::provenance::item_content_hash(&task.data);
+        let signature =
+            sahel_protocol::provenance::sign_answer(&key, &content, guidelines, &answer);
         let res = c.submit(&api::SubmitAnswer {
             lease_id: task.lease_id,
-            answer: json!({ "label": label }),
+            answer,
             idempotency_key: format!("lease-{}", task.lease_id),
+            signature: Some(signature),
         });
         r.submit_us.push(t1.elapsed().as_micros() as u32);
         match res {
@@ -486,7 +497,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let servers = start_servers(&args, &rt)?;
-    let (project, clients) = setup(&args, &servers.urls)?;
+    let (project, guidelines, clients) = setup(&args, &servers.urls)?;
     let k = clients.len();
     let deadline = Instant::now() + Duration::from_secs(args.max_secs);
     let max_rounds = args.items * (2 * args.overlap as usize) / k.max(1) + 1_000;
@@ -497,10 +508,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map(|(i, c)| {
             let barrier = barrier.clone();
             let noise = args.noise;
+            let guidelines = guidelines.clone();
             std::thread::spawn(move || {
                 barrier.wait();
                 contributor_loop(
                     c,
+                    &guidelines,
                     project,
                     0x9E37_79B9_7F4A_7C15 ^ (i as u64 * 7919),
                     noise,

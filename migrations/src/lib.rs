@@ -10,6 +10,10 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_create_core;
 mod m20261124_000010_add_import_lock;
+mod m20261124_000100_create_receipts;
+mod m20261124_000101_create_payouts;
+mod m20261124_000102_create_datasets;
+mod m20261124_000103_add_answer_provenance;
 mod m20261124_000300_create_web_sessions;
 
 pub struct Migrator;
@@ -21,6 +25,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_core::Migration),
             Box::new(m20261124_000010_add_import_lock::Migration),
             Box::new(m20261124_000300_create_web_sessions::Migration),
+            Box::new(m20261124_000100_create_receipts::Migration),
+            Box::new(m20261124_000101_create_payouts::Migration),
+            Box::new(m20261124_000102_create_datasets::Migration),
+            Box::new(m20261124_000103_add_answer_provenance::Migration),
         ]
     }
 }

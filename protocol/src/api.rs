@@ -121,6 +121,8 @@ pub enum ProjectStatus {
     Open,
     /// Every item is resolved.
     Completed,
+    /// Closed by its buyer: open leases ended, unspent escrow refunded.
+    Closed,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -252,6 +254,13 @@ pub struct SubmitAnswer {
     /// Chosen by the client, unique per submission; a retry with the same
     /// key returns the first result and changes nothing.
     pub idempotency_key: String,
+    /// Hex ed25519 signature, by one of the caller's linked keys, of
+    /// `sahel_protocol::provenance::provenance_message` over the item's
+    /// content hash, the project's guideline version and the normalized
+    /// answer. Without it the server signs with the account's custodial key
+    /// (unless the user revoked it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -333,6 +342,215 @@ pub struct TransactionReceipt {
     pub transaction_id: i64,
     pub kind: String,
     pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- receipts
+
+/// The server's receipt-signing key, as `GET /.well-known/sahel-server-key`
+/// publishes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerKeyInfo {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// Hex of the 32-byte public key.
+    pub public_key: String,
+    /// The domain tag that starts every hashed receipt layout.
+    pub receipt_domain: String,
+}
+
+/// One page of `GET /me/receipts`: the caller's receipts after
+/// `after_seq`, the signed predecessor of each, and the balances of the
+/// caller's accounts now. `next_after_seq` is set when more pages follow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReceiptPage {
+    #[serde(flatten)]
+    pub bundle: crate::receipt::ReceiptBundle,
+    pub next_after_seq: Option<u64>,
+}
+
+// ---------------------------------------------------------------- money paths
+
+/// `POST /projects/{id}/close`: end open leases, cancel unfinished items,
+/// refund the unspent escrow to the buyer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CloseProject {
+    pub idempotency_key: String,
+}
+
+/// The result of closing a bounty.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClosedProject {
+    pub project: Project,
+    pub refunded: Micros,
+    pub leases_ended: u64,
+    pub items_cancelled: u64,
+}
+
+/// `PUT /me/payout-address`: `0x` + 40 hex digits; mixed case must pass
+/// its EIP-55 checksum; the zero address is refused.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetPayoutAddress {
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PayoutAddress {
+    /// EIP-55 checksummed.
+    pub address: String,
+    pub updated_at: Timestamp,
+}
+
+/// `POST /me/withdrawals`: lock an amount until the next settlement epoch
+/// pays it to the payout address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WithdrawalRequest {
+    pub amount: Micros,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawalStatus {
+    /// Locked, waiting for the next epoch.
+    Pending,
+    /// Included in an epoch's Merkle tree.
+    Settled,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub id: i64,
+    pub amount: Micros,
+    pub status: WithdrawalStatus,
+    pub epoch: Option<i64>,
+    pub address: Option<String>,
+    pub transaction_id: i64,
+    pub created_at: Timestamp,
+    pub settled_at: Option<Timestamp>,
+}
+
+// ---------------------------------------------------------------- settlement
+
+/// `POST /admin/epochs`: settle every pending withdrawal of an account with
+/// a payout address and publish the new Merkle root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CloseEpoch {
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettlementEpoch {
+    pub id: i64,
+    /// `0x` hex root of the OpenZeppelin `StandardMerkleTree`.
+    pub root: String,
+    /// Sum of the leaves, decimal, in the payout token's smallest unit.
+    pub total: String,
+    pub decimals: u32,
+    pub leaves: i64,
+    /// Micro-units settled by this epoch.
+    pub settled: Micros,
+    /// Micro-units owed in all, cumulatively, by this epoch's tree.
+    pub cumulative: Micros,
+    pub created_at: Timestamp,
+}
+
+/// One address's claim in an epoch, for a cumulative Merkle distributor.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SettlementProof {
+    pub epoch: i64,
+    pub root: String,
+    /// EIP-55 checksummed.
+    pub address: String,
+    /// Cumulative amount, decimal, in the token's smallest unit.
+    pub amount: String,
+    pub amount_micros: Micros,
+    pub decimals: u32,
+    /// `0x` hex sibling hashes from the leaf up.
+    pub proof: Vec<String>,
+}
+
+// ---------------------------------------------------------------- datasets
+
+/// `POST /projects/{id}/datasets`: publish a finished bounty's resolved
+/// items as a new dataset version. At least one price must be set; a use
+/// whose price is absent is not licensed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PublishDataset {
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Charged per record read through the records API.
+    #[serde(default)]
+    pub price_per_record: Option<Micros>,
+    /// Charged per full export.
+    #[serde(default)]
+    pub price_per_export: Option<Micros>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Dataset {
+    pub id: i64,
+    pub project_id: i64,
+    pub buyer_id: i64,
+    pub version: i32,
+    pub title: String,
+    pub price_per_record: Option<Micros>,
+    pub price_per_export: Option<Micros>,
+    pub record_count: i64,
+    /// Contributors and reviewers sharing its royalties.
+    pub contributors: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub seq: i64,
+    pub item_id: i64,
+    pub data: Value,
+    pub result: Value,
+}
+
+/// What one use cost and where the money went.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UseCharge {
+    pub use_id: i64,
+    pub amount: Micros,
+    pub fee: Micros,
+    pub buyer_share: Micros,
+    /// Credited to the dataset's royalty pool, split among contributors.
+    pub royalty_pool: Micros,
+    pub transaction_id: i64,
+}
+
+/// `GET /datasets/{id}/records?page=&per_page=`: one charged page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatasetPage {
+    pub dataset_id: i64,
+    pub version: i32,
+    pub page: i64,
+    pub per_page: i64,
+    pub total_records: i64,
+    pub records: Vec<DatasetRecord>,
+    /// Absent for a page past the end (nothing is charged).
+    pub charge: Option<UseCharge>,
+}
+
+/// What a royalty distribution run did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoyaltyRun {
+    pub rounds_opened: u64,
+    pub batches_paid: u64,
+    pub payments: u64,
+}
+
+// ---------------------------------------------------------------- provenance
+
+/// The key the server signs answers with for this account, when the user
+/// does not sign them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustodialKey {
+    pub public_key: String,
+    /// False once revoked: unsigned submissions are then refused.
+    pub active: bool,
 }
 
 // ---------------------------------------------------------------- errors

@@ -5,9 +5,15 @@
 //! - [`time::Timestamp`]: instants, RFC 3339 on the wire.
 //! - [`api`]: request and response bodies of `/api/v1`.
 //! - [`signing`]: the canonical form of signed CLI requests.
+//! - [`receipt`]: the hash-chained, server-signed ledger receipts.
+//! - [`provenance`]: contributors' signatures over their answers.
+//! - [`settlement`]: EVM payout addresses and OpenZeppelin Merkle trees.
 
 pub mod api;
 pub mod money;
+pub mod provenance;
+pub mod receipt;
+pub mod settlement;
 pub mod signing;
 pub mod time;
 

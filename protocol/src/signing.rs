@@ -80,7 +80,7 @@ pub fn sign_request(key: &SigningKey, parts: &RequestParts<'_>) -> SignedHeaders
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
     #[error("the public key is not 32 bytes of hex encoding a valid ed25519 point")]
     BadKey,

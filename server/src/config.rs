@@ -15,6 +15,10 @@
 //! | `--max-body-bytes` | `SAHEL_MAX_BODY_BYTES` | `1048576` | JSON request body limit |
 //! | `--max-import-bytes` | `SAHEL_MAX_IMPORT_BYTES` | `4294967296` | item upload limit (streamed; signed uploads are capped at 64 MiB) |
 //! | `--secure-cookies` | `SAHEL_SECURE_COOKIES` | off | mark the web session cookie `Secure` even over plain HTTP (TLS terminated by a proxy that sends no `X-Forwarded-Proto`); requests over HTTPS or with `X-Forwarded-Proto: https` get it regardless |
+//! | `--signing-key-file` | `SAHEL_SIGNING_KEY_FILE` | `<data-dir>/server-key` | the server's ed25519 key (hex secret), created with mode 0600 on first start; it signs every ledger receipt |
+//! | `--fee-bps` | `SAHEL_FEE_BPS` | `0` | platform fee in basis points, cut from each payment to a contributor or reviewer and from each licence charge (0 to 5000) |
+//! | `--royalty-buyer-share-bps` | `SAHEL_ROYALTY_BUYER_SHARE_BPS` | `2000` | share of each licence charge (after the fee) kept by the buyer who paid for the bounty (0 to 10000) |
+//! | `--payout-decimals` | `SAHEL_PAYOUT_DECIMALS` | `18` | decimals of the EVM payout token; one micro-unit is 10^(decimals-6) of its smallest unit (6 to 24) |
 //! | - | `RUST_LOG` | `info` | log filter (tracing `EnvFilter` syntax) |
 
 use std::fmt;
@@ -71,6 +75,26 @@ pub struct Config {
     /// Always mark the web session cookie `Secure`.
     #[arg(long, env = "SAHEL_SECURE_COOKIES")]
     pub secure_cookies: bool,
+
+    /// The server's ed25519 key file (default: `<data-dir>/server-key`).
+    #[arg(long, env = "SAHEL_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// Platform fee in basis points of each payment.
+    #[arg(long, env = "SAHEL_FEE_BPS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=5000))]
+    pub fee_bps: u32,
+
+    /// Share of each licence charge kept by the dataset's original buyer,
+    /// in basis points.
+    #[arg(long, env = "SAHEL_ROYALTY_BUYER_SHARE_BPS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(0..=10000))]
+    pub royalty_buyer_share_bps: u32,
+
+    /// Decimals of the EVM payout token.
+    #[arg(long, env = "SAHEL_PAYOUT_DECIMALS", default_value_t = 18,
+          value_parser = clap::value_parser!(u32).range(6..=24))]
+    pub payout_decimals: u32,
 }
 
 impl Config {
@@ -90,7 +114,17 @@ impl Config {
             max_body_bytes: 1 << 20,
             max_import_bytes: 4 << 30,
             secure_cookies: false,
+            signing_key_file: None,
+            fee_bps: 0,
+            royalty_buyer_share_bps: 2000,
+            payout_decimals: 18,
         }
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("server-key"))
     }
 
     pub fn database_url(&self) -> String {
@@ -117,6 +151,10 @@ impl fmt::Debug for Config {
             .field("lease_secs", &self.lease_secs)
             .field("workers", &self.workers)
             .field("db_pool", &self.db_pool)
+            .field("signing_key_file", &self.signing_key_path())
+            .field("fee_bps", &self.fee_bps)
+            .field("royalty_buyer_share_bps", &self.royalty_buyer_share_bps)
+            .field("payout_decimals", &self.payout_decimals)
             .finish_non_exhaustive()
     }
 }

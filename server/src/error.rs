@@ -153,6 +153,18 @@ impl Error {
 
 impl From<DbErr> for Error {
     fn from(e: DbErr) -> Error {
+        // PostgreSQL aborts one of two transactions that wait on each other
+        // (40P01) or cannot be serialized (40001); nothing was written, and
+        // the client may simply try again.
+        let text = e.to_string();
+        if text.contains("deadlock detected") || text.contains("could not serialize") {
+            tracing::warn!(error = %text, "transaction aborted by the database; client told to retry");
+            return Error::unavailable(
+                "retry",
+                "the database aborted this transaction because of a concurrent one; retry",
+                1,
+            );
+        }
         Error::Unexpected(anyhow::Error::new(e))
     }
 }

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod api;
 pub mod config;
 pub mod consensus;
+pub mod datasets;
 pub mod db;
 pub mod demo;
 pub mod error;

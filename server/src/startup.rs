@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::ledger::{self, receipts, receipts::ServerKey};
 use crate::queue::QueueBackend;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::redis::RedisQueue;
@@ -28,6 +29,7 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        let server_key = Arc::new(ServerKey::load_or_create(&config.signing_key_path())?);
         let db = Db::connect(&config.database_url(), config.db_pool).await?;
         db.migrate().await?;
         let queue: Arc<dyn QueueBackend> = match &config.redis_url {
@@ -40,13 +42,26 @@ impl Application {
             ),
             None => Arc::new(MemoryQueue::new()),
         };
+        ledger::apply_settings(&db, &config)
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the ledger settings: {e}"))?;
         let state = AppState {
             db,
             queue,
             config: Arc::new(config.clone()),
             metrics: Default::default(),
             projects: Default::default(),
+            server_key,
         };
+        let chained = receipts::backfill(&state.db)
+            .await
+            .map_err(|e| anyhow::anyhow!("chaining older ledger transactions: {e}"))?;
+        if chained > 0 {
+            tracing::info!(chained, "older ledger transactions chained");
+        }
+        receipts::sign_pending(&state.db, &state.server_key)
+            .await
+            .map_err(|e| anyhow::anyhow!("signing receipts: {e}"))?;
         if config.demo {
             demo::load(&state)
                 .await
@@ -110,8 +125,33 @@ impl Application {
                 }
             }
         });
+        // Receipts are signed within seconds of their commit by this loop,
+        // and at the latest when anyone reads them (receipts, audit).
+        let state = self.state.clone();
+        let signer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                if let Err(e) = receipts::sign_pending(&state.db, &state.server_key).await {
+                    tracing::warn!(error = %e, "signing receipts failed");
+                }
+            }
+        });
+        // Royalty rounds: steppable, idempotent, safe on several servers.
+        let state = self.state.clone();
+        let royalties = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                if let Err(e) = ledger::royalty::run_until_idle(&state.db, 1000).await {
+                    tracing::warn!(error = %e, "royalty distribution failed");
+                }
+            }
+        });
         let res = self.server.await;
         housekeeping.abort();
+        signer.abort();
+        royalties.abort();
         res
     }
 }

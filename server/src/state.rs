@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::ledger::receipts::ServerKey;
 use crate::projects::ProjectCache;
 use crate::queue::QueueBackend;
 use crate::telemetry::Metrics;
@@ -15,4 +16,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub projects: Arc<ProjectCache>,
+    /// Signs ledger receipts; its public half is published.
+    pub server_key: Arc<ServerKey>,
 }

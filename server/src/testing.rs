@@ -324,8 +324,15 @@ impl TestApp {
         });
     }
 
+    /// Signs any pending receipts, then audits the whole ledger, receipt
+    /// signatures included.
     pub fn audit(&self) -> ledger::Audit {
-        self.block_on(ledger::audit(self.db())).expect("audit runs")
+        self.block_on(async {
+            ledger::receipts::sign_pending(&self.state.db, &self.state.server_key).await?;
+            let key = self.state.server_key.verifying_key();
+            ledger::audit_with_key(self.db(), Some(&key)).await
+        })
+        .expect("audit runs")
     }
 }
 

@@ -7,14 +7,16 @@
 //! what the server acknowledged, so after a crash, Ctrl-C or a dropped
 //! network the same command submits exactly what is missing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
 use indicatif::ProgressBar;
 use sahel_protocol::api::{self, TaskType};
+use sahel_protocol::provenance;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -170,13 +172,18 @@ fn read_journal(path: &Path) -> anyhow::Result<HashSet<i64>> {
 }
 
 /// Submits every answered line of `answers` not yet acknowledged.
+///
+/// Each answer is signed by `key` over the item as pulled and the
+/// bounty's guidelines (provenance).
 pub fn push(
     client: &Client,
+    key: &SigningKey,
     answers: &Path,
     journal: &Path,
     batch_size: usize,
     bar: &ProgressBar,
 ) -> anyhow::Result<PushReport> {
+    let mut guidelines: HashMap<i64, String> = HashMap::new();
     let mut report = PushReport::default();
     let file = File::open(answers).with_context(|| format!("opening {}", answers.display()))?;
     let mut todo: Vec<(u64, api::SubmitAnswer)> = Vec::new();
@@ -215,12 +222,34 @@ pub fn push(
             continue;
         }
         report.lines += 1;
+        let signature = if task.project_id > 0 {
+            let g = match guidelines.get(&task.project_id) {
+                Some(g) => g.clone(),
+                None => {
+                    let p = client.project(task.project_id)?;
+                    let g = provenance::guideline_version(&p.instructions, &p.schema);
+                    guidelines.insert(task.project_id, g.clone());
+                    g
+                }
+            };
+            Some(provenance::sign_answer(
+                key,
+                &provenance::item_content_hash(&task.data),
+                &g,
+                &task.answer,
+            ))
+        } else {
+            // A hand-written line without its task: the server signs it
+            // with the account's custodial key, if the account has one.
+            None
+        };
         todo.push((
             n,
             api::SubmitAnswer {
                 lease_id: task.lease_id,
                 answer: task.answer,
                 idempotency_key: idempotency_key(task.lease_id),
+                signature,
             },
         ));
     }

@@ -310,6 +310,19 @@ impl Client {
         })
     }
 
+    /// A 2xx response as it is, anything else as the problem it carries.
+    fn success(res: RawResponse) -> ApiResult<RawResponse> {
+        if (200..300).contains(&res.status) {
+            return Ok(res);
+        }
+        let problem: Option<Box<Problem>> = serde_json::from_slice(&res.body).ok();
+        Err(ApiError {
+            status: res.status,
+            problem,
+            message: res.text(),
+        })
+    }
+
     pub fn call<T: DeserializeOwned>(
         &self,
         method: &str,
@@ -477,5 +490,168 @@ impl Client {
 
     pub fn audit(&self) -> ApiResult<serde_json::Value> {
         self.get("/api/v1/admin/audit")
+    }
+
+    pub fn close_project(
+        &self,
+        project: i64,
+        idempotency_key: &str,
+    ) -> ApiResult<api::ClosedProject> {
+        self.post(
+            &format!("/api/v1/projects/{project}/close"),
+            &api::CloseProject {
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    pub fn set_payout_address(&self, address: &str) -> ApiResult<api::PayoutAddress> {
+        self.call(
+            "PUT",
+            "/api/v1/me/payout-address",
+            Some(&api::SetPayoutAddress {
+                address: address.into(),
+            }),
+        )
+    }
+
+    pub fn payout_address(&self) -> ApiResult<api::PayoutAddress> {
+        self.get("/api/v1/me/payout-address")
+    }
+
+    pub fn withdraw(
+        &self,
+        amount: sahel_protocol::Micros,
+        idempotency_key: &str,
+    ) -> ApiResult<api::Withdrawal> {
+        self.post(
+            "/api/v1/me/withdrawals",
+            &api::WithdrawalRequest {
+                amount,
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    pub fn withdrawals(&self) -> ApiResult<Vec<api::Withdrawal>> {
+        self.get("/api/v1/me/withdrawals")
+    }
+
+    pub fn close_epoch(&self, idempotency_key: &str) -> ApiResult<api::SettlementEpoch> {
+        self.post(
+            "/api/v1/admin/epochs",
+            &api::CloseEpoch {
+                idempotency_key: idempotency_key.into(),
+            },
+        )
+    }
+
+    /// `None` for the latest epoch.
+    pub fn epoch(&self, id: Option<i64>) -> ApiResult<api::SettlementEpoch> {
+        let id = id.map_or("latest".to_owned(), |i| i.to_string());
+        self.get(&format!("/api/v1/settlement/epochs/{id}"))
+    }
+
+    pub fn epoch_file(&self, id: Option<i64>) -> ApiResult<sahel_protocol::settlement::EpochFile> {
+        let id = id.map_or("latest".to_owned(), |i| i.to_string());
+        self.get(&format!("/api/v1/settlement/epochs/{id}/file"))
+    }
+
+    pub fn settlement_proof(&self, epoch: Option<i64>) -> ApiResult<api::SettlementProof> {
+        match epoch {
+            Some(e) => self.get(&format!("/api/v1/me/settlement-proof?epoch={e}")),
+            None => self.get("/api/v1/me/settlement-proof"),
+        }
+    }
+
+    pub fn publish_dataset(
+        &self,
+        project: i64,
+        req: &api::PublishDataset,
+    ) -> ApiResult<api::Dataset> {
+        self.post(&format!("/api/v1/projects/{project}/datasets"), req)
+    }
+
+    pub fn datasets(&self) -> ApiResult<Vec<api::Dataset>> {
+        self.get("/api/v1/datasets")
+    }
+
+    /// One charged page of records; the same `idempotency_key` again
+    /// returns the same page without a second charge.
+    pub fn dataset_records(
+        &self,
+        dataset: i64,
+        page: i64,
+        per_page: i64,
+        idempotency_key: Option<&str>,
+    ) -> ApiResult<api::DatasetPage> {
+        let path = format!("/api/v1/datasets/{dataset}/records?page={page}&per_page={per_page}");
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k)])
+            .unwrap_or_default();
+        let res = self.raw_with("GET", &path, None, "", &headers)?;
+        Self::decode(res)
+    }
+
+    /// A charged full export: the raw JSON lines.
+    pub fn dataset_export(
+        &self,
+        dataset: i64,
+        idempotency_key: Option<&str>,
+    ) -> ApiResult<RawResponse> {
+        let path = format!("/api/v1/datasets/{dataset}/export.jsonl");
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| vec![("idempotency-key", k)])
+            .unwrap_or_default();
+        let res = self.raw_with("GET", &path, None, "", &headers)?;
+        Self::success(res)
+    }
+
+    /// A project's results with provenance (its buyer only): JSON lines.
+    pub fn project_export(&self, project: i64) -> ApiResult<RawResponse> {
+        let res = self.raw(
+            "GET",
+            &format!("/api/v1/projects/{project}/export.jsonl"),
+            None,
+            "",
+        )?;
+        Self::success(res)
+    }
+
+    pub fn custodial_key(&self) -> ApiResult<api::CustodialKey> {
+        self.get("/api/v1/me/custodial-key")
+    }
+
+    pub fn revoke_custodial_key(&self) -> ApiResult<api::CustodialKey> {
+        let res = self.raw("DELETE", "/api/v1/me/custodial-key", None, "")?;
+        Self::decode(res)
+    }
+
+    pub fn run_royalties(&self) -> ApiResult<api::RoyaltyRun> {
+        self.post("/api/v1/admin/royalties/run", &serde_json::json!({}))
+    }
+
+    pub fn server_key(&self) -> ApiResult<api::ServerKeyInfo> {
+        self.get("/.well-known/sahel-server-key")
+    }
+
+    pub fn receipts_page(&self, after_seq: u64, limit: u64) -> ApiResult<api::ReceiptPage> {
+        self.get(&format!(
+            "/api/v1/me/receipts?after_seq={after_seq}&limit={limit}"
+        ))
+    }
+
+    /// Every receipt of the caller, page by page, with the balances as the
+    /// last page states them.
+    pub fn all_receipts(&self) -> ApiResult<sahel_protocol::receipt::ReceiptBundle> {
+        let mut page = self.receipts_page(0, 5000)?;
+        let mut all = std::mem::take(&mut page.bundle);
+        while let Some(after) = page.next_after_seq {
+            page = self.receipts_page(after, 5000)?;
+            all.receipts.append(&mut page.bundle.receipts);
+            all.predecessors.append(&mut page.bundle.predecessors);
+            all.balances = std::mem::take(&mut page.bundle.balances);
+        }
+        Ok(all)
     }
 }

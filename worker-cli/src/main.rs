@@ -142,6 +142,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Your signed ledger receipts.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+    /// Show or set the EVM address your withdrawals are paid to.
+    PayoutAddress {
+        /// `0x` + 40 hex digits (EIP-55 checked when mixed case).
+        address: Option<String>,
+    },
+    /// Lock an amount of your balance for payout at the next settlement epoch.
+    Withdraw {
+        /// Token amount, e.g. 1.5.
+        amount: sahel_protocol::Micros,
+        /// Retrying with the same key never locks twice (default: random).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Contributors' signatures on exported answers.
+    Provenance {
+        #[command(subcommand)]
+        command: ProvenanceCommand,
+    },
+    /// EVM settlement epochs: Merkle proofs and offline verification.
+    Settlement {
+        #[command(subcommand)]
+        command: SettlementCommand,
+    },
     /// Manage the keys linked to your account.
     Keys {
         #[command(subcommand)]
@@ -154,6 +182,63 @@ enum Command {
     },
     /// Print a shell completion script (e.g. `sahel completions bash > ~/.local/share/bash-completion/completions/sahel`).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum ProvenanceCommand {
+    /// Check every line of an export (JSON lines, from a project's or a
+    /// dataset's export): the data matches its content hash and each
+    /// accepted answer's signature verifies under its public key. Offline.
+    Verify {
+        export: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SettlementCommand {
+    /// Your cumulative claim and Merkle proof in an epoch (default: latest).
+    Proof {
+        #[arg(long)]
+        epoch: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download an epoch's published file (default: latest).
+    Fetch {
+        #[arg(long)]
+        epoch: Option<i64>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute an epoch file's root from its leaves and check every proof
+    /// and the total, offline. Exits 1 if anything fails.
+    Verify { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ReceiptsCommand {
+    /// Download all your receipts (and the signed links around them) to a
+    /// file, for offline verification.
+    Fetch {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check every receipt's hash and server signature, the chain links
+    /// around them, and that each balance equals the sum of its receipts.
+    /// Exits 1 if anything fails.
+    Verify {
+        /// Verify this saved bundle offline instead of fetching.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The server key to trust (hex); default: the server's published
+        /// key (or, offline, the one in the file).
+        #[arg(long)]
+        server_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -349,7 +434,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
-        Command::Work { project } => sahel_worker::work::run(&ctx.signed_client()?, project)?,
+        Command::Work { project } => {
+            let key = ctx.home.load_key(|| passphrase(false))?;
+            let client = Client::new(&ctx.server, Auth::Key(key.clone())).with_retries(5);
+            sahel_worker::work::run(&client, &key, project)?
+        }
         Command::Pull {
             project,
             n,
@@ -371,10 +460,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             batch_size,
             json,
         } => {
-            let client = ctx.signed_client()?;
+            let key = ctx.home.load_key(|| passphrase(false))?;
+            let client = Client::new(&ctx.server, Auth::Key(key.clone())).with_retries(5);
             let journal = batch::journal_path(&ctx.home.journal_dir(), &ctx.server, &file)?;
             let bar = progress(0, "answers");
-            let report = batch::push(&client, &file, &journal, batch_size, &bar)?;
+            let report = batch::push(&client, &key, &file, &journal, batch_size, &bar)?;
             bar.finish_and_clear();
             if json {
                 print_json(&report)?;
@@ -466,6 +556,35 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Keys { action } => keys(&ctx, action)?,
+        Command::Receipts { command } => receipts(&ctx, command)?,
+        Command::PayoutAddress { address } => {
+            let c = ctx.signed_client()?;
+            let a = match address {
+                Some(a) => c.set_payout_address(&a)?,
+                None => c.payout_address()?,
+            };
+            println!("payout address: {}", a.address);
+        }
+        Command::Withdraw {
+            amount,
+            idempotency_key,
+        } => {
+            let key = idempotency_key.unwrap_or_else(|| {
+                let mut b = [0u8; 12];
+                getrandom::fill(&mut b).expect("the OS random source failed");
+                hex::encode(b)
+            });
+            let w = ctx.signed_client()?.withdraw(amount, &key)?;
+            println!(
+                "withdrawal {} of {} locked until the next settlement epoch",
+                w.id, w.amount
+            );
+        }
+        Command::Settlement { command } => settlement(&ctx, command)?,
+        Command::Provenance {
+            command: ProvenanceCommand::Verify { export, json },
+        } => verify_export(&export, json)?,
+
         Command::Profiles { json } => {
             let list = ctx.home.profiles()?;
             if json {
@@ -489,6 +608,171 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn verify_export(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use sahel_protocol::provenance::{ExportRecord, verify_record};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (mut records, mut signatures) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        records += 1;
+        match serde_json::from_str::<ExportRecord>(line) {
+            Ok(r) => match verify_record(&r) {
+                Ok(n) => signatures += n,
+                Err(e) => failures.push(format!("line {}: {e}", i + 1)),
+            },
+            Err(e) => failures.push(format!("line {}: not an export record: {e}", i + 1)),
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            json!({ "ok": failures.is_empty(), "records": records, "signatures": signatures, "errors": failures })
+        );
+    } else {
+        for f in &failures {
+            println!("FAIL {f}");
+        }
+        println!("{records} records, {signatures} answer signatures verified");
+    }
+    if !failures.is_empty() {
+        bail!("{} record(s) failed provenance checks", failures.len());
+    }
+    Ok(())
+}
+
+fn settlement(ctx: &Ctx, command: SettlementCommand) -> anyhow::Result<()> {
+    use sahel_protocol::settlement::EpochFile;
+    match command {
+        SettlementCommand::Proof { epoch, json } => {
+            let p = ctx.signed_client()?.settlement_proof(epoch)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                println!("epoch {}  root {}", p.epoch, p.root);
+                println!(
+                    "address {}  cumulative {} ({} units at {} decimals)",
+                    p.address, p.amount_micros, p.amount, p.decimals
+                );
+                for h in &p.proof {
+                    println!("  {h}");
+                }
+            }
+        }
+        SettlementCommand::Fetch { epoch, out } => {
+            let f = ctx.signed_client()?.epoch_file(epoch)?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&f)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "saved epoch {} ({} claims, root {}) to {}",
+                f.epoch,
+                f.claims.len(),
+                f.merkle_root,
+                out.display()
+            );
+        }
+        SettlementCommand::Verify { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let f: EpochFile = serde_json::from_slice(&bytes).context("not an epoch file")?;
+            let n = f
+                .verify()
+                .map_err(|e| anyhow::anyhow!("epoch {}: {e}", f.epoch))?;
+            println!(
+                "epoch {}: root {} recomputed from {n} leaves; every proof and the total ({}) check out",
+                f.epoch, f.merkle_root, f.token_total
+            );
+        }
+    }
+    Ok(())
+}
+
+fn receipts(ctx: &Ctx, command: ReceiptsCommand) -> anyhow::Result<()> {
+    use sahel_protocol::receipt::{ReceiptBundle, verify_bundle};
+    match command {
+        ReceiptsCommand::Fetch { out } => {
+            let bundle = ctx.signed_client()?.all_receipts()?;
+            std::fs::write(&out, serde_json::to_vec(&bundle)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "saved {} receipts to {}",
+                bundle.receipts.len(),
+                out.display()
+            );
+        }
+        ReceiptsCommand::Verify {
+            file,
+            server_key,
+            json,
+        } => {
+            let (bundle, published): (ReceiptBundle, Option<String>) = match &file {
+                Some(f) => {
+                    let bytes =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    (
+                        serde_json::from_slice(&bytes).context("not a receipts file")?,
+                        None,
+                    )
+                }
+                None => {
+                    let c = ctx.signed_client()?;
+                    let key = c.server_key()?.public_key;
+                    (c.all_receipts()?, Some(key))
+                }
+            };
+            let trusted = server_key
+                .or(published)
+                .unwrap_or_else(|| bundle.server_key.clone());
+            if !trusted.eq_ignore_ascii_case(&bundle.server_key) {
+                bail!(
+                    "the receipts claim server key {} but the trusted key is {trusted}",
+                    bundle.server_key
+                );
+            }
+            let key = sahel_protocol::signing::parse_public_key(&trusted)
+                .map_err(|e| anyhow::anyhow!("server key: {e}"))?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let report = verify_bundle(&bundle, &key, threads);
+            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": errors.is_empty(),
+                        "receipts": report.receipts,
+                        "links_checked": report.links_checked,
+                        "server_key": trusted,
+                        "balances": bundle.balances,
+                        "errors": errors,
+                    })
+                );
+            } else {
+                for e in &errors {
+                    println!("FAIL {e}");
+                }
+                for b in &bundle.balances {
+                    println!("balance {}:{} = {}", b.account, b.owner, b.amount);
+                }
+                println!(
+                    "{} receipts, {} chain links checked against server key {trusted}",
+                    report.receipts, report.links_checked
+                );
+            }
+            if !errors.is_empty() {
+                bail!("{} problem(s) found in your receipts", errors.len());
+            }
+            if !json {
+                println!("all receipts verify");
+            }
+        }
+    }
+    Ok(())
 }
 
 fn keys(ctx: &Ctx, action: KeysAction) -> anyhow::Result<()> {

@@ -10,8 +10,10 @@ use std::io::{BufRead, Write};
 use std::thread::JoinHandle;
 
 use anyhow::bail;
+use ed25519_dalek::SigningKey;
 use sahel_protocol::Timestamp;
 use sahel_protocol::api::{self, TaskType};
+use sahel_protocol::provenance;
 use serde_json::{Value, json};
 
 use crate::batch::idempotency_key;
@@ -89,8 +91,11 @@ fn prefetch(client: &Client, project: i64) -> JoinHandle<ApiResult<Vec<api::Task
     std::thread::spawn(move || c.lease(project, 1))
 }
 
-pub fn run(client: &Client, project_id: i64) -> anyhow::Result<()> {
+/// `key` signs every answer (provenance): the contributor vouches for this
+/// answer to this exact item under these guidelines.
+pub fn run(client: &Client, key: &SigningKey, project_id: i64) -> anyhow::Result<()> {
     let project = client.project(project_id)?;
+    let guidelines = provenance::guideline_version(&project.instructions, &project.schema);
     let prompt = Prompt::for_task(project.task_type, &project.schema)?;
     if let Prompt::Choice(c) = &prompt
         && c.is_empty()
@@ -161,10 +166,17 @@ pub fn run(client: &Client, project_id: i64) -> anyhow::Result<()> {
             Some(Some(a)) => {
                 // Keyed by the lease: resending after a lost response can
                 // never record a second answer.
+                let signature = provenance::sign_answer(
+                    key,
+                    &provenance::item_content_hash(&task.data),
+                    &guidelines,
+                    &a,
+                );
                 let sub = client.submit(&api::SubmitAnswer {
                     lease_id: task.lease_id,
                     answer: a.clone(),
                     idempotency_key: idempotency_key(task.lease_id),
+                    signature: Some(signature),
                 })?;
                 done += 1;
                 writeln!(out, "submitted {a} (answer {}, {:?})\n", sub.id, sub.status)?;

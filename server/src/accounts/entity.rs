@@ -83,3 +83,26 @@ pub mod request_nonce {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod custodial_key {
+    use sea_orm::entity::prelude::*;
+
+    /// The signing key the server holds for a contributor who does not sign
+    /// answers themselves (browser users). Revoked when the user takes over.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "custodial_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: i64,
+        pub public_key: String,
+        /// Hex of the secret XOR a pad derived from the server key.
+        pub wrapped_secret: String,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

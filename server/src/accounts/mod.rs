@@ -6,6 +6,7 @@
 //! request is accepted once: stale timestamps and seen nonces are refused.
 
 pub mod entity;
+pub mod provenance;
 pub mod sessions;
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};

@@ -51,3 +51,20 @@ pub async fn revoke_key(
     accounts::revoke_key(&state.db, user.id, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(accounts::me(&state.db.conn, user.id).await?))
 }
+
+pub async fn custodial_key(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok()
+        .json(accounts::provenance::custodial_info(&state.db, &state.server_key, user.id).await?))
+}
+
+/// The user takes over signing: the server's key for them is erased.
+pub async fn revoke_custodial_key(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok()
+        .json(accounts::provenance::revoke_custodial(&state.db, &state.server_key, user.id).await?))
+}

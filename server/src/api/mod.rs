@@ -2,6 +2,7 @@
 //! capability module, and serialize. Nothing here decides a rule.
 
 pub mod accounts;
+pub mod datasets;
 pub mod extract;
 pub mod ledger;
 pub mod projects;
@@ -24,6 +25,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
         Error::bad_request("bad-query", format!("bad query string: {e}")).into()
     }))
     .route("/healthz", web::get().to(health))
+    .route(
+        "/.well-known/sahel-server-key",
+        web::get().to(ledger::server_key),
+    )
     .service(
         web::scope("/api/v1")
             .route("/accounts/register", web::post().to(accounts::register))
@@ -31,8 +36,35 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/me", web::get().to(accounts::me))
             .route("/me/keys", web::post().to(accounts::link_key))
             .route("/me/keys/{id}", web::delete().to(accounts::revoke_key))
+            .route("/me/custodial-key", web::get().to(accounts::custodial_key))
+            .route(
+                "/me/custodial-key",
+                web::delete().to(accounts::revoke_custodial_key),
+            )
             .route("/me/balance", web::get().to(ledger::my_balance))
             .route("/me/ledger", web::get().to(ledger::my_history))
+            .route("/me/receipts", web::get().to(ledger::my_receipts))
+            .route("/ledger/server-key", web::get().to(ledger::server_key))
+            .route(
+                "/me/payout-address",
+                web::put().to(ledger::set_payout_address),
+            )
+            .route("/me/payout-address", web::get().to(ledger::payout_address))
+            .route(
+                "/me/withdrawals",
+                web::post().to(ledger::request_withdrawal),
+            )
+            .route("/me/withdrawals", web::get().to(ledger::withdrawals))
+            .route(
+                "/me/settlement-proof",
+                web::get().to(ledger::my_settlement_proof),
+            )
+            .route("/admin/epochs", web::post().to(ledger::close_epoch))
+            .route("/settlement/epochs/{id}", web::get().to(ledger::epoch))
+            .route(
+                "/settlement/epochs/{id}/file",
+                web::get().to(ledger::epoch_file),
+            )
             .route("/admin/deposits", web::post().to(ledger::deposit))
             .route("/admin/audit", web::get().to(ledger::audit))
             .route("/projects", web::post().to(projects::create))
@@ -49,6 +81,23 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             )
             .route("/projects/{id}/fund", web::post().to(projects::fund))
             .route("/projects/{id}/progress", web::get().to(projects::progress))
+            .route("/projects/{id}/close", web::post().to(projects::close))
+            .route("/projects/{id}/datasets", web::post().to(datasets::publish))
+            .route(
+                "/projects/{id}/export.jsonl",
+                web::get().to(datasets::project_export),
+            )
+            .route("/datasets", web::get().to(datasets::list))
+            .route("/datasets/{id}", web::get().to(datasets::get))
+            .route("/datasets/{id}/records", web::get().to(datasets::records))
+            .route(
+                "/datasets/{id}/export.jsonl",
+                web::get().to(datasets::export),
+            )
+            .route(
+                "/admin/royalties/run",
+                web::post().to(datasets::run_royalties),
+            )
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
             .route("/leases/{id}/renew", web::post().to(work::renew))

@@ -1,5 +1,5 @@
 use actix_web::{HttpResponse, web};
-use sahel_protocol::api::{CreateProject, FundRequest};
+use sahel_protocol::api::{CloseProject, CreateProject, FundRequest};
 use serde::Deserialize;
 
 use super::extract::{Authed, AuthedUpload, Caller};
@@ -76,4 +76,19 @@ pub async fn progress(
 ) -> Result<HttpResponse> {
     let p = projects::get_visible(&state.db.conn, &user, path.into_inner()).await?;
     Ok(HttpResponse::Ok().json(projects::progress(&state.db.conn, &p).await?))
+}
+
+pub async fn close(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<CloseProject>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let id = path.into_inner();
+    let closed = projects::close(&state.db, &user, id, &req.idempotency_key).await?;
+    // Committed: now the queue forgets the project. A failure leaves only
+    // a stale index (leases are refused by status anyway).
+    if let Err(e) = state.queue.unload(id).await {
+        tracing::warn!(error = %e, project = id, "unloading a closed project from the queue failed");
+    }
+    Ok(HttpResponse::Ok().json(closed))
 }

@@ -2,7 +2,6 @@
 //! item's status, every answer's verdict, and the payment of accepted
 //! answers from escrow commit together or not at all.
 
-use sahel_protocol::Micros;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
@@ -10,7 +9,7 @@ use serde_json::json;
 use super::{Decision, Vote, decide};
 use crate::db::now_ms;
 use crate::error::Result;
-use crate::ledger::{self, AccountRef};
+use crate::ledger;
 use crate::projects::entity::item;
 use crate::projects::{self, Project};
 use crate::queue::entity::{answer, lease};
@@ -91,23 +90,17 @@ pub async fn resolve_item(
             let stored =
                 json!({ "answer": result, "agreement": agreement, "answers": votes.len() });
             close_item(conn, item_id, "resolved", Some(stored.to_string()), now).await?;
-
-            let mut postings = vec![(
-                AccountRef::Escrow(p.row.id),
-                Micros(-reward * accepted.len() as i64),
-            )];
-            for a in rows.iter().filter(|a| accepted.contains(&a.id)) {
-                postings.push((AccountRef::User(a.user_id), Micros(reward)));
-            }
-            ledger::post(
-                conn,
-                "pay_answers",
-                json!({ "project_id": p.row.id, "item_id": item_id, "answer_ids": accepted }),
-                Some(format!("resolve:{item_id}")),
-                &postings,
-            )
-            .await?;
+            // The project row before the ledger: every money transaction
+            // locks rows in one order (leases, items, project, chain head,
+            // accounts), so closing a bounty never deadlocks with a payment.
             projects::complete_if_done(conn, p.row.id).await?;
+            let payees: Vec<i64> = rows
+                .iter()
+                .filter(|a| accepted.contains(&a.id))
+                .map(|a| a.user_id)
+                .collect();
+            ledger::payments::pay_answers(conn, p.row.id, item_id, &accepted, &payees, reward)
+                .await?;
             Ok(Outcome::Closed)
         }
         Decision::NoConsensus { rejected } => {

@@ -7,8 +7,15 @@
 //! overdraft check and the write are one atomic statement, so two
 //! concurrent payments cannot both spend the same escrow. [`audit`]
 //! re-derives every balance from the postings.
+//!
+//! Every transaction is also a link of a hash chain ([`receipts`]): `post`
+//! appends its receipt in the same database transaction.
 
 pub mod entity;
+pub mod payments;
+pub mod receipts;
+pub mod royalty;
+pub mod settlement;
 
 use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
@@ -31,21 +38,37 @@ pub enum AccountRef {
     /// Where deposits come from: the outside world. The only account that
     /// may go negative; its balance is minus everything ever deposited.
     Deposits,
+    /// The platform's cut of payments.
+    Fee,
+    /// A dataset's royalty pool: licence charges waiting to be split.
+    RoyaltyPool(i64),
+    /// A user's amount locked by withdrawal requests until settled.
+    Withdrawal(i64),
+    /// Where settled withdrawals go: owed on chain. Its balance is the
+    /// cumulative total of every settlement epoch.
+    Payouts,
 }
 
 impl AccountRef {
-    fn kind(self) -> &'static str {
+    pub fn kind(self) -> &'static str {
         match self {
             AccountRef::User(_) => "user",
             AccountRef::Escrow(_) => "escrow",
             AccountRef::Deposits => "deposits",
+            AccountRef::Fee => "fee",
+            AccountRef::RoyaltyPool(_) => "royalty_pool",
+            AccountRef::Withdrawal(_) => "withdrawal",
+            AccountRef::Payouts => "payouts",
         }
     }
 
-    fn owner(self) -> i64 {
+    pub fn owner(self) -> i64 {
         match self {
-            AccountRef::User(id) | AccountRef::Escrow(id) => id,
-            AccountRef::Deposits => 0,
+            AccountRef::User(id)
+            | AccountRef::Escrow(id)
+            | AccountRef::RoyaltyPool(id)
+            | AccountRef::Withdrawal(id) => id,
+            AccountRef::Deposits | AccountRef::Fee | AccountRef::Payouts => 0,
         }
     }
 
@@ -81,6 +104,94 @@ pub async fn ensure_account(conn: &impl ConnectionTrait, r: AccountRef) -> Resul
     }
 }
 
+/// The ids of many accounts, creating the missing ones: a few queries per
+/// thousand accounts instead of two per account (royalty batches pay a
+/// thousand contributors in one transaction).
+pub async fn ensure_accounts(
+    conn: &impl ConnectionTrait,
+    refs: impl IntoIterator<Item = AccountRef>,
+) -> Result<std::collections::HashMap<AccountRef, i64>> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut wanted: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+    let mut all: Vec<AccountRef> = refs.into_iter().collect();
+    all.sort_by_key(|r| (r.kind(), r.owner()));
+    all.dedup();
+    for r in &all {
+        wanted.entry(r.kind()).or_default().push(r.owner());
+    }
+    async fn lookup(
+        conn: &impl ConnectionTrait,
+        wanted: &BTreeMap<&'static str, Vec<i64>>,
+        out: &mut HashMap<(String, i64), i64>,
+    ) -> Result<()> {
+        for (kind, owners) in wanted {
+            for chunk in owners.chunks(500) {
+                let found: Vec<(i64, i64)> = account::Entity::find()
+                    .select_only()
+                    .column(account::Column::Id)
+                    .column(account::Column::OwnerId)
+                    .filter(account::Column::Kind.eq(*kind))
+                    .filter(account::Column::OwnerId.is_in(chunk.to_vec()))
+                    .into_tuple()
+                    .all(conn)
+                    .await?;
+                for (id, owner) in found {
+                    out.insert(((*kind).to_owned(), owner), id);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut found: HashMap<(String, i64), i64> = HashMap::new();
+    lookup(conn, &wanted, &mut found).await?;
+    let missing: Vec<AccountRef> = all
+        .iter()
+        .copied()
+        .filter(|r| !found.contains_key(&(r.kind().to_owned(), r.owner())))
+        .collect();
+    if !missing.is_empty() {
+        let now = now_ms();
+        for chunk in missing.chunks(500) {
+            let inserted =
+                account::Entity::insert_many(chunk.iter().map(|r| account::ActiveModel {
+                    kind: Set(r.kind().to_owned()),
+                    owner_id: Set(r.owner()),
+                    balance: Set(0),
+                    allow_negative: Set(r.allow_negative()),
+                    created_at: Set(now),
+                    ..Default::default()
+                }))
+                .exec(conn)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::conflict(
+                        "retry",
+                        "concurrent account creation; retry",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut again: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+        for r in &missing {
+            again.entry(r.kind()).or_default().push(r.owner());
+        }
+        lookup(conn, &again, &mut found).await?;
+    }
+    all.into_iter()
+        .map(|r| {
+            found
+                .get(&(r.kind().to_owned(), r.owner()))
+                .map(|id| (r, *id))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("account {}:{} vanished", r.kind(), r.owner()).into()
+                })
+        })
+        .collect()
+}
+
 async fn find_account(
     conn: &impl ConnectionTrait,
     r: AccountRef,
@@ -90,6 +201,34 @@ async fn find_account(
         .filter(account::Column::OwnerId.eq(r.owner()))
         .one(conn)
         .await?)
+}
+
+/// Writes the money settings from the configuration into the database,
+/// where every payment reads them inside its own transaction.
+pub async fn apply_settings(db: &crate::db::Db, config: &crate::config::Config) -> Result<()> {
+    let tx = db.write().await?;
+    entity::settings::Entity::update_many()
+        .col_expr(
+            entity::settings::Column::FeeBps,
+            Expr::value(config.fee_bps as i32),
+        )
+        .col_expr(
+            entity::settings::Column::RoyaltyBuyerShareBps,
+            Expr::value(config.royalty_buyer_share_bps as i32),
+        )
+        .filter(entity::settings::Column::Id.eq(1))
+        .exec(&*tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The money settings in force (see [`apply_settings`]).
+pub async fn settings(conn: &impl ConnectionTrait) -> Result<entity::settings::Model> {
+    entity::settings::Entity::find_by_id(1)
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the ledger settings row is missing").into())
 }
 
 pub async fn balance(conn: &impl ConnectionTrait, r: AccountRef) -> Result<Micros> {
@@ -116,8 +255,11 @@ impl Posted {
 }
 
 /// Writes one balanced transaction inside the caller's database
-/// transaction. Refuses (and the caller must roll back) if any account
-/// that may not go negative would.
+/// transaction, with its receipt. Refuses (and the caller must roll back)
+/// if any account that may not go negative would.
+///
+/// The chain head is locked before any balance, so every money
+/// transaction takes its locks in one order: head, then accounts.
 pub async fn post(
     conn: &impl ConnectionTrait,
     kind: &str,
@@ -141,6 +283,7 @@ pub async fn post(
     {
         return Ok(Posted::Replayed(t.id));
     }
+    let head = receipts::lock_head(conn).await?;
     let tx = transaction::ActiveModel {
         kind: Set(kind.to_owned()),
         memo: Set(memo.to_string()),
@@ -161,9 +304,10 @@ pub async fn post(
         }
     })?;
 
+    let ids = ensure_accounts(conn, postings.iter().map(|(r, _)| *r)).await?;
     let mut rows = Vec::with_capacity(postings.len());
     for (r, amount) in postings {
-        let account_id = ensure_account(conn, *r).await?;
+        let account_id = ids[r];
         let res = account::Entity::update_many()
             .col_expr(
                 account::Column::Balance,
@@ -195,6 +339,7 @@ pub async fn post(
         });
     }
     posting::Entity::insert_many(rows).exec(conn).await?;
+    receipts::append(conn, &head, &tx, &receipts::to_receipt_postings(postings)).await?;
     Ok(Posted::New(tx.id))
 }
 
@@ -275,6 +420,15 @@ pub struct Audit {
     pub balance_mismatches: Vec<(i64, i64, i64)>,
     /// Accounts below zero that may not be.
     pub negative_accounts: Vec<i64>,
+    /// Escrow accounts (by project) that paid out more than was put in.
+    pub overpaid_escrows: Vec<i64>,
+    /// Withdrawals, payouts and epoch leaves that disagree.
+    pub settlement: Vec<String>,
+    /// Royalty charges or rounds that do not split exactly.
+    pub royalties: Vec<String>,
+    /// The receipt chain: gaps, broken links, altered transactions, bad
+    /// signatures, transactions without a receipt.
+    pub chain: receipts::ChainAudit,
 }
 
 impl Audit {
@@ -283,6 +437,28 @@ impl Audit {
             && self.unbalanced_transactions.is_empty()
             && self.balance_mismatches.is_empty()
             && self.negative_accounts.is_empty()
+            && self.overpaid_escrows.is_empty()
+            && self.settlement.is_empty()
+            && self.royalties.is_empty()
+            && self.chain.problems.is_empty()
+            && self.chain.unchained.is_empty()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "clean": self.is_clean(),
+            "postings_total": self.postings_total,
+            "unbalanced_transactions": self.unbalanced_transactions,
+            "balance_mismatches": self.balance_mismatches,
+            "negative_accounts": self.negative_accounts,
+            "overpaid_escrows": self.overpaid_escrows,
+            "settlement_problems": self.settlement,
+            "royalty_problems": self.royalties,
+            "receipts": self.chain.receipts,
+            "receipt_problems": self.chain.problems,
+            "unchained_transactions": self.chain.unchained,
+            "unsigned_receipts": self.chain.unsigned,
+        })
     }
 }
 
@@ -292,9 +468,23 @@ struct SumRow {
     total: Option<i64>,
 }
 
-/// Re-derives the ledger's invariants from its rows.
+/// Re-derives the ledger's invariants from its rows, receipts included
+/// (signatures are not checked without the key: see [`audit_with_key`]).
 pub async fn audit(conn: &impl ConnectionTrait) -> Result<Audit> {
-    let mut out = Audit::default();
+    audit_with_key(conn, None).await
+}
+
+/// [`audit`], also checking every receipt signature against `key`.
+pub async fn audit_with_key(
+    conn: &impl ConnectionTrait,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> Result<Audit> {
+    let mut out = Audit {
+        chain: receipts::check_chain(conn, key).await?,
+        settlement: settlement::audit(conn).await?,
+        royalties: royalty::audit(conn).await?,
+        ..Default::default()
+    };
     let by_tx: Vec<SumRow> = posting::Entity::find()
         .select_only()
         .column_as(posting::Column::TransactionId, "id")
@@ -335,6 +525,50 @@ pub async fn audit(conn: &impl ConnectionTrait) -> Result<Audit> {
         }
         if d < 0 && !a.allow_negative {
             out.negative_accounts.push(a.id);
+        }
+    }
+    // Escrow: what went out never exceeds what came in.
+    #[derive(FromQueryResult)]
+    struct Flow {
+        owner_id: i64,
+        inflow: Option<i64>,
+        outflow: Option<i64>,
+    }
+    let flows: Vec<Flow> = posting::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::col((account::Entity, account::Column::OwnerId)),
+            "owner_id",
+        )
+        .column_as(
+            Expr::cust(
+                "SUM(CASE WHEN ledger_postings.amount > 0 THEN ledger_postings.amount ELSE 0 END)",
+            )
+            .cast_as("BIGINT"),
+            "inflow",
+        )
+        .column_as(
+            Expr::cust(
+                "SUM(CASE WHEN ledger_postings.amount < 0 THEN -ledger_postings.amount ELSE 0 END)",
+            )
+            .cast_as("BIGINT"),
+            "outflow",
+        )
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            posting::Entity::belongs_to(account::Entity)
+                .from(posting::Column::AccountId)
+                .to(account::Column::Id)
+                .into(),
+        )
+        .filter(account::Column::Kind.eq(AccountRef::Escrow(0).kind()))
+        .group_by(Expr::col((account::Entity, account::Column::OwnerId)))
+        .into_model()
+        .all(conn)
+        .await?;
+    for f in flows {
+        if f.outflow.unwrap_or(0) > f.inflow.unwrap_or(0) {
+            out.overpaid_escrows.push(f.owner_id);
         }
     }
     Ok(out)

@@ -32,6 +32,7 @@ pub fn status_str(s: ProjectStatus) -> &'static str {
         ProjectStatus::Draft => "draft",
         ProjectStatus::Open => "open",
         ProjectStatus::Completed => "completed",
+        ProjectStatus::Closed => "closed",
     }
 }
 
@@ -39,6 +40,7 @@ pub fn parse_status(s: &str) -> ProjectStatus {
     match s {
         "open" => ProjectStatus::Open,
         "completed" => ProjectStatus::Completed,
+        "closed" => ProjectStatus::Closed,
         _ => ProjectStatus::Draft,
     }
 }
@@ -284,6 +286,12 @@ pub async fn fund(
     let tx = db.write().await?;
     let p = get_owned(&*tx, buyer, project_id).await?;
     let ledger_key = format!("fund:{project_id}:{key}");
+    if p.status() == ProjectStatus::Closed {
+        return Err(Error::conflict(
+            "project-closed",
+            "this project was closed by its buyer",
+        ));
+    }
     if p.status() != ProjectStatus::Draft {
         let same = crate::ledger::entity::transaction::Entity::find()
             .filter(crate::ledger::entity::transaction::Column::IdempotencyKey.eq(ledger_key))
@@ -389,19 +397,53 @@ pub async fn progress(conn: &impl ConnectionTrait, p: &Project) -> Result<api::P
     })
 }
 
-/// Marks a project completed once no item is open. Cheap: the check is an
-/// index probe for one open item.
-pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> {
-    let open = item::Entity::find()
+/// Open items left, counting at most `limit`.
+async fn open_items(conn: &impl ConnectionTrait, project_id: i64, limit: u64) -> Result<usize> {
+    let ids: Vec<i64> = item::Entity::find()
         .select_only()
         .column(item::Column::Id)
         .filter(item::Column::ProjectId.eq(project_id))
         .filter(item::Column::Status.eq("open"))
-        .limit(1)
-        .into_tuple::<i64>()
-        .one(conn)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
         .await?;
-    if open.is_some() {
+    Ok(ids.len())
+}
+
+/// When this many items or fewer are left open, resolutions take the
+/// project row's lock before deciding whether they closed the last one.
+const COMPLETION_LOCK_BELOW: u64 = 1024;
+
+/// The advisory-lock namespace of project completion ("SC").
+const COMPLETION_LOCK_NAMESPACE: i32 = 0x5343;
+
+/// Marks a project completed once no item is open; called by the
+/// transaction that just closed an item.
+///
+/// On PostgreSQL two transactions closing the last two items cannot see
+/// each other's uncommitted work, so each could think the other's item is
+/// still open and neither would complete the project. Near the end, each
+/// therefore takes the project's completion lock and counts again: the
+/// second one to get the lock sees the first one's commit. Earlier on the
+/// count alone is enough, and nothing is locked.
+pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> {
+    if open_items(conn, project_id, COMPLETION_LOCK_BELOW + 1).await? as u64 > COMPLETION_LOCK_BELOW
+    {
+        return Ok(false);
+    }
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // An advisory lock, not the project row: row locks on `projects`
+        // are also taken implicitly (shared) by other statements, and two
+        // transactions upgrading shared locks deadlock.
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            [COMPLETION_LOCK_NAMESPACE.into(), (project_id as i32).into()],
+        ))
+        .await?;
+    }
+    if open_items(conn, project_id, 1).await? > 0 {
         return Ok(false);
     }
     project::Entity::update_many()
@@ -414,4 +456,63 @@ pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> R
         .exec(conn)
         .await?;
     Ok(true)
+}
+
+/// Closes a bounty for good, in one transaction: open leases end, items
+/// still open are cancelled, the project is marked `closed`, and whatever
+/// escrow is left goes back to the buyer. Closing a closed project changes
+/// nothing and reports nothing refunded. The caller unloads the queue after
+/// the commit.
+pub async fn close(
+    db: &Db,
+    buyer: &AuthUser,
+    project_id: i64,
+    idempotency_key: &str,
+) -> Result<api::ClosedProject> {
+    let key = ledger::payments::check_key(idempotency_key)?;
+    let tx = db.write().await?;
+    let p = get_owned(&*tx, buyer, project_id).await?;
+    if p.status() == ProjectStatus::Closed {
+        return Ok(api::ClosedProject {
+            project: p.to_api(),
+            refunded: Micros::ZERO,
+            leases_ended: 0,
+            items_cancelled: 0,
+        });
+    }
+    let now = now_ms();
+    // Row locks in the order every payment takes them: leases, items,
+    // project, then (in the ledger) the chain head and accounts.
+    let leases = crate::queue::entity::lease::Entity::update_many()
+        .col_expr(
+            crate::queue::entity::lease::Column::Status,
+            Expr::value("released"),
+        )
+        .filter(crate::queue::entity::lease::Column::ProjectId.eq(project_id))
+        .filter(crate::queue::entity::lease::Column::Status.eq("open"))
+        .exec(&*tx)
+        .await?;
+    let items = item::Entity::update_many()
+        .col_expr(item::Column::Status, Expr::value("cancelled"))
+        .col_expr(item::Column::ResolvedAt, Expr::value(now))
+        .filter(item::Column::ProjectId.eq(project_id))
+        .filter(item::Column::Status.eq("open"))
+        .exec(&*tx)
+        .await?;
+    project::Entity::update_many()
+        .col_expr(
+            project::Column::Status,
+            Expr::value(status_str(ProjectStatus::Closed)),
+        )
+        .filter(project::Column::Id.eq(project_id))
+        .exec(&*tx)
+        .await?;
+    let refunded = ledger::payments::refund_escrow(&*tx, project_id, p.row.buyer_id, key).await?;
+    tx.commit().await?;
+    Ok(api::ClosedProject {
+        project: get(&db.conn, project_id).await?.to_api(),
+        refunded,
+        leases_ended: leases.rows_affected,
+        items_cancelled: items.rows_affected,
+    })
 }

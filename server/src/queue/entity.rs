@@ -47,6 +47,13 @@ pub mod answer {
         pub paid: i64,
         pub created_at: i64,
         pub decided_at: Option<i64>,
+        /// Hex ed25519 signature of the provenance message
+        /// (`sahel_protocol::provenance`) over the normalized answer.
+        pub signature: Option<String>,
+        /// Hex public key that made `signature`.
+        pub signer_key: Option<String>,
+        /// `client` (the contributor's key) or `custodial` (held by the server).
+        pub signed_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,7 +13,7 @@ pub mod memory;
 pub mod redis;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
-use sahel_protocol::{Micros, Timestamp};
+use sahel_protocol::{Micros, Timestamp, provenance};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -259,6 +259,12 @@ pub async fn lease(
     match p.status() {
         ProjectStatus::Open => {}
         ProjectStatus::Completed => return Ok(Vec::new()),
+        ProjectStatus::Closed => {
+            return Err(Error::conflict(
+                "project-closed",
+                "this project was closed by its buyer",
+            ));
+        }
         ProjectStatus::Draft => {
             return Err(Error::conflict(
                 "project-not-open",
@@ -584,6 +590,25 @@ async fn submit_once(
         .normalize_answer(&req.answer)
         .map_err(|e| Error::invalid("invalid-answer", e))?;
 
+    // Provenance: the contributor's signature over what they saw and said,
+    // or the custodial key's when they sent none.
+    let item_row = item::Entity::find_by_id(l.item_id)
+        .one(&*tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
+    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
+        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
+    let provenance = crate::accounts::provenance::sign_or_verify(
+        &*tx,
+        &state.server_key,
+        user.id,
+        &provenance::item_content_hash(&item_data),
+        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        &normalized,
+        req.signature.as_deref(),
+    )
+    .await?;
+
     let used = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("submitted"))
         .filter(lease::Column::Id.eq(l.id))
@@ -591,6 +616,15 @@ async fn submit_once(
         .exec(&*tx)
         .await?;
     if used.rows_affected != 1 {
+        // Changed since it was read: answered by a concurrent twin, or
+        // ended by the buyer closing the bounty.
+        let now_status = lease::Entity::find_by_id(l.id)
+            .one(&*tx)
+            .await?
+            .map(|l| l.status);
+        if now_status.as_deref() == Some("released") {
+            return Err(Error::gone("lease-released", "this lease was released"));
+        }
         return Err(Error::conflict(
             "lease-already-used",
             "this lease already has an answer",
@@ -624,6 +658,9 @@ async fn submit_once(
         paid: Set(0),
         created_at: Set(now),
         decided_at: Set(None),
+        signature: Set(Some(provenance.signature)),
+        signer_key: Set(Some(provenance.public_key)),
+        signed_by: Set(Some(provenance.signed_by.to_owned())),
         ..Default::default()
     }
     .insert(&*tx)

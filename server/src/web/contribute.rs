@@ -260,6 +260,8 @@ pub async fn work_submit(
             lease_id,
             answer: json!({ "label": label }),
             idempotency_key: format!("web-{lease_id}"),
+            // The account's custodial key signs for the browser.
+            signature: None,
         },
     )
     .await;

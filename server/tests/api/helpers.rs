@@ -111,6 +111,7 @@ pub fn answer(task: &api::Task, label: &str) -> api::SubmitAnswer {
         lease_id: task.lease_id,
         answer: json!({ "label": label }),
         idempotency_key: format!("lease-{}", task.lease_id),
+        signature: None,
     }
 }
 

@@ -3,8 +3,14 @@
 
 mod accounts;
 mod helpers;
+mod invariants;
 mod money;
+mod payments;
 mod projects;
+mod provenance;
 mod queue;
+mod receipts;
+mod royalties;
+mod settlement;
 mod web;
 mod work;

@@ -188,6 +188,7 @@ fn an_answer_outside_the_schema_is_refused_and_the_lease_stays_usable() {
             lease_id: t.lease_id,
             answer: bad,
             idempotency_key: "k".into(),
+            signature: None,
         };
         assert_problem(c.submit(&req), 422, "invalid-answer");
     }

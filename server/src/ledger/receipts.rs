@@ -1,0 +1,550 @@
+//! Receipts: the hash chain over every ledger transaction, and the server
+//! key that signs it.
+//!
+//! [`super::post`] appends the receipt inside the money transaction: it
+//! locks the chain head row first (`SELECT ... FOR UPDATE` on PostgreSQL;
+//! SQLite is already serialized by the write gate), hashes the transaction
+//! over the previous hash (layout in `sahel_protocol::receipt`), and moves
+//! the head. The ed25519 signature is attached right after commit by
+//! [`sign_pending`], which re-derives the hash from the rows before it
+//! signs, so a row altered in between is never signed. Signing outside the
+//! transaction keeps `post` free of the key (every capability can pay
+//! without carrying it); the hash, which is what makes tampering evident,
+//! is never outside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Context;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sahel_protocol::Micros;
+use sahel_protocol::receipt::{
+    ChainLink, GENESIS_HASH, Receipt, ReceiptBundle, ReceiptPosting, parse_hash, receipt_hash,
+};
+use sahel_protocol::signing;
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set,
+};
+
+use super::AccountRef;
+use super::entity::{account, chain_head, posting, receipt, transaction};
+use crate::db::Db;
+use crate::error::Result;
+
+/// The server's ed25519 key. Its `Debug` never shows the secret.
+pub struct ServerKey {
+    key: SigningKey,
+}
+
+impl fmt::Debug for ServerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServerKey({})", self.public_hex())
+    }
+}
+
+impl ServerKey {
+    pub fn from_secret(secret: [u8; 32]) -> ServerKey {
+        ServerKey {
+            key: SigningKey::from_bytes(&secret),
+        }
+    }
+
+    /// Reads the key file (hex of the 32-byte secret), creating it with
+    /// mode 0600 on first start. Two servers starting at once on one file
+    /// agree: the loser of `create_new` reads the winner's key.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<ServerKey> {
+        if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            match write_private(path, format!("{}\n", hex::encode(secret)).as_bytes()) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "created the server signing key");
+                    return Ok(ServerKey::from_secret(secret));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating {}", path.display()));
+                }
+            }
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the server key {}", path.display()))?;
+        let secret: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| {
+                format!(
+                    "{} is not a server key (64 hex digits expected)",
+                    path.display()
+                )
+            })?;
+        Ok(ServerKey::from_secret(secret))
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn public_hex(&self) -> String {
+        signing::public_key_hex(&self.key.verifying_key())
+    }
+
+    pub fn sign_hash(&self, hash: &[u8; 32]) -> String {
+        sahel_protocol::receipt::sign_hash(&self.key, hash)
+    }
+
+    /// A secret derived from the server key for one purpose (domain) and
+    /// one subject: used to wrap the custodial keys the server holds.
+    pub fn derive(&self, domain: &str, subject: i64) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(domain.as_bytes());
+        h.update([0]);
+        h.update(self.key.to_bytes());
+        h.update(subject.to_be_bytes());
+        h.finalize().into()
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+pub(super) fn to_receipt_postings(postings: &[(AccountRef, Micros)]) -> Vec<ReceiptPosting> {
+    postings
+        .iter()
+        .map(|(r, m)| ReceiptPosting {
+            account: r.kind().to_owned(),
+            owner: r.owner(),
+            amount: *m,
+        })
+        .collect()
+}
+
+/// Locks the chain head for the rest of the caller's transaction.
+pub(super) async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head::Model> {
+    chain_head::Entity::find_by_id(1)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing").into())
+}
+
+/// Appends a transaction's receipt after `head` (locked by the caller).
+pub(super) async fn append(
+    conn: &impl ConnectionTrait,
+    head: &chain_head::Model,
+    tx: &transaction::Model,
+    postings: &[ReceiptPosting],
+) -> Result<()> {
+    let prev = parse_hash(&head.hash)
+        .ok_or_else(|| anyhow::anyhow!("the chain head hash is not 32 bytes of hex"))?;
+    let seq = head.seq + 1;
+    let hash = receipt_hash(
+        &prev,
+        seq as u64,
+        tx.id,
+        tx.created_at,
+        &tx.kind,
+        &tx.memo,
+        postings,
+    );
+    let hash_hex = hex::encode(hash);
+    receipt::ActiveModel {
+        seq: Set(seq),
+        transaction_id: Set(tx.id),
+        prev_hash: Set(head.hash.clone()),
+        hash: Set(hash_hex.clone()),
+        signature: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    let moved = chain_head::Entity::update_many()
+        .col_expr(chain_head::Column::Seq, Expr::value(seq))
+        .col_expr(chain_head::Column::Hash, Expr::value(hash_hex))
+        .filter(chain_head::Column::Id.eq(1))
+        .filter(chain_head::Column::Seq.eq(head.seq))
+        .exec(conn)
+        .await?;
+    if moved.rows_affected != 1 {
+        return Err(anyhow::anyhow!("the chain head moved under its lock").into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct PostingRow {
+    transaction_id: i64,
+    amount: i64,
+    kind: String,
+    owner_id: i64,
+}
+
+/// Rebuilds full receipts (content from the transaction and posting rows,
+/// hashes and signature from the receipt rows).
+pub async fn load(conn: &impl ConnectionTrait, rows: Vec<receipt::Model>) -> Result<Vec<Receipt>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(500) {
+        let ids: Vec<i64> = chunk.iter().map(|r| r.transaction_id).collect();
+        let txs: HashMap<i64, transaction::Model> = transaction::Entity::find()
+            .filter(transaction::Column::Id.is_in(ids.clone()))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
+        let mut postings: HashMap<i64, Vec<ReceiptPosting>> = HashMap::new();
+        let prow: Vec<PostingRow> = posting::Entity::find()
+            .select_only()
+            .column(posting::Column::TransactionId)
+            .column(posting::Column::Amount)
+            .column_as(Expr::col((account::Entity, account::Column::Kind)), "kind")
+            .column_as(
+                Expr::col((account::Entity, account::Column::OwnerId)),
+                "owner_id",
+            )
+            .join(
+                sea_orm::JoinType::InnerJoin,
+                posting::Entity::belongs_to(account::Entity)
+                    .from(posting::Column::AccountId)
+                    .to(account::Column::Id)
+                    .into(),
+            )
+            .filter(posting::Column::TransactionId.is_in(ids))
+            .order_by_asc(posting::Column::Id)
+            .into_model()
+            .all(conn)
+            .await?;
+        for p in prow {
+            postings
+                .entry(p.transaction_id)
+                .or_default()
+                .push(ReceiptPosting {
+                    account: p.kind,
+                    owner: p.owner_id,
+                    amount: Micros(p.amount),
+                });
+        }
+        for r in chunk {
+            let Some(t) = txs.get(&r.transaction_id) else {
+                continue;
+            };
+            out.push(Receipt {
+                seq: r.seq as u64,
+                transaction_id: t.id,
+                created_at_ms: t.created_at,
+                kind: t.kind.clone(),
+                memo: t.memo.clone(),
+                postings: postings.remove(&t.id).unwrap_or_default(),
+                prev_hash: r.prev_hash.clone(),
+                hash: r.hash.clone(),
+                signature: r.signature.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Signs receipts committed but not yet signed, oldest first, after
+/// checking each one's hash against its rows. Returns how many it signed.
+/// Idempotent and safe to run on several servers at once (ed25519 is
+/// deterministic: two signers write the same signature).
+pub async fn sign_pending(db: &Db, key: &ServerKey) -> Result<usize> {
+    let mut signed = 0;
+    let mut after = 0i64;
+    loop {
+        let rows = receipt::Entity::find()
+            .filter(receipt::Column::Signature.is_null())
+            .filter(receipt::Column::Seq.gt(after))
+            .order_by_asc(receipt::Column::Seq)
+            .limit(1000)
+            .all(&db.conn)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(signed);
+        };
+        after = last.seq;
+        let receipts = load(&db.conn, rows).await?;
+        let mut sigs = Vec::with_capacity(receipts.len());
+        for r in &receipts {
+            match (r.recompute_hash(), parse_hash(&r.hash)) {
+                (Some(a), Some(b)) if a == b => sigs.push((r.seq as i64, key.sign_hash(&a))),
+                _ => tracing::error!(
+                    seq = r.seq,
+                    "receipt content does not match its hash; refusing to sign it"
+                ),
+            }
+        }
+        let tx = db.write().await?;
+        for (seq, sig) in &sigs {
+            receipt::Entity::update_many()
+                .col_expr(receipt::Column::Signature, Expr::value(sig.clone()))
+                .filter(receipt::Column::Seq.eq(*seq))
+                .filter(receipt::Column::Signature.is_null())
+                .exec(&*tx)
+                .await?;
+        }
+        tx.commit().await?;
+        signed += sigs.len();
+    }
+}
+
+/// The accounts a user holds, as receipts name them.
+pub fn user_accounts(user_id: i64) -> [AccountRef; 2] {
+    [AccountRef::User(user_id), AccountRef::Withdrawal(user_id)]
+}
+
+/// One page of a user's receipts (those touching any of their accounts)
+/// after chain position `after`, with the signed predecessor of each and
+/// their accounts' balances.
+pub async fn bundle_for_user(
+    conn: &impl ConnectionTrait,
+    key: &ServerKey,
+    user_id: i64,
+    after: u64,
+    limit: u64,
+) -> Result<(ReceiptBundle, Option<u64>)> {
+    let mut balances = Vec::new();
+    let mut account_ids = Vec::new();
+    for r in user_accounts(user_id) {
+        if let Some(a) = super::find_account(conn, r).await? {
+            account_ids.push(a.id);
+            balances.push(ReceiptPosting {
+                account: a.kind,
+                owner: a.owner_id,
+                amount: Micros(a.balance),
+            });
+        }
+    }
+    let mut bundle = ReceiptBundle {
+        server_key: key.public_hex(),
+        balances,
+        receipts: Vec::new(),
+        predecessors: Vec::new(),
+    };
+    if account_ids.is_empty() {
+        return Ok((bundle, None));
+    }
+    let touching = Query::select()
+        .column(posting::Column::TransactionId)
+        .from(posting::Entity)
+        .and_where(posting::Column::AccountId.is_in(account_ids))
+        .to_owned();
+    let rows = receipt::Entity::find()
+        .filter(receipt::Column::TransactionId.in_subquery(touching))
+        .filter(receipt::Column::Seq.gt(after as i64))
+        .order_by_asc(receipt::Column::Seq)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    let next = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(|r| r.seq as u64))
+        .flatten();
+    let have: std::collections::HashSet<i64> = rows.iter().map(|r| r.seq).collect();
+    let wanted: Vec<i64> = rows
+        .iter()
+        .map(|r| r.seq - 1)
+        .filter(|s| *s >= 1 && !have.contains(s))
+        .collect();
+    for chunk in wanted.chunks(500) {
+        let links = receipt::Entity::find()
+            .filter(receipt::Column::Seq.is_in(chunk.to_vec()))
+            .all(conn)
+            .await?;
+        bundle
+            .predecessors
+            .extend(links.into_iter().map(|l| ChainLink {
+                seq: l.seq as u64,
+                hash: l.hash,
+                signature: l.signature,
+            }));
+    }
+    bundle.receipts = load(conn, rows).await?;
+    Ok((bundle, next))
+}
+
+/// What a walk of the whole chain found.
+#[derive(Debug, Default)]
+pub struct ChainAudit {
+    pub receipts: u64,
+    /// Human-readable problems: a gap, a broken link, content that no longer
+    /// matches its hash, a bad signature, a head that is not the last link.
+    pub problems: Vec<String>,
+    /// Transactions with no receipt.
+    pub unchained: Vec<i64>,
+    /// Receipts not signed yet (normal for a moment after each commit).
+    pub unsigned: u64,
+}
+
+/// Walks the chain from the first receipt: every position present once,
+/// every link to its predecessor, every hash re-derived from the rows and,
+/// with a key, every signature checked.
+pub async fn check_chain(
+    conn: &impl ConnectionTrait,
+    key: Option<&VerifyingKey>,
+) -> Result<ChainAudit> {
+    let mut out = ChainAudit::default();
+    let mut prev_hash = hex::encode(GENESIS_HASH);
+    let mut expected = 1i64;
+    loop {
+        let rows = receipt::Entity::find()
+            .filter(receipt::Column::Seq.gte(expected))
+            .order_by_asc(receipt::Column::Seq)
+            .limit(1000)
+            .all(conn)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let receipts = load(conn, rows.clone()).await?;
+        if receipts.len() != rows.len() {
+            out.problems
+                .push("a receipt names a transaction that does not exist".into());
+        }
+        for r in &receipts {
+            out.receipts += 1;
+            let seq = r.seq as i64;
+            if seq != expected {
+                out.problems
+                    .push(format!("receipts {expected}..{} are missing", seq - 1));
+            }
+            if r.prev_hash != prev_hash {
+                out.problems.push(format!(
+                    "receipt {seq} (transaction {}) does not link to its predecessor",
+                    r.transaction_id
+                ));
+            }
+            let stated = parse_hash(&r.hash);
+            if r.recompute_hash().is_none() || r.recompute_hash() != stated {
+                out.problems.push(format!(
+                    "receipt {seq}: transaction {} no longer matches its hash (altered)",
+                    r.transaction_id
+                ));
+            }
+            match (&r.signature, key, stated) {
+                (None, _, _) => out.unsigned += 1,
+                (Some(sig), Some(k), Some(h)) if signing::verify(k, &h, sig).is_err() => {
+                    out.problems.push(format!(
+                        "receipt {seq}: the signature is not the server key's"
+                    ));
+                }
+                _ => {}
+            }
+            prev_hash = r.hash.clone();
+            expected = seq + 1;
+        }
+    }
+    let head = chain_head::Entity::find_by_id(1).one(conn).await?;
+    match head {
+        Some(h) if h.seq == expected - 1 && h.hash == prev_hash => {}
+        Some(h) => out.problems.push(format!(
+            "the chain head says {} but the last receipt is {}",
+            h.seq,
+            expected - 1
+        )),
+        None => out.problems.push("the chain head row is missing".into()),
+    }
+    let chained = Query::select()
+        .column(receipt::Column::TransactionId)
+        .from(receipt::Entity)
+        .to_owned();
+    out.unchained = transaction::Entity::find()
+        .select_only()
+        .column(transaction::Column::Id)
+        .filter(transaction::Column::Id.not_in_subquery(chained))
+        .order_by_asc(transaction::Column::Id)
+        .limit(100)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(out)
+}
+
+/// Chains transactions written before receipts existed (an upgraded
+/// database), in id order. Run at start-up; a no-op afterwards.
+pub async fn backfill(db: &Db) -> Result<usize> {
+    let chained = Query::select()
+        .column(receipt::Column::TransactionId)
+        .from(receipt::Entity)
+        .to_owned();
+    let ids: Vec<i64> = transaction::Entity::find()
+        .select_only()
+        .column(transaction::Column::Id)
+        .filter(transaction::Column::Id.not_in_subquery(chained))
+        .order_by_asc(transaction::Column::Id)
+        .into_tuple()
+        .all(&db.conn)
+        .await?;
+    for id in &ids {
+        let tx = db.write().await?;
+        let head = lock_head(&*tx).await?;
+        let Some(t) = transaction::Entity::find_by_id(*id).one(&*tx).await? else {
+            continue;
+        };
+        if receipt::Entity::find()
+            .filter(receipt::Column::TransactionId.eq(*id))
+            .one(&*tx)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let prow: Vec<PostingRow> = posting::Entity::find()
+            .select_only()
+            .column(posting::Column::TransactionId)
+            .column(posting::Column::Amount)
+            .column_as(Expr::col((account::Entity, account::Column::Kind)), "kind")
+            .column_as(
+                Expr::col((account::Entity, account::Column::OwnerId)),
+                "owner_id",
+            )
+            .join(
+                sea_orm::JoinType::InnerJoin,
+                posting::Entity::belongs_to(account::Entity)
+                    .from(posting::Column::AccountId)
+                    .to(account::Column::Id)
+                    .into(),
+            )
+            .filter(posting::Column::TransactionId.eq(*id))
+            .into_model()
+            .all(&*tx)
+            .await?;
+        let postings: Vec<ReceiptPosting> = prow
+            .into_iter()
+            .map(|p| ReceiptPosting {
+                account: p.kind,
+                owner: p.owner_id,
+                amount: Micros(p.amount),
+            })
+            .collect();
+        append(&*tx, &head, &t, &postings).await?;
+        tx.commit().await?;
+    }
+    Ok(ids.len())
+}

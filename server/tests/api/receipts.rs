@@ -1,0 +1,144 @@
+//! Receipts: every ledger transaction chained and signed, verifiable by the
+//! account holder, and tampering found by them and by the audit.
+
+use sahel_protocol::Micros;
+use sahel_protocol::receipt::{ReceiptError, verify_bundle};
+use sahel_protocol::signing::parse_public_key;
+use sahel_server::ledger::entity::receipt;
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
+
+use crate::helpers::*;
+
+#[test]
+fn every_money_transaction_gets_a_chained_signed_receipt_its_owner_verifies() {
+    let app = spawn_app();
+    let (b, p) = funded_project(&app, 2, 1);
+    let (uid, c) = contributor(&app, "earner");
+    for t in c.lease(p.id, 2).unwrap() {
+        c.submit(&answer(&t, &truth(&t))).unwrap();
+    }
+    // deposit, fund, two payments: four transactions, four receipts.
+    let receipts = app
+        .block_on(receipt::Entity::find().count(app.db()))
+        .unwrap();
+    assert_eq!(receipts, 4);
+
+    let published = anon(&app).server_key().unwrap();
+    assert_eq!(published.algorithm, "ed25519");
+    assert_eq!(published.public_key, app.state.server_key.public_hex());
+    let key = parse_public_key(&published.public_key).unwrap();
+
+    let mine = c.all_receipts().unwrap();
+    assert_eq!(mine.server_key, published.public_key);
+    assert_eq!(mine.receipts.len(), 2);
+    assert!(mine.receipts.iter().all(|r| r.kind == "pay_answers"));
+    assert!(mine.receipts.iter().all(|r| r.signature.is_some()));
+    assert_eq!(mine.receipts[0].amount_for("user", uid), 10_000);
+    let report = verify_bundle(&mine, &key, 2);
+    assert_eq!(report.errors, vec![]);
+    assert_eq!(
+        report.links_checked, 2,
+        "each receipt's predecessor is served"
+    );
+    let user_balance = mine.balances.iter().find(|b| b.account == "user").unwrap();
+    assert_eq!(user_balance.amount, Micros(20_000));
+
+    // The buyer's receipts: the deposit (the chain's first) and the funding.
+    let theirs = b.all_receipts().unwrap();
+    let kinds: Vec<&str> = theirs.receipts.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["deposit", "fund"]);
+    assert_eq!(theirs.receipts[0].seq, 1);
+    assert_eq!(theirs.receipts[1].prev_hash, theirs.receipts[0].hash);
+    assert_eq!(verify_bundle(&theirs, &key, 1).errors, vec![]);
+
+    // Paging returns the same receipts.
+    let first = c.receipts_page(0, 1).unwrap();
+    assert_eq!(first.bundle.receipts.len(), 1);
+    let after = first.next_after_seq.expect("a second page");
+    let second = c.receipts_page(after, 1).unwrap();
+    assert_eq!(second.bundle.receipts[0], mine.receipts[1]);
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn the_server_key_file_is_private_and_survives_a_restart() {
+    let mut app = spawn_app();
+    let path = app.config.signing_key_path();
+    assert!(path.starts_with(&app.config.data_dir));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let before = anon(&app).server_key().unwrap().public_key;
+    app.deposit(app.create_user("x@test.sahel", &[]).0, Micros(5));
+    app.restart();
+    let after = anon(&app).server_key().unwrap().public_key;
+    assert_eq!(before, after);
+    let body = anon(&app)
+        .raw("GET", "/api/v1/ledger/server-key", None, "")
+        .unwrap();
+    assert!(body.text().contains(&before));
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn a_configured_key_file_is_used_and_created_on_first_start() {
+    let dir = std::env::temp_dir().join(format!(
+        "sahel-key-{}",
+        sahel_server::accounts::random_hex(4)
+    ));
+    let file = dir.join("nested").join("ledger.key");
+    let app = TestApp::spawn(|c| c.signing_key_file = Some(file.clone()));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.trim().len(), 64);
+    assert!(!app.config.data_dir.join("server-key").exists());
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_tampered_posting_is_found_by_the_audit_and_by_the_owners_verification() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 1, 1);
+    let (uid, c) = contributor(&app, "victim");
+    let t = c.lease(p.id, 1).unwrap().remove(0);
+    c.submit(&answer(&t, &truth(&t))).unwrap();
+    assert_ledger_clean(&app);
+    let (_, admin_token) = app.create_admin();
+    let admin = bearer(&app, &admin_token);
+    assert_eq!(admin.audit().unwrap()["clean"], true);
+    let key = parse_public_key(&app.state.server_key.public_hex()).unwrap();
+
+    // Someone with database access shaves one micro off the payment.
+    app.block_on(app.db().execute_unprepared(&format!(
+        "UPDATE ledger_postings SET amount = amount - 1 WHERE account_id = \
+         (SELECT id FROM ledger_accounts WHERE kind = 'user' AND owner_id = {uid})"
+    )))
+    .unwrap();
+
+    let audit = admin.audit().unwrap();
+    assert_eq!(audit["clean"], false, "{audit}");
+    let problems = audit["receipt_problems"].to_string();
+    assert!(problems.contains("no longer matches its hash"), "{audit}");
+    assert_eq!(
+        audit["unbalanced_transactions"].as_array().unwrap().len(),
+        1
+    );
+
+    let mine = c.all_receipts().unwrap();
+    let errors = verify_bundle(&mine, &key, 1).errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, ReceiptError::ContentMismatch { .. })),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, ReceiptError::BalanceMismatch { .. })),
+        "{errors:?}"
+    );
+}
