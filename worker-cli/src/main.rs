@@ -91,6 +91,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Aggregate crowd labels from elsewhere, offline, with the server's
+    /// engine (Dawid-Skene EM): CSV `item,worker,label` (and optionally
+    /// gold `item,label`) in, CSV `item,label,confidence` out.
+    Aggregate {
+        /// The answers CSV (`-` for stdin).
+        #[arg(long)]
+        answers: PathBuf,
+        /// Known answers to seed the estimate with.
+        #[arg(long)]
+        gold: Option<PathBuf>,
+        /// Where to write the labels (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No summary on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 struct Ctx {
@@ -203,6 +220,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Work { project } => work(&ctx, project)?,
+        Command::Aggregate {
+            answers,
+            gold,
+            out,
+            quiet,
+        } => sahel_worker::aggregate::run(&answers, gold.as_deref(), out.as_deref(), quiet)?,
         Command::Balance { json } => {
             let b = ctx.signed_client()?.balance()?;
             if json {
