@@ -58,7 +58,12 @@ pub struct SpeedSignal {
 /// Counts the answers faster than `floor_ms` among `durations_ms`.
 pub fn speed(durations_ms: &[i64], floor_ms: i64, cfg: &SignalConfig) -> SpeedSignal {
     let fast = durations_ms.iter().filter(|d| **d < floor_ms).count() as u32;
-    let total = durations_ms.len() as u32;
+    speed_counts(fast, durations_ms.len() as u32, floor_ms, cfg)
+}
+
+/// The speed signal from counts kept elsewhere: `fast` of `total`
+/// answers under a floor of `floor_ms` (0: no floor, no signal).
+pub fn speed_counts(fast: u32, total: u32, floor_ms: i64, cfg: &SignalConfig) -> SpeedSignal {
     SpeedSignal {
         fast,
         total,

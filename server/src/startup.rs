@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::queue::memory::MemoryQueue;
 use crate::state::AppState;
-use crate::{accounts, api, demo, queue};
+use crate::{accounts, api, consensus, demo, queue};
 
 pub struct Application {
     port: u16,
@@ -94,8 +94,20 @@ impl Application {
                 }
             }
         });
+        // The quality engine's background re-estimation.
+        let state = self.state.clone();
+        let quality = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(consensus::quality::run::INTERVAL);
+            loop {
+                tick.tick().await;
+                if let Err(e) = consensus::quality::run::run_once(&state).await {
+                    tracing::warn!(error = %e, "quality re-estimation failed");
+                }
+            }
+        });
         let res = self.server.await;
         housekeeping.abort();
+        quality.abort();
         res
     }
 }

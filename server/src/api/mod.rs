@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod extract;
 pub mod ledger;
 pub mod projects;
+pub mod quality;
 pub mod work;
 
 use actix_web::{HttpResponse, web};
@@ -45,7 +46,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/leases", web::post().to(work::lease))
             .route("/leases/{id}", web::delete().to(work::release))
             .route("/submissions", web::post().to(work::submit))
-            .route("/submissions/{id}", web::get().to(work::get_submission)),
+            .route("/submissions/{id}", web::get().to(work::get_submission))
+            .route("/projects/{id}/quality", web::get().to(quality::report))
+            .route(
+                "/projects/{id}/quality/settings",
+                web::get().to(quality::settings),
+            )
+            .route(
+                "/projects/{id}/quality/settings",
+                web::put().to(quality::put_settings),
+            )
+            .route("/projects/{id}/gold", web::get().to(quality::list_gold))
+            .route("/projects/{id}/gold", web::post().to(quality::mark_gold))
+            .route("/admin/quality/run", web::post().to(quality::run_once)),
     )
     .default_service(web::to(not_found));
 }

@@ -5,7 +5,7 @@
 
 use sahel_protocol::api::{ImportLineError, ImportReport, ProjectStatus};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde_json::{Map, Value};
 
 use super::Project;
@@ -215,11 +215,32 @@ pub async fn insert_items<'a>(
         .flatten();
     let mut seq = max_seq.unwrap_or(0);
     let now = now_ms();
-    let overlap = current.row.overlap;
+    let overlap = crate::consensus::quality::initial_needed(&*tx, &current).await?;
     let mut batch = Vec::with_capacity(500);
     let mut total = 0u64;
     for data in items {
         seq += 1;
+        // A gold item (its answer in the `_gold` field) is stored without
+        // that field, outside the queue and the item count.
+        let (data, gold) = crate::consensus::quality::gold::split_import(&p.schema, data);
+        if let Some(answer) = gold {
+            let g = item::ActiveModel {
+                project_id: Set(p.row.id),
+                seq: Set(seq),
+                data: Set(data.to_string()),
+                status: Set("gold".into()),
+                needed: Set(0),
+                answers_count: Set(0),
+                result: Set(None),
+                created_at: Set(now),
+                resolved_at: Set(None),
+                ..Default::default()
+            }
+            .insert(&*tx)
+            .await?;
+            crate::consensus::quality::gold::insert_imported(&*tx, p.row.id, g.id, &answer).await?;
+            continue;
+        }
         batch.push(item::ActiveModel {
             project_id: Set(p.row.id),
             seq: Set(seq),

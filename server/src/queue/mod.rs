@@ -20,6 +20,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::accounts::AuthUser;
+use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::{ClientKind, Error, Result, is_unique_violation};
@@ -211,18 +212,27 @@ pub async fn lease(
     }
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
-    let picked = state
-        .queue
-        .reserve(project_id, user.id, count as usize, now, until)
-        .await?;
+    // The quality engine may refuse the contributor (suspended, exam
+    // failed), hold them to its exam, or mix gold items in.
+    let admission = quality::admit(&state.db.conn, user, &p).await?;
+    let picked = if matches!(admission, quality::Admission::Exam(..)) {
+        Vec::new()
+    } else {
+        state
+            .queue
+            .reserve(project_id, user.id, count as usize, now, until)
+            .await?
+    };
+    let (picked, gold) =
+        quality::gold::mix(state, user, &p, &admission, picked, count, now).await?;
     if picked.is_empty() {
         return Ok(Vec::new());
     }
-    match record_leases(&state.db, &p, user.id, &picked, now, until).await {
+    match record_leases(&state.db, &p, user.id, &picked, &gold, now, until).await {
         Ok(tasks) => Ok(tasks),
         Err(e) => {
-            for r in &picked {
-                if let Err(qe) = state.queue.release(project_id, r.item_id, user.id).await {
+            for id in picked.iter().filter(|id| !gold.contains(id)) {
+                if let Err(qe) = state.queue.release(project_id, *id, user.id).await {
                     tracing::warn!(error = %qe, "could not return a reservation to the queue");
                 }
             }
@@ -231,15 +241,18 @@ pub async fn lease(
     }
 }
 
+/// Records leases on `picked` (in order); `gold` lists those that are gold
+/// items, leased whatever their status.
 async fn record_leases(
     db: &Db,
     p: &Project,
     user: i64,
-    picked: &[Reservation],
+    picked: &[i64],
+    gold: &[i64],
     now: i64,
     until: i64,
 ) -> Result<Vec<api::Task>> {
-    let ids: Vec<i64> = picked.iter().map(|r| r.item_id).collect();
+    let ids: Vec<i64> = picked.to_vec();
     let tx = db.write().await?;
     let rows = item::Entity::find()
         .filter(item::Column::Id.is_in(ids.clone()))
@@ -247,7 +260,10 @@ async fn record_leases(
         .await?;
     let mut tasks = Vec::with_capacity(rows.len());
     for id in ids {
-        let Some(it) = rows.iter().find(|r| r.id == id && r.status == "open") else {
+        let Some(it) = rows
+            .iter()
+            .find(|r| r.id == id && (r.status == "open" || gold.contains(&id)))
+        else {
             // The queue was behind the database; skip the item.
             continue;
         };
@@ -443,6 +459,8 @@ async fn submit_once(
             "this lease already has an answer",
         ));
     }
+    // A gold item's answers are not counted towards a decision.
+    let gold = quality::gold::gold_of(&*tx, l.item_id).await?;
     let counted = item::Entity::update_many()
         .col_expr(
             item::Column::AnswersCount,
@@ -453,7 +471,7 @@ async fn submit_once(
         .filter(Expr::col(item::Column::AnswersCount).lt(Expr::col(item::Column::Needed)))
         .exec(&*tx)
         .await?;
-    if counted.rows_affected != 1 {
+    if counted.rows_affected != 1 && gold.is_none() {
         return Err(Error::conflict(
             "item-complete",
             "this item already has all the answers it needs",
@@ -485,7 +503,21 @@ async fn submit_once(
         }
         Err(e) => return Err(e.into()),
     };
-    let outcome = resolve::resolve_item(&*tx, &p, l.item_id).await?;
+    let reload = quality::after_answer(
+        &*tx,
+        &p,
+        user.id,
+        l.created_at,
+        &normalized,
+        gold.as_ref(),
+        now,
+    )
+    .await?;
+    let outcome = if gold.is_some() {
+        Outcome::Pending
+    } else {
+        resolve::resolve_item(&*tx, &p, l.item_id).await?
+    };
     let a = answer::Entity::find_by_id(a.id)
         .one(&*tx)
         .await?
@@ -506,6 +538,10 @@ async fn submit_once(
     };
     if let Err(e) = effects.await {
         tracing::warn!(error = %e, "queue update after a committed answer failed");
+    }
+    if reload {
+        // A suspension discarded answers on open items: offer them again.
+        quality::refresh_queue(state, l.project_id).await;
     }
     Ok(to_api_submission(&a))
 }

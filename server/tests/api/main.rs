@@ -5,4 +5,5 @@ mod accounts;
 mod helpers;
 mod money;
 mod projects;
+mod quality;
 mod work;
