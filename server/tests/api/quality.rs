@@ -580,3 +580,139 @@ fn quality_settings_are_validated_and_fixed_once_funded() {
     let seen: api::QualitySettings = c.call("GET", &path, None::<&()>).unwrap();
     assert_eq!(seen.aggregation, "vote");
 }
+
+#[test]
+fn a_resolved_item_can_become_gold_with_its_result_as_the_answer() {
+    let app = spawn_app();
+    let (b, p) = quality_bounty(&app, 1, 4, &[], json!({ "gold_every": 0 }));
+    let (_, c) = contributor(&app, "first");
+    let t = c.lease(p.id, 1).unwrap().remove(0);
+    c.submit(&answer(&t, &truth(&t))).unwrap();
+    let open = c.lease(p.id, 1).unwrap().remove(0);
+    let path = format!("/api/v1/projects/{}/gold", p.id);
+    let mark = |item_id: i64, answer: Option<Value>| {
+        b.call::<api::GoldItem>("POST", &path, Some(&api::MarkGold { item_id, answer }))
+    };
+    assert_problem(mark(open.item_id, None), 409, "item-not-resolved");
+    assert_problem(mark(999_999, None), 404, "item-not-found");
+    assert_problem(
+        mark(t.item_id, Some(json!({"label": "maybe"}))),
+        422,
+        "invalid-answer",
+    );
+    let g = mark(t.item_id, None).unwrap();
+    assert_eq!(g.answer, json!({ "label": truth(&t) }));
+    assert_eq!(g.source, "resolved");
+    let (_, other) = contributor(&app, "other");
+    assert_problem(
+        other.call::<api::GoldItem>(
+            "POST",
+            &path,
+            Some(&api::MarkGold {
+                item_id: t.item_id,
+                answer: None,
+            }),
+        ),
+        403,
+        "not-project-owner",
+    );
+    assert_eq!(gold_ids(&app, p.id), BTreeSet::from([t.item_id]));
+}
+
+/// A small crowd end to end over HTTP: honest contributors right 90% of
+/// the time and spammers answering at random, gold at one in three.
+#[test]
+fn a_small_simulated_crowd_gets_accurate_labels_and_loses_its_spammers() {
+    use sahel_server::consensus::quality::engine::sim::Rng;
+    let app = spawn_app();
+    let gold: Vec<&str> = (0..30).map(|i| CLASSES[i % 3]).collect();
+    let (b, p) = quality_bounty(&app, 3, 90, &gold, json!({ "gold_every": 3 }));
+    let mut crowd: Vec<(i64, Client, bool, Rng, bool)> = (0..9)
+        .map(|i| {
+            let (id, c) = contributor(&app, &format!("sim{i}"));
+            // (id, client, is spammer, its randomness, still working)
+            (id, c, i >= 6, Rng::new(100 + i as u64), true)
+        })
+        .collect();
+    let mut answers = 0;
+    for round in 0..200 {
+        let mut any = false;
+        for (_, c, spammer, rng, working) in crowd.iter_mut() {
+            if !*working {
+                continue;
+            }
+            let tasks = match c.lease(p.id, 1) {
+                Ok(t) => t,
+                Err(e) if e.code() == Some("suspended") => {
+                    *working = false;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let Some(t) = tasks.first() else {
+                *working = false;
+                continue;
+            };
+            let right = truth(t);
+            let label = if *spammer {
+                CLASSES[rng.below(3) as usize].to_owned()
+            } else if rng.chance(0.9) {
+                right
+            } else {
+                CLASSES
+                    .iter()
+                    .filter(|x| **x != right)
+                    .nth(rng.below(2) as usize)
+                    .unwrap()
+                    .to_string()
+            };
+            match c.submit(&answer(t, &label)) {
+                Ok(_) => answers += 1,
+                Err(e) if e.code() == Some("suspended") => *working = false,
+                Err(e) => panic!("{e}"),
+            }
+            any = true;
+        }
+        if round % 5 == 4 {
+            run_background(&app);
+        }
+        if !any {
+            break;
+        }
+    }
+    run_background(&app);
+    assert!(answers > 270, "{answers}");
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 90);
+    let resolved = app
+        .block_on(
+            item::Entity::find()
+                .filter(item::Column::ProjectId.eq(p.id))
+                .filter(item::Column::Status.eq("resolved"))
+                .all(app.db()),
+        )
+        .unwrap();
+    let right = resolved
+        .iter()
+        .filter(|it| {
+            let data: Value = serde_json::from_str(&it.data).unwrap();
+            let result: Value = serde_json::from_str(it.result.as_deref().unwrap()).unwrap();
+            result["answer"]["label"] == data["truth"]
+        })
+        .count();
+    assert!(right >= 85, "{right} of 90 right");
+    let r = quality_report(&b, p.id);
+    let suspended = |id: i64| {
+        r.contributors
+            .iter()
+            .find(|c| c.user_id == id)
+            .is_some_and(|c| c.suspended)
+    };
+    let spammers_out = crowd.iter().filter(|c| c.2 && suspended(c.0)).count();
+    let honest_out = crowd.iter().filter(|c| !c.2 && suspended(c.0)).count();
+    assert!(
+        spammers_out >= 2,
+        "{spammers_out} of 3 spammers suspended: {r:#?}"
+    );
+    assert_eq!(honest_out, 0, "{r:#?}");
+    assert_ledger_clean(&app);
+}
