@@ -638,6 +638,21 @@ pub async fn suspend(
         .collect();
     let mut discarded = false;
     for a in pending.iter().filter(|a| open.contains(&a.item_id)) {
+        // The item first, then the answer: the order in which answering
+        // and resolving lock them, so the two never wait on each other in
+        // a cycle. An item decided meanwhile keeps its decision.
+        let counted = item::Entity::update_many()
+            .col_expr(
+                item::Column::AnswersCount,
+                Expr::col(item::Column::AnswersCount).sub(1),
+            )
+            .filter(item::Column::Id.eq(a.item_id))
+            .filter(item::Column::Status.eq("open"))
+            .exec(conn)
+            .await?;
+        if counted.rows_affected != 1 {
+            continue;
+        }
         let res = answer::Entity::update_many()
             .col_expr(answer::Column::Status, Expr::value("rejected"))
             .col_expr(answer::Column::DecidedAt, Expr::value(now))
@@ -646,6 +661,14 @@ pub async fn suspend(
             .exec(conn)
             .await?;
         if res.rows_affected != 1 {
+            item::Entity::update_many()
+                .col_expr(
+                    item::Column::AnswersCount,
+                    Expr::col(item::Column::AnswersCount).add(1),
+                )
+                .filter(item::Column::Id.eq(a.item_id))
+                .exec(conn)
+                .await?;
             continue;
         }
         discard::ActiveModel {
@@ -658,15 +681,6 @@ pub async fn suspend(
         }
         .insert(conn)
         .await?;
-        item::Entity::update_many()
-            .col_expr(
-                item::Column::AnswersCount,
-                Expr::col(item::Column::AnswersCount).sub(1),
-            )
-            .filter(item::Column::Id.eq(a.item_id))
-            .filter(item::Column::Status.eq("open"))
-            .exec(conn)
-            .await?;
         discarded = true;
     }
     Ok(discarded)

@@ -164,10 +164,17 @@ async fn run_project(state: &AppState, project_id: i64) -> Result<RunReport> {
     Ok(report)
 }
 
-/// One estimation of one bounty, in one transaction.
+/// One estimation of one bounty.
+///
+/// The fit reads without a transaction; what follows writes in small
+/// transactions whose lock order is the submit path's (a contributor's
+/// standing, then items, then answers, then ledger accounts), so a
+/// re-estimation never deadlocks with contributors answering on
+/// PostgreSQL: the standings first, each suspension on its own, the gold
+/// decisions, then each item the new model settles on its own. Every step
+/// is idempotent; if one fails, the next run redoes what is left.
 async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(RunReport, bool)> {
-    let tx = state.db.write().await?;
-    let conn = &*tx;
+    let conn = &state.db.conn;
     let p = projects::get(conn, project_id).await?;
     let Some(s) = super::settings(conn, project_id).await? else {
         return Ok((RunReport::default(), false));
@@ -186,6 +193,7 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         .collect();
     let rows: Vec<answer::Model> = answer::Entity::find()
         .filter(answer::Column::ProjectId.eq(project_id))
+        .filter(answer::Column::Id.lte(newest))
         .all(conn)
         .await?
         .into_iter()
@@ -221,9 +229,11 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
     };
     let mut reload = false;
 
-    // Each contributor's model, evidence and signals.
+    // Each contributor's model, evidence and signals: standings only.
+    let mut strong: Vec<(i64, String)> = Vec::new();
+    let tx = state.db.write().await?;
     for (w, &user) in fitted.workers.keys().iter().enumerate() {
-        let r = standing(conn, project_id, user).await?;
+        let r = standing(&*tx, project_id, user).await?;
         let mut notes: Vec<String> = Vec::new();
         let b = &bias[w];
         if b.flagged {
@@ -260,6 +270,12 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
                 pair.expected
             ));
         }
+        if let Some(why) = notes
+            .iter()
+            .find(|n| n.starts_with("too fast") || n.starts_with("collusion"))
+        {
+            strong.push((user, why.clone()));
+        }
         contributor::Entity::update_many()
             .col_expr(
                 contributor::Column::Confusion,
@@ -283,36 +299,36 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
             )
             .col_expr(contributor::Column::UpdatedAt, Expr::value(now))
             .filter(contributor::Column::Id.eq(r.id))
-            .exec(conn)
+            .exec(&*tx)
             .await?;
-        let r = standing(conn, project_id, user).await?;
+    }
+    tx.commit().await?;
+
+    // The rule on gold and checked answers, then the strong signals: one
+    // transaction per contributor.
+    for &user in fitted.workers.keys() {
+        let tx = state.db.write().await?;
+        let r = standing(&*tx, project_id, user).await?;
         if r.suspended_at.is_some() {
             continue;
         }
-        // The rule on gold and checked answers; then the strong signals.
-        let mut now_suspended = false;
-        if refresh_accuracy(conn, &p, &s, &r, now).await? {
-            reload = true;
-        }
-        if standing(conn, project_id, user)
+        reload |= refresh_accuracy(&*tx, &p, &s, &r, now).await?;
+        let mut out = standing(&*tx, project_id, user)
             .await?
             .suspended_at
-            .is_some()
-        {
-            now_suspended = true;
-        } else if let Some(why) = notes
-            .iter()
-            .find(|n| n.starts_with("too fast") || n.starts_with("collusion"))
-        {
-            reload |= suspend(conn, &p, user, why, now).await?;
-            now_suspended = true;
+            .is_some();
+        if !out && let Some((_, why)) = strong.iter().find(|(u, _)| *u == user) {
+            reload |= suspend(&*tx, &p, user, why, now).await?;
+            out = true;
         }
-        if now_suspended {
+        tx.commit().await?;
+        if out {
             report.suspended += 1;
         }
     }
 
     // Gold answers waiting for their decision: paid when right.
+    let tx = state.db.write().await?;
     for a in rows.iter().filter(|a| a.status == "pending") {
         let Some(g) = golds.iter().find(|(i, _)| *i == a.item_id).map(|(_, v)| v) else {
             continue;
@@ -330,14 +346,14 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
             .col_expr(answer::Column::DecidedAt, Expr::value(now))
             .filter(answer::Column::Id.eq(a.id))
             .filter(answer::Column::Status.eq("pending"))
-            .exec(conn)
+            .exec(&*tx)
             .await?;
         if res.rows_affected != 1 {
             continue;
         }
         if right {
             ledger::post(
-                conn,
+                &*tx,
                 "pay_answers",
                 json!({ "project_id": project_id, "item_id": a.item_id, "answer_ids": [a.id] }),
                 Some(format!("gold:{}", a.id)),
@@ -350,8 +366,9 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         }
         report.gold_decided += 1;
     }
+    tx.commit().await?;
 
-    // Open items the new model settles already.
+    // Open items the new model settles already, each on its own.
     let open: Vec<i64> = item::Entity::find()
         .select_only()
         .column(item::Column::Id)
@@ -362,7 +379,10 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         .all(conn)
         .await?;
     for id in open {
-        if resolve::resolve_early(conn, &p, id).await? == Outcome::Closed {
+        let tx = state.db.write().await?;
+        let outcome = resolve::resolve_early(&*tx, &p, id).await?;
+        tx.commit().await?;
+        if outcome == Outcome::Closed {
             report.resolved += 1;
             reload = true;
         }
@@ -395,17 +415,19 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         .filter(|x| x.flagged)
         .map(|x| (user_of(x.a), user_of(x.b)))
         .collect();
-    let st = ensure_state(conn, project_id).await?;
+    let tx = state.db.write().await?;
+    let st = ensure_state(&*tx, project_id).await?;
+    let estimations = st.estimations + 1;
     let mut st: qstate::ActiveModel = st.into();
     st.priors = Set(json!(model.priors()).to_string());
     st.alpha = Set(alpha);
-    st.estimations = Set(st.estimations.take().unwrap_or(0) + 1);
+    st.estimations = Set(estimations);
     st.last_answer_id = Set(newest);
     st.revised_items = Set(revised);
     st.pairs = Set(json!(flagged).to_string());
     st.estimated_at = Set(Some(now));
-    st.update(conn).await?;
-    projects::complete_if_done(conn, project_id).await?;
+    st.update(&*tx).await?;
+    projects::complete_if_done(&*tx, project_id).await?;
     tx.commit().await?;
     Ok((report, reload))
 }
