@@ -14,6 +14,7 @@ mod m20261124_000100_create_receipts;
 mod m20261124_000101_create_payouts;
 mod m20261124_000102_create_datasets;
 mod m20261124_000103_add_answer_provenance;
+mod m20261124_000200_create_quality;
 mod m20261124_000300_create_web_sessions;
 
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000101_create_payouts::Migration),
             Box::new(m20261124_000102_create_datasets::Migration),
             Box::new(m20261124_000103_add_answer_provenance::Migration),
+            Box::new(m20261124_000200_create_quality::Migration),
         ]
     }
 }

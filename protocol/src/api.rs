@@ -575,3 +575,133 @@ pub struct Health {
     pub database: String,
     pub queue: String,
 }
+
+// ---------------------------------------------------------------- quality
+// (gold questions, EM aggregation, reliability; see the server's
+// `consensus::quality`)
+
+/// A bounty's quality settings, as a buyer sets them on a draft
+/// (`PUT /projects/{id}/quality/settings`). Setting them at all switches
+/// the bounty from plurality vote to the quality engine. Every field is
+/// optional; what is left out gets its default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct QualitySettingsRequest {
+    /// One task in this many is a gold item (default 10; 0: no gold).
+    #[serde(default)]
+    pub gold_every: Option<u32>,
+    /// Resolve an item once its best class has this posterior (default
+    /// 0.95).
+    #[serde(default)]
+    pub target_confidence: Option<f64>,
+    /// Answers before an item may resolve (default: the overlap; lower is
+    /// dynamic overlap).
+    #[serde(default)]
+    pub min_answers: Option<u32>,
+    /// Suspend below this accuracy (default: halfway between chance and
+    /// 0.75).
+    #[serde(default)]
+    pub accuracy_threshold: Option<f64>,
+    /// Gold answers (or their worth in checked answers) before anyone is
+    /// judged (default 8).
+    #[serde(default)]
+    pub min_gold: Option<u32>,
+    /// Gold items in the qualification exam (default 0: none).
+    #[serde(default)]
+    pub exam_size: Option<u32>,
+    /// Share of exam answers that must be right (default 0.8).
+    #[serde(default)]
+    pub exam_pass_mark: Option<f64>,
+    /// Answers faster than this (lease to submission) count as too fast
+    /// (default 0: off).
+    #[serde(default)]
+    pub speed_floor_ms: Option<u64>,
+}
+
+/// A bounty's quality settings in effect; anyone who can see the bounty
+/// can read them (`GET /projects/{id}/quality/settings`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QualitySettings {
+    pub project_id: i64,
+    /// `em`: Dawid-Skene EM with gold; `vote`: the plurality vote.
+    pub aggregation: String,
+    pub gold_every: u32,
+    pub target_confidence: f64,
+    pub min_answers: u32,
+    pub max_answers: u32,
+    pub accuracy_threshold: f64,
+    pub min_gold: u32,
+    pub exam_size: u32,
+    pub exam_pass_mark: f64,
+    pub speed_floor_ms: u64,
+    /// How payment follows decisions, in words.
+    pub payment_rule: String,
+}
+
+/// Marks an item gold (`POST /projects/{id}/gold`). Without `answer`, the
+/// item's resolved result is taken as the known answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MarkGold {
+    pub item_id: i64,
+    #[serde(default)]
+    pub answer: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GoldItem {
+    pub item_id: i64,
+    pub answer: Value,
+    /// `import` or `resolved`.
+    pub source: String,
+}
+
+/// One contributor's standing on a bounty, as its buyer sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContributorQuality {
+    pub user_id: i64,
+    pub answers: u32,
+    pub gold_correct: u32,
+    pub gold_total: u32,
+    /// Posterior mean of the accuracy (gold and checked answers).
+    pub accuracy: f64,
+    /// Its lower credible bound, compared with the threshold.
+    pub accuracy_lower: f64,
+    /// Accuracy by the last EM estimate, if one ran.
+    pub em_accuracy: Option<f64>,
+    /// Share of their answers on resolved items that agree with the result.
+    pub agreement: Option<f64>,
+    /// `none`, `pending`, `passed` or `failed`.
+    pub exam: String,
+    pub signals: Vec<String>,
+    pub suspended: bool,
+    /// Why, in words, when suspended.
+    pub suspension_reason: Option<String>,
+}
+
+/// Agreement statistics and reliability of a bounty
+/// (`GET /projects/{id}/quality`, its buyer only).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QualityReport {
+    pub project_id: i64,
+    pub settings: QualitySettings,
+    pub classes: Vec<String>,
+    /// Krippendorff's alpha (nominal) over every counted answer.
+    pub alpha: Option<f64>,
+    /// `confusion[k][l]`: answers saying class `l` on resolved items whose
+    /// result is `k`.
+    pub confusion: Vec<Vec<u64>>,
+    pub items_resolved: i64,
+    pub answers_per_resolved_item: Option<f64>,
+    pub gold_items: i64,
+    pub gold_answers: i64,
+    /// Answers that stopped counting because their author was suspended.
+    pub discarded_answers: i64,
+    /// Resolved items the latest estimate would label otherwise (their
+    /// payments stand).
+    pub revised_items: i64,
+    pub estimations: i64,
+    pub estimated_at: Option<Timestamp>,
+    pub contributors: Vec<ContributorQuality>,
+    /// Pairs of accounts flagged as agreeing far more than independence
+    /// predicts on contested items.
+    pub flagged_pairs: Vec<(i64, i64)>,
+}

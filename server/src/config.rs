@@ -8,6 +8,7 @@
 //! | `--database-url` | `DATABASE_URL` | `sqlite://<data-dir>/sahel.db` | `postgres://...` for PostgreSQL |
 //! | `--redis-url` | `REDIS_URL` | unset: in-process queue | `redis://host:6379` shares the queue between replicas |
 //! | `--redis-prefix` | `SAHEL_REDIS_PREFIX` | `sahel` | key prefix, so several deployments can share a Redis |
+//! | `--quality-interval-secs` | `SAHEL_QUALITY_INTERVAL_SECS` | `5` | how often the quality engine re-estimates bounties in the background (0: never; tests step it themselves) |
 //! | `--demo` | `SAHEL_DEMO` | off | load the demo buyer and bounty (compiled in from `fixtures/demo`) |
 //! | `--lease-secs` | `SAHEL_LEASE_SECS` | `600` | how long a task lease lasts |
 //! | `--workers` | `SAHEL_WORKERS` | cores | HTTP worker threads |
@@ -47,6 +48,10 @@ pub struct Config {
     /// Prefix of every Redis key this deployment uses.
     #[arg(long, env = "SAHEL_REDIS_PREFIX", default_value = "sahel")]
     pub redis_prefix: String,
+
+    /// Seconds between background quality re-estimations (0: off).
+    #[arg(long, env = "SAHEL_QUALITY_INTERVAL_SECS", default_value_t = 5)]
+    pub quality_interval_secs: u64,
 
     /// Load the demo buyer and bounty.
     #[arg(long, env = "SAHEL_DEMO")]
@@ -107,6 +112,7 @@ impl Config {
             database_url: None,
             redis_url: None,
             redis_prefix: "sahel".into(),
+            quality_interval_secs: 5,
             demo: false,
             lease_secs: 600,
             workers: Some(2),

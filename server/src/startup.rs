@@ -16,7 +16,7 @@ use crate::queue::QueueBackend;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::redis::RedisQueue;
 use crate::state::AppState;
-use crate::{accounts, api, demo, queue};
+use crate::{accounts, api, consensus, demo, queue};
 
 pub struct Application {
     port: u16,
@@ -148,10 +148,26 @@ impl Application {
                 }
             }
         });
+        // The quality engine's background re-estimation.
+        let state = self.state.clone();
+        let every = self.state.config.quality_interval_secs;
+        let quality = tokio::spawn(async move {
+            if every == 0 {
+                return;
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(every));
+            loop {
+                tick.tick().await;
+                if let Err(e) = consensus::quality::run::run_once(&state).await {
+                    tracing::warn!(error = %e, "quality re-estimation failed");
+                }
+            }
+        });
         let res = self.server.await;
         housekeeping.abort();
         signer.abort();
         royalties.abort();
+        quality.abort();
         res
     }
 }

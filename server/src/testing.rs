@@ -177,6 +177,9 @@ impl TestApp {
                 ),
             }
         }
+        // Tests step background work themselves (`run_once`), so that
+        // what they assert never races a timer.
+        config.quality_interval_secs = 0;
         tweak(&mut config);
         let (address, port, state, handle) = Self::start(&rt, config.clone());
         TestApp {
@@ -340,6 +343,16 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
             rt.block_on(self.handle.stop(false));
+            // Tests share one Redis: leave nothing of this app behind.
+            if let (true, Some(url)) = (self.owns_storage, self.config.redis_url.clone()) {
+                let prefix = self.config.redis_prefix.clone();
+                let _ = rt.block_on(async move {
+                    RedisQueue::connect(&url, &prefix)
+                        .await?
+                        .flush_prefix()
+                        .await
+                });
+            }
             if let Some(pg) = &self.pg {
                 let state = self.state.clone();
                 rt.block_on(async move {

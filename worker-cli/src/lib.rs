@@ -2,6 +2,7 @@
 //! files, batch pull/push and the interactive loop, so tests and the load
 //! generator run the same code.
 
+pub mod aggregate;
 pub mod batch;
 pub mod client;
 pub mod home;

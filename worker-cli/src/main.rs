@@ -170,6 +170,23 @@ enum Command {
         #[command(subcommand)]
         command: SettlementCommand,
     },
+    /// Aggregate crowd labels from elsewhere, offline, with the server's
+    /// engine (Dawid-Skene EM): CSV `item,worker,label` (and optionally
+    /// gold `item,label`) in, CSV `item,label,confidence` out.
+    Aggregate {
+        /// The answers CSV (`-` for stdin).
+        #[arg(long)]
+        answers: PathBuf,
+        /// Known answers to seed the estimate with.
+        #[arg(long)]
+        gold: Option<PathBuf>,
+        /// Where to write the labels (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No summary on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Manage the keys linked to your account.
     Keys {
         #[command(subcommand)]
@@ -555,6 +572,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+        Command::Aggregate {
+            answers,
+            gold,
+            out,
+            quiet,
+        } => sahel_worker::aggregate::run(&answers, gold.as_deref(), out.as_deref(), quiet)?,
         Command::Keys { action } => keys(&ctx, action)?,
         Command::Receipts { command } => receipts(&ctx, command)?,
         Command::PayoutAddress { address } => {

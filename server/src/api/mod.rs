@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod extract;
 pub mod ledger;
 pub mod projects;
+pub mod quality;
 pub mod work;
 
 use actix_web::{HttpResponse, web};
@@ -106,6 +107,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/submissions", web::post().to(work::submit))
             .route("/submissions/batch", web::post().to(work::submit_batch))
             .route("/submissions/{id}", web::get().to(work::get_submission))
+            .route("/projects/{id}/quality", web::get().to(quality::report))
+            .route(
+                "/projects/{id}/quality/settings",
+                web::get().to(quality::settings),
+            )
+            .route(
+                "/projects/{id}/quality/settings",
+                web::put().to(quality::put_settings),
+            )
+            .route("/projects/{id}/gold", web::get().to(quality::list_gold))
+            .route("/projects/{id}/gold", web::post().to(quality::mark_gold))
+            .route("/admin/quality/run", web::post().to(quality::run_once))
             // Unknown paths under /api/v1 answer problem+json; the rest of
             // the site's unknown paths belong to `crate::web`.
             .default_service(web::to(not_found)),

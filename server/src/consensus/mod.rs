@@ -3,7 +3,10 @@
 //! Nothing here touches the database: [`LabelSchema`] validates schemas,
 //! items and answers, and [`decide`] turns an item's answers into a
 //! decision. [`resolve`] applies a decision inside a database transaction.
+//! [`quality`] is the quality engine (gold, EM, reliability) for bounties
+//! that use it; its statistics live in the `sahel-quality` crate.
 
+pub mod quality;
 pub mod resolve;
 
 use std::collections::BTreeMap;
@@ -62,9 +65,11 @@ impl LabelSchema {
         }
     }
 
-    /// Checks that an imported item carries what this type shows.
+    /// Checks that an imported item carries what this type shows, and
+    /// that its gold answer, if it has one, is a valid answer.
     pub fn validate_item(&self, data: &Value) -> Result<(), String> {
         let obj = data.as_object().ok_or("an item must be a JSON object")?;
+        quality::gold::check_import(self, obj)?;
         match self {
             LabelSchema::Classification { .. } => match obj.get("text") {
                 Some(Value::String(t)) if !t.trim().is_empty() && t.len() <= MAX_ITEM_TEXT => {
@@ -124,6 +129,8 @@ pub enum Decision {
         accepted: Vec<i64>,
         rejected: Vec<i64>,
         agreement: f64,
+        /// The posterior of the result, when the quality engine decided.
+        confidence: Option<f64>,
     },
     /// Tied: collect answers until there are `needed`.
     NeedMore { needed: u32 },
@@ -171,6 +178,7 @@ pub fn decide(schema: &LabelSchema, votes: &[Vote], max_answers: u32) -> Decisio
             accepted,
             rejected,
             agreement,
+            confidence: None,
         };
     }
     let n = votes.len() as u32;

@@ -6,7 +6,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
-use super::{Decision, Vote, decide};
+use super::{Decision, Vote, decide, quality};
 use crate::db::now_ms;
 use crate::error::Result;
 use crate::ledger;
@@ -52,8 +52,31 @@ pub async fn resolve_item(
     p: &Project,
     it: &item::Model,
 ) -> Result<Outcome> {
+    resolve(conn, p, it, false).await
+}
+
+/// Resolves an open item if the quality engine's current model settles it
+/// already, before it has the answers it waits for (the background
+/// re-estimation calls this). Otherwise changes nothing.
+pub async fn resolve_early(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    item_id: i64,
+) -> Result<Outcome> {
+    let Some(it) = item::Entity::find_by_id(item_id).one(conn).await? else {
+        return Ok(Outcome::Pending);
+    };
+    resolve(conn, p, &it, true).await
+}
+
+async fn resolve(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    it: &item::Model,
+    early: bool,
+) -> Result<Outcome> {
     let item_id = it.id;
-    if it.status != "open" || it.answers_count < it.needed {
+    if it.status != "open" || (!early && it.answers_count < it.needed) {
         return Ok(Outcome::Pending);
     }
     let rows = answer::Entity::find()
@@ -69,7 +92,14 @@ pub async fn resolve_item(
         })
         .collect();
     let now = now_ms();
-    match decide(&p.schema, &votes, p.row.max_answers as u32) {
+    // Bounties with quality settings are decided by the engine; the others
+    // keep the plurality vote.
+    let decision = match quality::settings(conn, p.row.id).await? {
+        Some(s) => quality::decide(conn, p, &s, &rows).await?,
+        None => decide(&p.schema, &votes, p.row.max_answers as u32),
+    };
+    match decision {
+        Decision::NeedMore { .. } if early => Ok(Outcome::Pending),
         Decision::NeedMore { needed } => {
             item::Entity::update_many()
                 .col_expr(item::Column::Needed, Expr::value(needed as i32))
@@ -83,24 +113,33 @@ pub async fn resolve_item(
             accepted,
             rejected,
             agreement,
+            confidence,
         } => {
             let reward = p.row.reward;
             set_answers(conn, &accepted, "accepted", reward, now).await?;
             set_answers(conn, &rejected, "rejected", 0, now).await?;
-            let stored =
+            let mut stored =
                 json!({ "answer": result, "agreement": agreement, "answers": votes.len() });
+            if let Some(c) = confidence {
+                stored["confidence"] = json!(c);
+            }
             close_item(conn, item_id, "resolved", Some(stored.to_string()), now).await?;
-            // The project row before the ledger: every money transaction
-            // locks rows in one order (leases, items, project, chain head,
-            // accounts), so closing a bounty never deadlocks with a payment.
+            // The project before the ledger: every money transaction locks
+            // in one order (leases, items, project, chain head, accounts),
+            // so closing a bounty never deadlocks with a payment.
             projects::complete_if_done(conn, p.row.id).await?;
-            let payees: Vec<i64> = rows
-                .iter()
-                .filter(|a| accepted.contains(&a.id))
-                .map(|a| a.user_id)
-                .collect();
-            ledger::payments::pay_answers(conn, p.row.id, item_id, &accepted, &payees, reward)
-                .await?;
+            // Under the engine the decided class may have no answer at all
+            // (every answer came from contributors known to invert); then
+            // nobody is paid.
+            if !accepted.is_empty() {
+                let payees: Vec<i64> = rows
+                    .iter()
+                    .filter(|a| accepted.contains(&a.id))
+                    .map(|a| a.user_id)
+                    .collect();
+                ledger::payments::pay_answers(conn, p.row.id, item_id, &accepted, &payees, reward)
+                    .await?;
+            }
             Ok(Outcome::Closed)
         }
         Decision::NoConsensus { rejected } => {

@@ -12,7 +12,9 @@ use actix_web::web::Bytes;
 use futures_util::{Stream, StreamExt};
 use sahel_protocol::api::{ImportLineError, ImportReport, ProjectStatus};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use serde_json::{Map, Value};
 
 use super::entity::{item, project};
@@ -359,10 +361,11 @@ where
 {
     let p = super::get_owned(&db.conn, owner, project_id).await?;
     let first_seq = lock_for_import(db, project_id).await?;
+    let needed = crate::consensus::quality::initial_needed(&db.conn, &p).await?;
     let mut parser = ItemParser::new(format, &p.schema);
     let mut batch = Vec::with_capacity(BATCH);
     let mut next_seq = first_seq;
-    let mut inserted = 0u64;
+    let mut counts = Counts::default();
     let streamed: Result<()> = async {
         let mut read = 0usize;
         while let Some(chunk) = body.next().await {
@@ -381,21 +384,27 @@ where
                 // Once a line failed an all-or-nothing import, stop writing
                 // but keep reading: the buyer gets every bad line at once.
                 if partial || parser.error_count == 0 {
-                    inserted += insert_staged(db, &p, &mut next_seq, &batch).await?;
+                    insert_staged(db, &p, needed, &mut next_seq, &batch, &mut counts).await?;
                 }
                 batch.clear();
             }
         }
         parser.finish(&mut batch);
         if partial || parser.error_count == 0 {
-            inserted += insert_staged(db, &p, &mut next_seq, &batch).await?;
+            insert_staged(db, &p, needed, &mut next_seq, &batch, &mut counts).await?;
         }
         Ok(())
     }
     .await;
 
+    let inserted = counts.regular + counts.gold;
     let failed = streamed.is_err() || (parser.error_count > 0 && !partial) || inserted == 0;
-    finish_import(db, project_id, if failed { None } else { Some(inserted) }).await?;
+    finish_import(
+        db,
+        project_id,
+        if failed { None } else { Some(counts.regular) },
+    )
+    .await?;
     streamed?;
     if parser.error_count > 0 && !partial {
         return Err(Error::invalid(
@@ -408,8 +417,9 @@ where
         return Err(Error::invalid("import-empty", "the file holds no items")
             .with_errors(parser.report_errors()));
     }
+    // Gold questions are not items to label: they are not counted here.
     Ok(ImportReport {
-        imported: inserted,
+        imported: counts.regular,
         errors: parser.report_errors(),
     })
 }
@@ -445,7 +455,7 @@ async fn lock_for_import(db: &Db, project_id: i64) -> Result<i64> {
     }
     item::Entity::delete_many()
         .filter(item::Column::ProjectId.eq(project_id))
-        .filter(item::Column::Status.eq("staged"))
+        .filter(item::Column::Status.is_in(["staged", "staged_gold"]))
         .exec(&*tx)
         .await?;
     let max_seq: Option<i64> = item::Entity::find()
@@ -460,36 +470,61 @@ async fn lock_for_import(db: &Db, project_id: i64) -> Result<i64> {
     Ok(max_seq.unwrap_or(0) + 1)
 }
 
+/// Items written by an import so far.
+#[derive(Default)]
+struct Counts {
+    /// Items for the queue (they count in the project's item count).
+    regular: u64,
+    /// Gold questions, kept apart from the queue and the count.
+    gold: u64,
+}
+
+/// Writes a batch as staged rows. Gold items (their known answer in the
+/// `_gold` field) are stored without that field, as `staged_gold`, with
+/// their answer recorded for the quality engine.
 async fn insert_staged(
     db: &Db,
     p: &super::Project,
+    needed: i32,
     next_seq: &mut i64,
     items: &[Value],
-) -> Result<u64> {
+    counts: &mut Counts,
+) -> Result<()> {
     if items.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let now = now_ms();
-    let rows: Vec<item::ActiveModel> = items
-        .iter()
-        .map(|data| {
-            let seq = *next_seq;
-            *next_seq += 1;
-            item::ActiveModel {
-                project_id: Set(p.row.id),
-                seq: Set(seq),
-                data: Set(data.to_string()),
-                status: Set("staged".into()),
-                needed: Set(p.row.overlap),
-                answers_count: Set(0),
-                result: Set(None),
-                created_at: Set(now),
-                resolved_at: Set(None),
-                ..Default::default()
-            }
-        })
-        .collect();
+    let row = |seq: i64, data: &Value, status: &str, needed: i32| item::ActiveModel {
+        project_id: Set(p.row.id),
+        seq: Set(seq),
+        data: Set(data.to_string()),
+        status: Set(status.into()),
+        needed: Set(needed),
+        answers_count: Set(0),
+        result: Set(None),
+        created_at: Set(now),
+        resolved_at: Set(None),
+        ..Default::default()
+    };
     let tx = db.write().await?;
+    let mut rows = Vec::with_capacity(items.len());
+    for raw in items {
+        let seq = *next_seq;
+        *next_seq += 1;
+        let (data, gold) = crate::consensus::quality::gold::split_import(&p.schema, raw);
+        match gold {
+            Some(answer) => {
+                let g = row(seq, &data, "staged_gold", 0).insert(&*tx).await?;
+                crate::consensus::quality::gold::insert_imported(&*tx, p.row.id, g.id, &answer)
+                    .await?;
+                counts.gold += 1;
+            }
+            None => {
+                rows.push(row(seq, &data, "staged", needed));
+                counts.regular += 1;
+            }
+        }
+    }
     // Chunks keep each statement under SQLite's bound-parameter limit.
     for chunk in rows.chunks(500) {
         item::Entity::insert_many(chunk.to_vec())
@@ -497,7 +532,7 @@ async fn insert_staged(
             .await?;
     }
     tx.commit().await?;
-    Ok(items.len() as u64)
+    Ok(())
 }
 
 /// Publishes (`Some(count)`) or discards (`None`) the staged items, and
@@ -506,12 +541,14 @@ async fn finish_import(db: &Db, project_id: i64, publish: Option<u64>) -> Result
     let tx = db.write().await?;
     match publish {
         Some(count) => {
-            item::Entity::update_many()
-                .col_expr(item::Column::Status, Expr::value("open"))
-                .filter(item::Column::ProjectId.eq(project_id))
-                .filter(item::Column::Status.eq("staged"))
-                .exec(&*tx)
-                .await?;
+            for (from, to) in [("staged", "open"), ("staged_gold", "gold")] {
+                item::Entity::update_many()
+                    .col_expr(item::Column::Status, Expr::value(to))
+                    .filter(item::Column::ProjectId.eq(project_id))
+                    .filter(item::Column::Status.eq(from))
+                    .exec(&*tx)
+                    .await?;
+            }
             project::Entity::update_many()
                 .col_expr(
                     project::Column::ItemCount,
@@ -528,7 +565,7 @@ async fn finish_import(db: &Db, project_id: i64, publish: Option<u64>) -> Result
         None => {
             item::Entity::delete_many()
                 .filter(item::Column::ProjectId.eq(project_id))
-                .filter(item::Column::Status.eq("staged"))
+                .filter(item::Column::Status.is_in(["staged", "staged_gold"]))
                 .exec(&*tx)
                 .await?;
             project::Entity::update_many()

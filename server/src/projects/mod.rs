@@ -311,18 +311,26 @@ pub async fn fund(
             "import items before funding the project",
         ));
     }
+    // Gold answers (quality engine) are paid from a reserve on top.
+    let reserve = crate::consensus::quality::gold_reserve(&*tx, &p).await?;
     let cost = p
         .full_cost(p.row.item_count)
+        .and_then(|c| c.checked_add(reserve))
         .ok_or_else(|| Error::invalid("budget-too-small", "overlap x items x reward overflows"))?;
     if p.row.budget < cost.0 {
         return Err(Error::invalid(
             "budget-too-small",
             format!(
-                "the budget {} cannot pay overlap {} x {} items x reward {} = {}",
+                "the budget {} cannot pay overlap {} x {} items x reward {}{} = {}",
                 Micros(p.row.budget),
                 p.row.overlap,
                 p.row.item_count,
                 Micros(p.row.reward),
+                if reserve.0 > 0 {
+                    format!(" + gold answers {reserve}")
+                } else {
+                    String::new()
+                },
                 cost
             ),
         ));

@@ -174,6 +174,10 @@ impl QueueBackend for MemoryQueue {
         Ok(())
     }
 
+    async fn reload(&self, snapshot: ProjectSnapshot) -> QueueResult<()> {
+        self.load(snapshot).await
+    }
+
     async fn unload(&self, project: i64) -> QueueResult<()> {
         self.projects
             .lock()

@@ -22,6 +22,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use crate::accounts::{AuthUser, PendingNonce};
+use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::{Db, now_ms};
 use crate::error::{ClientKind, Error, Result, is_unique_violation};
@@ -100,6 +101,11 @@ pub trait QueueBackend: Send + Sync + 'static {
     /// Builds a project's state from a database snapshot, merging with any
     /// changes recorded meanwhile, and marks it loaded.
     async fn load(&self, snapshot: ProjectSnapshot) -> QueueResult<()>;
+    /// Replaces a loaded project's state with a fresh snapshot, dropping
+    /// marks the database no longer has (answers discarded by a
+    /// suspension). Reservations not yet committed are lost: rare and
+    /// harmless, since the database refuses any answer beyond the need.
+    async fn reload(&self, snapshot: ProjectSnapshot) -> QueueResult<()>;
     async fn unload(&self, project: i64) -> QueueResult<()>;
     /// Sets aside up to `count` items for `user` until `until`, freeing
     /// leases that expired by `now` first. One atomic step.
@@ -237,6 +243,15 @@ pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Rebuilds a loaded project's queue from the database (after the quality
+/// engine discarded answers, so their items are offered again).
+pub async fn reload_project(state: &AppState, project_id: i64) -> Result<()> {
+    let snap = snapshot(&state.db.conn, project_id, now_ms()).await?;
+    state.queue.reload(snap).await?;
+    Metrics::add(&state.metrics.queue_rebuilds, 1);
+    Ok(())
+}
+
 /// Leases up to `count` tasks of a project to a contributor.
 ///
 /// `nonce` (a signed request's) is recorded in the lease transaction when
@@ -274,28 +289,46 @@ pub async fn lease(
     }
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
-    let picked = match state
-        .queue
-        .reserve(project_id, user.id, count as usize, now, until)
-        .await
-    {
-        Ok(p) => p,
-        Err(QueueError::NotLoaded(p)) => {
-            // Rebuild in the background; this caller retries after the 503.
-            let st = state.clone();
-            tokio::spawn(async move {
-                if let Err(e) = load_project(&st, p).await {
-                    tracing::info!(project = p, error = %e, "queue rebuild not started here");
-                }
-            });
-            return Err(QueueError::NotLoaded(p).into());
+    // The quality engine may refuse the contributor (suspended, exam
+    // failed), hold them to its exam, or mix gold items in.
+    let admission = quality::admit(&state.db.conn, user, &p).await?;
+    let reserved = if matches!(admission, quality::Admission::Exam(..)) {
+        Vec::new()
+    } else {
+        match state
+            .queue
+            .reserve(project_id, user.id, count as usize, now, until)
+            .await
+        {
+            Ok(r) => r,
+            Err(QueueError::NotLoaded(p)) => {
+                // Rebuild in the background; this caller retries after the 503.
+                let st = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = load_project(&st, p).await {
+                        tracing::info!(project = p, error = %e, "queue rebuild not started here");
+                    }
+                });
+                return Err(QueueError::NotLoaded(p).into());
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     };
+    let (picked, gold) =
+        quality::gold::mix(state, user, &p, &admission, reserved, count, now).await?;
     if picked.is_empty() {
         return Ok(Vec::new());
     }
-    match record_leases(&state.db, nonce, &p, user.id, &picked, now, until).await {
+    match record_leases(
+        &state.db,
+        nonce,
+        &p,
+        user.id,
+        (&picked, &gold),
+        (now, until),
+    )
+    .await
+    {
         Ok((tasks, stale)) => {
             // Items the queue offered but the database has closed: a queue
             // update was lost (e.g. Redis unreachable after a commit).
@@ -308,8 +341,8 @@ pub async fn lease(
             Ok(tasks)
         }
         Err(e) => {
-            for r in &picked {
-                if let Err(qe) = state.queue.release(project_id, r.item_id, user.id).await {
+            for id in picked.iter().filter(|id| !gold.contains(id)) {
+                if let Err(qe) = state.queue.release(project_id, *id, user.id).await {
                     tracing::warn!(error = %qe, "could not return a reservation to the queue");
                 }
             }
@@ -318,16 +351,17 @@ pub async fn lease(
     }
 }
 
+/// Records leases on `picked` (in order); `gold` lists those that are gold
+/// items, leased whatever their status.
 async fn record_leases(
     db: &Db,
     nonce: &mut PendingNonce,
     p: &Project,
     user: i64,
-    picked: &[Reservation],
-    now: i64,
-    until: i64,
+    (picked, gold): (&[i64], &[i64]),
+    (now, until): (i64, i64),
 ) -> Result<(Vec<api::Task>, Vec<i64>)> {
-    let ids: Vec<i64> = picked.iter().map(|r| r.item_id).collect();
+    let ids: Vec<i64> = picked.to_vec();
     let tx = db.write().await?;
     nonce.record_in(&*tx).await?;
     let rows = item::Entity::find()
@@ -337,7 +371,10 @@ async fn record_leases(
     let mut tasks = Vec::with_capacity(rows.len());
     let mut stale = Vec::new();
     for id in ids {
-        let Some(it) = rows.iter().find(|r| r.id == id && r.status == "open") else {
+        let Some(it) = rows
+            .iter()
+            .find(|r| r.id == id && (r.status == "open" || gold.contains(&id)))
+        else {
             stale.push(id);
             continue;
         };
@@ -630,6 +667,8 @@ async fn submit_once(
             "this lease already has an answer",
         ));
     }
+    // A gold item's answers are not counted towards a decision.
+    let gold = quality::gold::gold_of(&*tx, l.item_id).await?;
     let counted = item::Entity::update_many()
         .col_expr(
             item::Column::AnswersCount,
@@ -640,7 +679,8 @@ async fn submit_once(
         .filter(Expr::col(item::Column::AnswersCount).lt(Expr::col(item::Column::Needed)))
         .exec_with_returning(&*tx)
         .await?;
-    let Some(counted) = counted.into_iter().next() else {
+    let counted = counted.into_iter().next();
+    if counted.is_none() && gold.is_none() {
         return Err(Error::conflict(
             "item-complete",
             "this item already has all the answers it needs",
@@ -675,7 +715,21 @@ async fn submit_once(
         }
         Err(e) => return Err(e.into()),
     };
-    let outcome = resolve::resolve_item(&*tx, &p, &counted).await?;
+    let reload = quality::after_answer(
+        &*tx,
+        &p,
+        user.id,
+        l.created_at,
+        &normalized,
+        gold.as_ref(),
+        now,
+    )
+    .await?;
+    let outcome = match (&gold, &counted) {
+        (None, Some(it)) => resolve::resolve_item(&*tx, &p, it).await?,
+        // A gold item's answers are not counted towards a decision.
+        _ => Outcome::Pending,
+    };
     // Only a decision changes the answer's status and pay.
     let a = match outcome {
         Outcome::Closed => answer::Entity::find_by_id(a.id)
@@ -695,7 +749,12 @@ async fn submit_once(
     // the queue stale, and the next rebuild corrects it.
     let q = &state.queue;
     let effects = async {
-        q.answered(l.project_id, l.item_id, user.id).await?;
+        // Gold items are never in the queue; telling it about one would
+        // make a backend that creates items on first mention (Redis) offer
+        // it as a task.
+        if gold.is_none() {
+            q.answered(l.project_id, l.item_id, user.id).await?;
+        }
         match outcome {
             Outcome::Pending => {}
             Outcome::NeedMore(n) => q.set_needed(l.project_id, l.item_id, Some(n)).await?,
@@ -705,6 +764,10 @@ async fn submit_once(
     };
     if let Err(e) = effects.await {
         tracing::warn!(error = %e, "queue update after a committed answer failed");
+    }
+    if reload {
+        // A suspension discarded answers on open items: offer them again.
+        quality::refresh_queue(state, l.project_id).await;
     }
     Ok(to_api_submission(&a))
 }

@@ -329,6 +329,34 @@ impl QueueBackend for RedisQueue {
         Ok(())
     }
 
+    async fn reload(&self, snapshot: ProjectSnapshot) -> QueueResult<()> {
+        // Leasing stops (NOTREADY, a 503) while the project is rewritten.
+        let project = snapshot.project_id;
+        let pp = self.pp(project);
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(format!("{pp}:meta")).await.map_err(unavailable)?;
+        let items: Vec<String> = {
+            let mut iter: redis::AsyncIter<'_, String> = conn
+                .scan_match(format!("{pp}:i:*"))
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+                out.push(k.map_err(unavailable)?);
+            }
+            out
+        };
+        let mut conn = self.conn.clone();
+        for chunk in items.chunks(500) {
+            let _: () = conn.del(chunk).await.map_err(unavailable)?;
+        }
+        let _: () = conn
+            .del(&[format!("{pp}:avail"), format!("{pp}:exp")])
+            .await
+            .map_err(unavailable)?;
+        self.load(snapshot).await
+    }
+
     async fn unload(&self, project: i64) -> QueueResult<()> {
         // Dropping the ready flag is enough to stop leasing; the item keys
         // of a closed project are removed with the prefix scan below.

@@ -8,6 +8,7 @@ mod money;
 mod payments;
 mod projects;
 mod provenance;
+mod quality;
 mod queue;
 mod receipts;
 mod royalties;

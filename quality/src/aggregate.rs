@@ -1,0 +1,69 @@
+//! Aggregation over named things: items, workers and classes by key
+//! instead of dense index. The server (keys are database ids) and the
+//! offline command (keys are CSV strings) both go through [`fit`], so
+//! both get the same labels from the same answers.
+
+use std::hash::Hash;
+
+use crate::Interner;
+use crate::em::{self, Answer, Dataset, EmConfig, Estimate};
+
+/// A fitted aggregation with its keys.
+#[derive(Clone, Debug)]
+pub struct Fitted<I, W> {
+    pub items: Interner<I>,
+    pub workers: Interner<W>,
+    pub data: Dataset,
+    /// Gold as `(item index, class)`.
+    pub gold: Vec<(u32, u16)>,
+    pub estimate: Estimate,
+}
+
+impl<I: Hash + Eq + Clone, W: Hash + Eq + Clone> Fitted<I, W> {
+    /// The label (class index) and confidence of an item, if it is known.
+    pub fn label(&self, item: &I) -> Option<(u16, f64)> {
+        self.items
+            .get(item)
+            .map(|i| self.estimate.label(i as usize))
+    }
+
+    /// Whether an item was gold.
+    pub fn is_gold(&self, item: u32) -> bool {
+        self.gold.iter().any(|(i, _)| *i == item)
+    }
+}
+
+/// Fits EM to `answers` (`item, worker, class index`) with `gold`
+/// (`item, class index`) clamped. Items and workers get dense indices in
+/// order of first appearance (answers first, then gold-only items).
+pub fn fit<I, W>(
+    classes: usize,
+    answers: impl IntoIterator<Item = (I, W, u16)>,
+    gold: impl IntoIterator<Item = (I, u16)>,
+    cfg: &EmConfig,
+) -> Result<Fitted<I, W>, String>
+where
+    I: Hash + Eq + Clone,
+    W: Hash + Eq + Clone,
+{
+    let mut items = Interner::new();
+    let mut workers = Interner::new();
+    let mut rows = Vec::new();
+    for (i, w, label) in answers {
+        rows.push(Answer {
+            item: items.id(&i),
+            worker: workers.id(&w),
+            label,
+        });
+    }
+    let gold: Vec<(u32, u16)> = gold.into_iter().map(|(i, k)| (items.id(&i), k)).collect();
+    let data = Dataset::new(classes, items.len(), workers.len(), &rows)?;
+    let estimate = em::estimate(&data, &gold, cfg);
+    Ok(Fitted {
+        items,
+        workers,
+        data,
+        gold,
+        estimate,
+    })
+}

@@ -1,0 +1,697 @@
+//! The quality engine inside the server: gold questions, EM decisions
+//! with dynamic overlap, contributor reliability and suspension,
+//! qualification exams, and the background re-estimation.
+//!
+//! The statistics are `sahel_quality` (re-exported as [`engine`]), the
+//! same pure code `sahel aggregate` runs; this module stores their inputs
+//! and outputs and applies their verdicts inside database transactions.
+//!
+//! A bounty opts in by having quality settings (`quality_settings`, set on
+//! a draft). Without them it keeps the spine's plurality vote, untouched.
+//! With them:
+//!
+//! - **Decisions** ([`decide`]): at each answer, the item's posterior under
+//!   the stored model (per-contributor confusion matrices from the last
+//!   estimation, or a gold-based guess for newcomers). It resolves when
+//!   the best class reaches the target with at least `min_answers`, when
+//!   one class has `overlap` agreeing answers, or at `max_answers`;
+//!   otherwise it asks for one more answer. Answers agreeing with the
+//!   decided class are paid at once, and never taken back.
+//! - **Gold** ([`gold`]): mixed into each contributor's tasks at one in
+//!   `gold_every`, as ordinary tasks; gold answers update the
+//!   contributor's record in the same transaction and are decided (paid
+//!   when right) by the background run, like any pending answer.
+//! - **Suspension** ([`suspend`]): when the Beta lower bound of a
+//!   contributor's accuracy falls under the threshold (or a strong signal
+//!   fires), they get no more tasks, their answers on open items stop
+//!   counting, and those items go back to the queue for others.
+//! - **Re-estimation** ([`run::run_once`]): EM over all counted answers,
+//!   refreshing the model, the reliabilities, the signals, and deciding
+//!   what the new model settles.
+
+pub mod entity;
+pub mod gold;
+pub mod report;
+pub mod run;
+
+pub use sahel_quality as engine;
+
+use sahel_protocol::Micros;
+use sahel_protocol::api::{self, ProjectStatus};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use serde_json::{Value, json};
+
+use crate::accounts::AuthUser;
+use crate::db::{Db, now_ms};
+use crate::error::{Error, Result};
+use crate::projects::entity::item;
+use crate::projects::{self, Project};
+use crate::queue::entity::answer;
+use crate::state::AppState;
+use engine::em::{EmConfig, Model, argmax};
+use engine::reliability::{GoldRecord, PeerEvidence, SuspensionRule};
+use entity::{contributor, discard, settings};
+
+use super::{Decision, LabelSchema};
+
+pub const DEFAULT_GOLD_EVERY: u32 = 10;
+pub const DEFAULT_TARGET: f64 = 0.95;
+pub const DEFAULT_EXAM_PASS: f64 = 0.8;
+
+/// What a bounty with quality settings says about payment.
+pub const PAYMENT_RULE: &str = "An item is decided when its best class reaches the target confidence with at least the minimum answers, when one class has `overlap` agreeing answers, or at the maximum; the answers agreeing with the decision are paid the reward at that moment, once, and never taken back by later re-estimation. Gold answers are paid the reward when right, from the budget above overlap x items x reward.";
+
+/// The class names of a classification schema.
+pub fn classes(p: &Project) -> &[String] {
+    match &p.schema {
+        LabelSchema::Classification { classes } => classes,
+    }
+}
+
+/// The class index of a normalized answer.
+pub fn class_of(p: &Project, answer: &Value) -> Option<u16> {
+    let label = answer.get("label")?.as_str()?;
+    classes(p).iter().position(|c| c == label).map(|i| i as u16)
+}
+
+pub async fn settings(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+) -> Result<Option<settings::Model>> {
+    Ok(settings::Entity::find_by_id(project_id).one(conn).await?)
+}
+
+/// The suspension rule of a bounty: the engine's default for its classes,
+/// with the bounty's threshold and minimum.
+pub fn rule(p: &Project, s: &settings::Model) -> SuspensionRule {
+    SuspensionRule {
+        threshold: s.accuracy_threshold,
+        min_gold: s.min_gold as u32,
+        ..SuspensionRule::for_classes(classes(p).len())
+    }
+}
+
+/// The settings in effect, for the API.
+pub fn view(p: &Project, s: Option<&settings::Model>) -> api::QualitySettings {
+    let overlap = p.row.overlap as u32;
+    match s {
+        Some(s) => api::QualitySettings {
+            project_id: p.row.id,
+            aggregation: "em".into(),
+            gold_every: s.gold_every as u32,
+            target_confidence: s.target_confidence,
+            min_answers: s.min_answers as u32,
+            max_answers: p.row.max_answers as u32,
+            accuracy_threshold: s.accuracy_threshold,
+            min_gold: s.min_gold as u32,
+            exam_size: s.exam_size as u32,
+            exam_pass_mark: s.exam_pass_mark,
+            speed_floor_ms: s.speed_floor_ms as u64,
+            payment_rule: PAYMENT_RULE.into(),
+        },
+        None => api::QualitySettings {
+            project_id: p.row.id,
+            aggregation: "vote".into(),
+            gold_every: 0,
+            target_confidence: 0.0,
+            min_answers: overlap,
+            max_answers: p.row.max_answers as u32,
+            accuracy_threshold: 0.0,
+            min_gold: 0,
+            exam_size: 0,
+            exam_pass_mark: 0.0,
+            speed_floor_ms: 0,
+            payment_rule: "Plurality vote: a unique top answer wins once `overlap` answers are in; a tie asks for one more, up to the maximum; the agreeing answers are paid.".into(),
+        },
+    }
+}
+
+/// Sets a draft bounty's quality settings (switching it to the engine).
+pub async fn put_settings(
+    db: &Db,
+    owner: &AuthUser,
+    project_id: i64,
+    req: api::QualitySettingsRequest,
+) -> Result<api::QualitySettings> {
+    let tx = db.write().await?;
+    let p = projects::get_owned(&*tx, owner, project_id).await?;
+    if p.status() != ProjectStatus::Draft {
+        return Err(Error::conflict(
+            "project-not-draft",
+            "quality settings are fixed once the bounty is funded",
+        ));
+    }
+    let k = classes(&p).len();
+    let chance = 1.0 / k as f64;
+    let gold_every = req.gold_every.unwrap_or(DEFAULT_GOLD_EVERY);
+    if gold_every == 1 || gold_every > 1000 {
+        return Err(Error::invalid(
+            "invalid-quality-settings",
+            "gold_every is 0 (no gold) or 2 to 1000",
+        ));
+    }
+    let target = req.target_confidence.unwrap_or(DEFAULT_TARGET);
+    if !(target > chance && target < 1.0) {
+        return Err(Error::invalid(
+            "invalid-quality-settings",
+            format!("target_confidence must be above chance ({chance:.3}) and below 1"),
+        ));
+    }
+    let overlap = p.row.overlap as u32;
+    let min_answers = req.min_answers.unwrap_or(overlap);
+    if !(1..=overlap).contains(&min_answers) {
+        return Err(Error::invalid(
+            "invalid-quality-settings",
+            format!("min_answers must be 1 to the overlap ({overlap})"),
+        ));
+    }
+    let default_rule = SuspensionRule::for_classes(k);
+    let threshold = req.accuracy_threshold.unwrap_or(default_rule.threshold);
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(Error::invalid(
+            "invalid-quality-settings",
+            "accuracy_threshold must be between 0 and 1",
+        ));
+    }
+    let min_gold = req.min_gold.unwrap_or(default_rule.min_gold);
+    let exam_size = req.exam_size.unwrap_or(0);
+    let pass = req.exam_pass_mark.unwrap_or(DEFAULT_EXAM_PASS);
+    let floor = req.speed_floor_ms.unwrap_or(0);
+    if !(1..=1000).contains(&min_gold)
+        || exam_size > 100
+        || !(pass > 0.0 && pass <= 1.0)
+        || floor > 3_600_000
+    {
+        return Err(Error::invalid(
+            "invalid-quality-settings",
+            "min_gold is 1 to 1000, exam_size at most 100, exam_pass_mark in (0, 1], speed_floor_ms at most an hour",
+        ));
+    }
+    let row = settings::ActiveModel {
+        project_id: Set(project_id),
+        gold_every: Set(gold_every as i32),
+        target_confidence: Set(target),
+        min_answers: Set(min_answers as i32),
+        accuracy_threshold: Set(threshold),
+        min_gold: Set(min_gold as i32),
+        exam_size: Set(exam_size as i32),
+        exam_pass_mark: Set(pass),
+        speed_floor_ms: Set(floor as i64),
+        created_at: Set(now_ms()),
+    };
+    settings::Entity::delete_by_id(project_id)
+        .exec(&*tx)
+        .await?;
+    settings::Entity::insert(row).exec(&*tx).await?;
+    // Items imported already wait for the minimum, not the overlap.
+    item::Entity::update_many()
+        .col_expr(item::Column::Needed, Expr::value(min_answers as i32))
+        .filter(item::Column::ProjectId.eq(project_id))
+        .filter(item::Column::Status.eq("open"))
+        .exec(&*tx)
+        .await?;
+    let s = settings(&*tx, project_id).await?;
+    tx.commit().await?;
+    Ok(view(&p, s.as_ref()))
+}
+
+/// How many answers a newly imported item waits for.
+pub async fn initial_needed(conn: &impl ConnectionTrait, p: &Project) -> Result<i32> {
+    Ok(match settings(conn, p.row.id).await? {
+        Some(s) => s.min_answers,
+        None => p.row.overlap,
+    })
+}
+
+/// Gold answers a bounty can pay: its budget above overlap x items x
+/// reward, in rewards.
+pub fn gold_allowance(p: &Project) -> i64 {
+    let base = p.full_cost(p.row.item_count).map_or(i64::MAX, |m| m.0);
+    std::cmp::max(p.row.budget.saturating_sub(base), 0) / std::cmp::max(p.row.reward, 1)
+}
+
+/// What funding must add to overlap x items x reward so that gold answers
+/// at one in `gold_every` can be paid: a reward per expected gold answer.
+pub async fn gold_reserve(conn: &impl ConnectionTrait, p: &Project) -> Result<Micros> {
+    let Some(s) = settings(conn, p.row.id).await? else {
+        return Ok(Micros::ZERO);
+    };
+    if s.gold_every < 2 || gold::count(conn, p.row.id).await? == 0 {
+        return Ok(Micros::ZERO);
+    }
+    let real_answers = p.row.overlap as i64 * p.row.item_count;
+    let every = s.gold_every as i64 - 1;
+    let gold_answers = (real_answers + every - 1) / every;
+    Ok(Micros(p.row.reward.saturating_mul(gold_answers)))
+}
+
+/// The EM settings the server decides with (the engine's defaults).
+pub fn em_config() -> EmConfig {
+    EmConfig::default()
+}
+
+/// A model for the contributors `users` on bounty `p`: their confusion
+/// matrices from the last estimation or, for those it has not seen yet,
+/// a symmetric guess from their gold record (the prior's accuracy when
+/// they have none).
+async fn model_for(conn: &impl ConnectionTrait, p: &Project, users: &[i64]) -> Result<Model> {
+    let k = classes(p).len();
+    let cfg = em_config();
+    let priors = match entity::state::Entity::find_by_id(p.row.id)
+        .one(conn)
+        .await?
+    {
+        Some(st) => serde_json::from_str::<Vec<f64>>(&st.priors)
+            .ok()
+            .filter(|v| v.len() == k && v.iter().all(|x| *x > 0.0)),
+        None => None,
+    }
+    .unwrap_or_else(|| vec![1.0 / k as f64; k]);
+    let rows = contributor::Entity::find()
+        .filter(contributor::Column::ProjectId.eq(p.row.id))
+        .filter(contributor::Column::UserId.is_in(users.to_vec()))
+        .all(conn)
+        .await?;
+    let mut confusion = Vec::with_capacity(users.len() * k * k);
+    for u in users {
+        let row = rows.iter().find(|r| r.user_id == *u);
+        let stored = row
+            .and_then(|r| r.confusion.as_deref())
+            .and_then(|c| serde_json::from_str::<Vec<f64>>(c).ok())
+            .filter(|m| m.len() == k * k);
+        match stored {
+            Some(m) => confusion.extend(m),
+            None => {
+                let (c, n) = row.map_or((0, 0), |r| (r.gold_correct, r.gold_total));
+                let acc = (cfg.prior_strength * cfg.prior_accuracy + c as f64)
+                    / (cfg.prior_strength + n as f64);
+                let acc = acc.clamp(0.01, 0.99);
+                for t in 0..k {
+                    for l in 0..k {
+                        confusion.push(if t == l {
+                            acc
+                        } else {
+                            (1.0 - acc) / (k - 1) as f64
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(Model::from_parts(priors, confusion, &cfg))
+}
+
+/// The engine's decision on an item's counted answers (`rows`, pending
+/// and not discarded). See the module doc for the rule. Every answer that
+/// agrees with the decided class is accepted; at most `overlap` can,
+/// because the item resolves as soon as one class has that many.
+pub async fn decide(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    s: &settings::Model,
+    rows: &[answer::Model],
+) -> Result<Decision> {
+    let n = rows.len();
+    if n == 0 {
+        return Ok(Decision::NeedMore { needed: 1 });
+    }
+    let names = classes(p);
+    let labels: Vec<Option<u16>> = rows
+        .iter()
+        .map(|a| {
+            serde_json::from_str::<Value>(&a.payload)
+                .ok()
+                .and_then(|v| class_of(p, &v))
+        })
+        .collect();
+    let users: Vec<i64> = rows.iter().map(|a| a.user_id).collect();
+    let model = model_for(conn, p, &users).await?;
+    let votes: Vec<(u32, u16)> = labels
+        .iter()
+        .enumerate()
+        .filter_map(|(j, l)| l.map(|l| (j as u32, l)))
+        .collect();
+    let mut post = vec![0.0; names.len()];
+    model.posterior(&votes, &mut post);
+    let (best, confidence) = argmax(&post);
+    let mut counts = vec![0usize; names.len()];
+    for (_, l) in &votes {
+        counts[*l as usize] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(0);
+    let settled = top >= p.row.overlap as usize
+        || (n >= s.min_answers as usize && confidence >= s.target_confidence)
+        || n >= p.row.max_answers as usize;
+    if !settled {
+        return Ok(Decision::NeedMore {
+            needed: n as u32 + 1,
+        });
+    }
+    let (accepted, rejected): (Vec<usize>, Vec<usize>) =
+        (0..n).partition(|&j| labels[j] == Some(best));
+    Ok(Decision::Resolved {
+        result: json!({ "label": names[best as usize] }),
+        agreement: accepted.len() as f64 / n as f64,
+        accepted: accepted.iter().map(|&j| rows[j].id).collect(),
+        rejected: rejected.iter().map(|&j| rows[j].id).collect(),
+        confidence: Some(confidence),
+    })
+}
+
+/// Whether a contributor may take tasks of a bounty, and which.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// No quality settings: the spine's queue, unchanged.
+    Vote,
+    /// Real items, with gold mixed in.
+    Work(settings::Model),
+    /// The qualification exam first: only gold items, this many more.
+    Exam(settings::Model, u32),
+}
+
+/// A contributor's standing, created on first use.
+pub async fn standing(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+    user_id: i64,
+) -> Result<contributor::Model> {
+    if let Some(r) = find_standing(conn, project_id, user_id).await? {
+        return Ok(r);
+    }
+    let now = now_ms();
+    let fresh = contributor::ActiveModel {
+        project_id: Set(project_id),
+        user_id: Set(user_id),
+        tasks_served: Set(0),
+        gold_correct: Set(0),
+        gold_total: Set(0),
+        peer_agreement: Set(0.0),
+        peer_answers: Set(0),
+        accuracy_mean: Set(0.0),
+        accuracy_lower: Set(0.0),
+        em_accuracy: Set(None),
+        confusion: Set(None),
+        answers_timed: Set(0),
+        answers_fast: Set(0),
+        exam: Set("none".into()),
+        exam_correct: Set(0),
+        exam_total: Set(0),
+        signals: Set("[]".into()),
+        suspended_at: Set(None),
+        suspension_reason: Set(None),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    contributor::Entity::insert(fresh)
+        .on_conflict_do_nothing_on([contributor::Column::ProjectId, contributor::Column::UserId])
+        .exec_without_returning(conn)
+        .await?;
+    find_standing(conn, project_id, user_id)
+        .await?
+        .ok_or_else(|| Error::Unexpected(anyhow::anyhow!("standing row vanished")))
+}
+
+async fn find_standing(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+    user_id: i64,
+) -> Result<Option<contributor::Model>> {
+    Ok(contributor::Entity::find()
+        .filter(contributor::Column::ProjectId.eq(project_id))
+        .filter(contributor::Column::UserId.eq(user_id))
+        .one(conn)
+        .await?)
+}
+
+fn refuse_if_locked(r: &contributor::Model) -> Result<()> {
+    if r.suspended_at.is_some() {
+        return Err(Error::forbidden(
+            "suspended",
+            format!(
+                "you are suspended from this bounty: {}",
+                r.suspension_reason.as_deref().unwrap_or("quality")
+            ),
+        ));
+    }
+    if r.exam == "failed" {
+        return Err(Error::forbidden(
+            "exam-failed",
+            "you did not pass this bounty's qualification exam",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `user` may lease tasks of `p`, and which kind.
+pub async fn admit(conn: &impl ConnectionTrait, user: &AuthUser, p: &Project) -> Result<Admission> {
+    let Some(s) = settings(conn, p.row.id).await? else {
+        return Ok(Admission::Vote);
+    };
+    let r = find_standing(conn, p.row.id, user.id).await?;
+    if let Some(r) = &r {
+        refuse_if_locked(r)?;
+    }
+    let exam_done = r.as_ref().map_or(0, |r| r.exam_total);
+    let passed = r.as_ref().is_some_and(|r| r.exam == "passed");
+    if s.exam_size > 0 && !passed {
+        let left = std::cmp::max(s.exam_size - exam_done, 0) as u32;
+        return Ok(Admission::Exam(s, left));
+    }
+    Ok(Admission::Work(s))
+}
+
+fn same_answer(a: &Value, b: &Value) -> bool {
+    a.get("label").is_some() && a.get("label") == b.get("label")
+}
+
+/// Bookkeeping after an answer is inserted, in the same transaction:
+/// refuses it if its author is suspended or failed the exam, records its
+/// speed, and for a gold answer updates the gold record and exam and
+/// applies the suspension rule. Returns true when answers were discarded
+/// (the queue must be reloaded after the commit).
+pub async fn after_answer(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    user_id: i64,
+    leased_at: i64,
+    given: &Value,
+    gold: Option<&Value>,
+    now: i64,
+) -> Result<bool> {
+    let Some(s) = settings(conn, p.row.id).await? else {
+        return Ok(false);
+    };
+    let r = standing(conn, p.row.id, user_id).await?;
+    refuse_if_locked(&r)?;
+    let fast = s.speed_floor_ms > 0 && now - leased_at < s.speed_floor_ms;
+    let mut update = contributor::Entity::update_many()
+        .col_expr(
+            contributor::Column::AnswersTimed,
+            Expr::col(contributor::Column::AnswersTimed).add(1),
+        )
+        .col_expr(
+            contributor::Column::AnswersFast,
+            Expr::col(contributor::Column::AnswersFast).add(i32::from(fast)),
+        )
+        .col_expr(contributor::Column::UpdatedAt, Expr::value(now));
+    let correct = gold.map(|g| same_answer(given, g));
+    if let Some(ok) = correct {
+        update = update
+            .col_expr(
+                contributor::Column::GoldTotal,
+                Expr::col(contributor::Column::GoldTotal).add(1),
+            )
+            .col_expr(
+                contributor::Column::GoldCorrect,
+                Expr::col(contributor::Column::GoldCorrect).add(i32::from(ok)),
+            );
+        if s.exam_size > 0 && r.exam == "none" {
+            update = update
+                .col_expr(
+                    contributor::Column::ExamTotal,
+                    Expr::col(contributor::Column::ExamTotal).add(1),
+                )
+                .col_expr(
+                    contributor::Column::ExamCorrect,
+                    Expr::col(contributor::Column::ExamCorrect).add(i32::from(ok)),
+                );
+        }
+    }
+    update
+        .filter(contributor::Column::Id.eq(r.id))
+        .exec(conn)
+        .await?;
+    if correct.is_none() {
+        return Ok(false);
+    }
+    let r = standing(conn, p.row.id, user_id).await?;
+    if s.exam_size > 0 && r.exam == "none" && r.exam_total >= s.exam_size {
+        let passed = r.exam_correct as f64 >= s.exam_pass_mark * r.exam_total as f64 - 1e-9;
+        contributor::Entity::update_many()
+            .col_expr(
+                contributor::Column::Exam,
+                Expr::value(if passed { "passed" } else { "failed" }),
+            )
+            .filter(contributor::Column::Id.eq(r.id))
+            .exec(conn)
+            .await?;
+    }
+    refresh_accuracy(conn, p, &s, &r, now).await
+}
+
+fn record(r: &contributor::Model) -> (GoldRecord, PeerEvidence) {
+    (
+        GoldRecord {
+            correct: std::cmp::max(r.gold_correct, 0) as u32,
+            total: std::cmp::max(r.gold_total, 0) as u32,
+        },
+        PeerEvidence {
+            agreement: r.peer_agreement,
+            answers: std::cmp::max(r.peer_answers, 0) as u32,
+        },
+    )
+}
+
+/// Recomputes a contributor's accuracy posterior and suspends them if the
+/// rule says so. Returns true when answers were discarded.
+pub async fn refresh_accuracy(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    s: &settings::Model,
+    r: &contributor::Model,
+    now: i64,
+) -> Result<bool> {
+    let rule = rule(p, s);
+    let (g, peer) = record(r);
+    let est = rule.estimate_with(g, peer);
+    contributor::Entity::update_many()
+        .col_expr(contributor::Column::AccuracyMean, Expr::value(est.mean))
+        .col_expr(contributor::Column::AccuracyLower, Expr::value(est.lower))
+        .filter(contributor::Column::Id.eq(r.id))
+        .exec(conn)
+        .await?;
+    if r.suspended_at.is_some() || !rule.suspends_with(g, peer) {
+        return Ok(false);
+    }
+    let reason = format!(
+        "accuracy too low: {} of {} gold answers right{}; the 95% lower bound of accuracy is {:.2}, under this bounty's threshold {:.2}",
+        g.correct,
+        g.total,
+        if peer.answers > 0 {
+            format!(
+                ", and {:.0} of {} answers agree with what the other contributors settled",
+                peer.agreement, peer.answers
+            )
+        } else {
+            String::new()
+        },
+        est.lower,
+        rule.threshold
+    );
+    suspend(conn, p, r.user_id, &reason, now).await
+}
+
+/// Suspends a contributor from a bounty: no more tasks, and their answers
+/// on items still open stop counting (rejected unpaid, listed in
+/// `quality_discards`, the item's count lowered so others answer it).
+/// Decided items keep their decisions. Returns true when answers were
+/// discarded. Idempotent.
+pub async fn suspend(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    user_id: i64,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    let r = standing(conn, p.row.id, user_id).await?;
+    let marked = contributor::Entity::update_many()
+        .col_expr(contributor::Column::SuspendedAt, Expr::value(now))
+        .col_expr(contributor::Column::SuspensionReason, Expr::value(reason))
+        .filter(contributor::Column::Id.eq(r.id))
+        .filter(contributor::Column::SuspendedAt.is_null())
+        .exec(conn)
+        .await?;
+    if marked.rows_affected == 0 {
+        return Ok(false);
+    }
+    tracing::info!(
+        project = p.row.id,
+        user = user_id,
+        reason,
+        "contributor suspended"
+    );
+    let pending = answer::Entity::find()
+        .filter(answer::Column::ProjectId.eq(p.row.id))
+        .filter(answer::Column::UserId.eq(user_id))
+        .filter(answer::Column::Status.eq("pending"))
+        .all(conn)
+        .await?;
+    let ids: Vec<i64> = pending.iter().map(|a| a.item_id).collect();
+    let open: Vec<i64> = item::Entity::find()
+        .filter(item::Column::Id.is_in(ids))
+        .filter(item::Column::Status.eq("open"))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let mut discarded = false;
+    for a in pending.iter().filter(|a| open.contains(&a.item_id)) {
+        // The item first, then the answer: the order in which answering
+        // and resolving lock them, so the two never wait on each other in
+        // a cycle. An item decided meanwhile keeps its decision.
+        let counted = item::Entity::update_many()
+            .col_expr(
+                item::Column::AnswersCount,
+                Expr::col(item::Column::AnswersCount).sub(1),
+            )
+            .filter(item::Column::Id.eq(a.item_id))
+            .filter(item::Column::Status.eq("open"))
+            .exec(conn)
+            .await?;
+        if counted.rows_affected != 1 {
+            continue;
+        }
+        let res = answer::Entity::update_many()
+            .col_expr(answer::Column::Status, Expr::value("rejected"))
+            .col_expr(answer::Column::DecidedAt, Expr::value(now))
+            .filter(answer::Column::Id.eq(a.id))
+            .filter(answer::Column::Status.eq("pending"))
+            .exec(conn)
+            .await?;
+        if res.rows_affected != 1 {
+            item::Entity::update_many()
+                .col_expr(
+                    item::Column::AnswersCount,
+                    Expr::col(item::Column::AnswersCount).add(1),
+                )
+                .filter(item::Column::Id.eq(a.item_id))
+                .exec(conn)
+                .await?;
+            continue;
+        }
+        discard::ActiveModel {
+            answer_id: Set(a.id),
+            project_id: Set(p.row.id),
+            item_id: Set(a.item_id),
+            user_id: Set(user_id),
+            reason: Set(format!("author suspended: {reason}")),
+            created_at: Set(now),
+        }
+        .insert(conn)
+        .await?;
+        discarded = true;
+    }
+    Ok(discarded)
+}
+
+/// After a commit that discarded answers or closed items outside the
+/// submit path: reload the bounty's queue from the database, so the items
+/// are offered again (and never to a suspended contributor, whom leasing
+/// refuses anyway).
+pub async fn refresh_queue(state: &AppState, project_id: i64) {
+    if let Err(e) = crate::queue::reload_project(state, project_id).await {
+        tracing::warn!(error = %e, project = project_id, "reloading the queue after a quality change failed");
+    }
+}
