@@ -89,16 +89,20 @@ enum Cmd {
     #[command(hide = true)]
     Serve {
         #[command(flatten)]
-        config: Config,
+        config: Box<Config>,
     },
+    /// Time `sahel pull` and `sahel push` (the CLI's code) for one labeler:
+    /// pull --items tasks, answer them, push them in batches of 100.
+    PushBench,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Cmd::Serve { config }) = args.command {
-        return serve(config);
+    match args.command {
+        Some(Cmd::Serve { config }) => serve(*config),
+        Some(Cmd::PushBench) => push_bench(args),
+        None => run(args),
     }
-    run(args)
 }
 
 /// The server side of a bench run: a normal server plus the bench admin.
@@ -642,6 +646,89 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if !clean {
         std::process::exit(2);
+    }
+    Ok(())
+}
+
+/// One power labeler: pull N tasks, answer them offline, push them.
+fn push_bench(mut args: Args) -> anyhow::Result<()> {
+    use sahel_worker::batch;
+    args.contributors = 1;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let servers = start_servers(&args, &rt)?;
+    let (project, _, mut labelers) = setup(&args, &servers.urls)?;
+    let (client, key) = labelers.remove(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sahel-push-bench-{}",
+        sahel_server::accounts::random_hex(4)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let pulled = dir.join("tasks.jsonl");
+    let hidden = indicatif::ProgressBar::hidden();
+
+    let t0 = Instant::now();
+    let n = batch::pull(&client, project, args.items as u32, &pulled, true, &hidden)?;
+    let pull_s = t0.elapsed().as_secs_f64();
+
+    let answers = dir.join("answers.jsonl");
+    let mut out = String::new();
+    for line in std::fs::read_to_string(&pulled)?.lines() {
+        let mut t: batch::TaskLine = serde_json::from_str(line)?;
+        t.answer = json!({ "label": t.data["truth"].as_str().unwrap_or("positive") });
+        out.push_str(&serde_json::to_string(&t)?);
+        out.push('\n');
+    }
+    std::fs::write(&answers, out)?;
+
+    let journal = dir.join("journal.jsonl");
+    let t1 = Instant::now();
+    let report = batch::push(&client, &key, &answers, &journal, 100, &hidden)?;
+    let push_s = t1.elapsed().as_secs_f64();
+    let stored = rt.block_on(async {
+        use sahel_server::queue::entity::answer;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        let db = sahel_server::db::Db::connect(&servers.database_url, 2).await?;
+        Ok::<_, anyhow::Error>(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(project))
+                .count(&db.conn)
+                .await?,
+        )
+    })?;
+    let summary = json!({
+        "tasks_pulled": n,
+        "pull_s": pull_s,
+        "pulled_per_s": n as f64 / pull_s,
+        "answers_pushed": report.recorded,
+        "push_s": push_s,
+        "pushed_per_s": report.recorded as f64 / push_s,
+        "refused": report.refused.len() + report.expired.len() + report.invalid.len(),
+        "answers_in_database": stored,
+        "server_peak_rss_mb": peak_rss(&servers).iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "pull   {n} tasks in {pull_s:.2} s = {:.0} tasks/s",
+            n as f64 / pull_s
+        );
+        println!(
+            "push   {} answers in {push_s:.2} s = {:.0} answers/s (batches of 100, signed)",
+            report.recorded,
+            report.recorded as f64 / push_s
+        );
+        println!(
+            "check  {stored} answers in the database, {} lines refused",
+            report.refused.len() + report.expired.len() + report.invalid.len()
+        );
+    }
+    if stored != n as u64 || report.recorded != n as u64 {
+        bail!("pushed {} of {n} answers, {stored} stored", report.recorded);
     }
     Ok(())
 }

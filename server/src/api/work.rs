@@ -57,10 +57,11 @@ pub async fn lease_any(
 
 pub async fn submit_batch(
     state: web::Data<AppState>,
-    AuthedPending(user, nonce, req): AuthedPending<SubmitBatch>,
+    AuthedPending(user, mut nonce, req): AuthedPending<SubmitBatch>,
 ) -> Result<HttpResponse> {
-    let results = queue::submit_batch(&state, &user, nonce, req).await?;
-    Ok(HttpResponse::Ok().json(SubmitBatchResponse { results }))
+    let results = queue::submit_batch(&state, &user, &mut nonce, req).await;
+    nonce.settle(&state.db).await?;
+    Ok(HttpResponse::Ok().json(SubmitBatchResponse { results: results? }))
 }
 
 pub async fn renew(

@@ -557,6 +557,28 @@ pub async fn submit(
     nonce: &mut PendingNonce,
     req: api::SubmitAnswer,
 ) -> Result<api::Submission> {
+    let (key, hash) = submission_key(&req)?;
+    let attempt = async {
+        let tx = state.db.write().await?;
+        nonce.record_in(&*tx).await?;
+        let (submission, effects) = record_answer(state, &*tx, user, &req, &key, &hash).await?;
+        tx.commit().await?;
+        nonce.committed();
+        Ok::<_, Error>((submission, effects))
+    };
+    match attempt.await {
+        Ok((submission, effects)) => {
+            if let Some(e) = effects {
+                apply_effects(state, e).await;
+            }
+            Ok(submission)
+        }
+        Err(e) => twin_result(&state.db.conn, user, &key, &hash, e).await,
+    }
+}
+
+/// The idempotency key and request hash of a submission.
+fn submission_key(req: &api::SubmitAnswer) -> Result<(String, String)> {
     let key = req.idempotency_key.trim().to_owned();
     if key.is_empty() || key.len() > 200 {
         return Err(Error::invalid(
@@ -564,38 +586,54 @@ pub async fn submit(
             "the idempotency key must be 1 to 200 characters",
         ));
     }
-    let hash = request_hash(req.lease_id, &req.answer);
-    match submit_once(state, user, nonce, &req, &key, &hash).await {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            // A concurrent twin of this request may have won the race; if
-            // so, its result is this request's result too.
-            if matches!(
-                e.client_kind(),
-                Some(ClientKind::Conflict | ClientKind::Gone)
-            ) && let Some(prev) = find_by_key(&state.db.conn, user.id, &key).await?
-                && prev.request_hash == hash
-            {
-                return Ok(to_api_submission(&prev));
-            }
-            Err(e)
-        }
-    }
+    Ok((key, request_hash(req.lease_id, &req.answer)))
 }
 
-async fn submit_once(
-    state: &AppState,
+/// After a refusal: a concurrent twin of this request (same key, same
+/// request) may have won the race; if so, its result is this one's too.
+async fn twin_result(
+    conn: &impl ConnectionTrait,
     user: &AuthUser,
-    nonce: &mut PendingNonce,
+    key: &str,
+    hash: &str,
+    e: Error,
+) -> Result<api::Submission> {
+    if matches!(
+        e.client_kind(),
+        Some(ClientKind::Conflict | ClientKind::Gone)
+    ) && let Some(prev) = find_by_key(conn, user.id, key).await?
+        && prev.request_hash == hash
+    {
+        return Ok(to_api_submission(&prev));
+    }
+    Err(e)
+}
+
+/// What a committed answer asks of the queue and the quality engine.
+struct Effects {
+    project: i64,
+    item: i64,
+    user: i64,
+    gold: bool,
+    outcome: Outcome,
+    /// A suspension discarded answers: the project's queue is rebuilt.
+    reload: bool,
+}
+
+/// Writes one answer inside `conn` (a transaction or savepoint) and
+/// returns what to tell the queue once it is committed (`None` for an
+/// idempotent replay).
+async fn record_answer(
+    state: &AppState,
+    conn: &impl ConnectionTrait,
+    user: &AuthUser,
     req: &api::SubmitAnswer,
     key: &str,
     hash: &str,
-) -> Result<api::Submission> {
-    let tx = state.db.write().await?;
-    nonce.record_in(&*tx).await?;
-    if let Some(prev) = find_by_key(&*tx, user.id, key).await? {
+) -> Result<(api::Submission, Option<Effects>)> {
+    if let Some(prev) = find_by_key(conn, user.id, key).await? {
         return if prev.request_hash == hash {
-            Ok(to_api_submission(&prev))
+            Ok((to_api_submission(&prev), None))
         } else {
             Err(Error::conflict(
                 "idempotency-key-reused",
@@ -603,7 +641,7 @@ async fn submit_once(
             ))
         };
     }
-    let l = own_lease(&*tx, user, req.lease_id).await?;
+    let l = own_lease(conn, user, req.lease_id).await?;
     let now = now_ms();
     match l.status.as_str() {
         "submitted" => {
@@ -621,42 +659,23 @@ async fn submit_once(
         }
         _ => {}
     }
-    let p = state.projects.terms(&*tx, l.project_id).await?;
+    let p = state.projects.terms(conn, l.project_id).await?;
     let normalized = p
         .schema
         .normalize_answer(&req.answer)
         .map_err(|e| Error::invalid("invalid-answer", e))?;
 
-    // Provenance: the contributor's signature over what they saw and said,
-    // or the custodial key's when they sent none.
-    let item_row = item::Entity::find_by_id(l.item_id)
-        .one(&*tx)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
-    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
-        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
-    let provenance = crate::accounts::provenance::sign_or_verify(
-        &*tx,
-        &state.server_key,
-        user.id,
-        &provenance::item_content_hash(&item_data),
-        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
-        &normalized,
-        req.signature.as_deref(),
-    )
-    .await?;
-
     let used = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("submitted"))
         .filter(lease::Column::Id.eq(l.id))
         .filter(lease::Column::Status.eq("open"))
-        .exec(&*tx)
+        .exec(conn)
         .await?;
     if used.rows_affected != 1 {
         // Changed since it was read: answered by a concurrent twin, or
         // ended by the buyer closing the bounty.
         let now_status = lease::Entity::find_by_id(l.id)
-            .one(&*tx)
+            .one(conn)
             .await?
             .map(|l| l.status);
         if now_status.as_deref() == Some("released") {
@@ -667,8 +686,6 @@ async fn submit_once(
             "this lease already has an answer",
         ));
     }
-    // A gold item's answers are not counted towards a decision.
-    let gold = quality::gold::gold_of(&*tx, l.item_id).await?;
     let counted = item::Entity::update_many()
         .col_expr(
             item::Column::AnswersCount,
@@ -677,15 +694,44 @@ async fn submit_once(
         .filter(item::Column::Id.eq(l.item_id))
         .filter(item::Column::Status.eq("open"))
         .filter(Expr::col(item::Column::AnswersCount).lt(Expr::col(item::Column::Needed)))
-        .exec_with_returning(&*tx)
+        .exec_with_returning(conn)
         .await?;
     let counted = counted.into_iter().next();
+    // A gold item is never `open`, so only a miss can be one; its answers
+    // are not counted towards a decision.
+    let gold = match counted {
+        Some(_) => None,
+        None => quality::gold::gold_of(conn, l.item_id).await?,
+    };
     if counted.is_none() && gold.is_none() {
         return Err(Error::conflict(
             "item-complete",
             "this item already has all the answers it needs",
         ));
     };
+    // Provenance: the contributor's signature over what they saw and said,
+    // or the custodial key's when they sent none. A refusal rolls back the
+    // whole answer, so checking it after the counters is safe.
+    let item_row = match &counted {
+        Some(it) => it.clone(),
+        None => item::Entity::find_by_id(l.item_id)
+            .one(conn)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?,
+    };
+    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
+        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
+    let provenance = crate::accounts::provenance::sign_or_verify(
+        conn,
+        &state.server_key,
+        user.id,
+        &provenance::item_content_hash(&item_data),
+        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        &normalized,
+        req.signature.as_deref(),
+    )
+    .await?;
+
     let inserted = answer::ActiveModel {
         project_id: Set(l.project_id),
         item_id: Set(l.item_id),
@@ -703,7 +749,7 @@ async fn submit_once(
         signed_by: Set(Some(provenance.signed_by.to_owned())),
         ..Default::default()
     }
-    .insert(&*tx)
+    .insert(conn)
     .await;
     let a = match inserted {
         Ok(a) => a,
@@ -716,7 +762,7 @@ async fn submit_once(
         Err(e) => return Err(e.into()),
     };
     let reload = quality::after_answer(
-        &*tx,
+        conn,
         &p,
         user.id,
         l.created_at,
@@ -726,50 +772,58 @@ async fn submit_once(
     )
     .await?;
     let outcome = match (&gold, &counted) {
-        (None, Some(it)) => resolve::resolve_item(&*tx, &p, it).await?,
+        (None, Some(it)) => resolve::resolve_item(conn, &p, it).await?,
         // A gold item's answers are not counted towards a decision.
         _ => Outcome::Pending,
     };
     // Only a decision changes the answer's status and pay.
     let a = match outcome {
         Outcome::Closed => answer::Entity::find_by_id(a.id)
-            .one(&*tx)
+            .one(conn)
             .await?
             .unwrap_or(a),
         Outcome::Pending | Outcome::NeedMore(_) => a,
     };
-    tx.commit().await?;
-    nonce.committed();
+    let effects = Effects {
+        project: l.project_id,
+        item: l.item_id,
+        user: user.id,
+        gold: gold.is_some(),
+        outcome,
+        reload,
+    };
+    Ok((to_api_submission(&a), Some(effects)))
+}
+
+/// Tells the queue about a committed answer. A failure here only makes the
+/// queue stale; the next rebuild corrects it.
+async fn apply_effects(state: &AppState, e: Effects) {
     Metrics::add(&state.metrics.answers_recorded, 1);
-    if outcome == Outcome::Closed {
+    if e.outcome == Outcome::Closed {
         Metrics::add(&state.metrics.items_closed, 1);
     }
-
-    // The database has it; now tell the queue. A failure here only makes
-    // the queue stale, and the next rebuild corrects it.
     let q = &state.queue;
-    let effects = async {
+    let updates = async {
         // Gold items are never in the queue; telling it about one would
         // make a backend that creates items on first mention (Redis) offer
         // it as a task.
-        if gold.is_none() {
-            q.answered(l.project_id, l.item_id, user.id).await?;
+        if !e.gold {
+            q.answered(e.project, e.item, e.user).await?;
         }
-        match outcome {
+        match e.outcome {
             Outcome::Pending => {}
-            Outcome::NeedMore(n) => q.set_needed(l.project_id, l.item_id, Some(n)).await?,
-            Outcome::Closed => q.set_needed(l.project_id, l.item_id, None).await?,
+            Outcome::NeedMore(n) => q.set_needed(e.project, e.item, Some(n)).await?,
+            Outcome::Closed => q.set_needed(e.project, e.item, None).await?,
         }
         Ok::<_, QueueError>(())
     };
-    if let Err(e) = effects.await {
-        tracing::warn!(error = %e, "queue update after a committed answer failed");
+    if let Err(err) = updates.await {
+        tracing::warn!(error = %err, "queue update after a committed answer failed");
     }
-    if reload {
+    if e.reload {
         // A suspension discarded answers on open items: offer them again.
-        quality::refresh_queue(state, l.project_id).await;
+        quality::refresh_queue(state, e.project).await;
     }
-    Ok(to_api_submission(&a))
 }
 
 pub async fn get_submission(
@@ -790,42 +844,74 @@ pub async fn get_submission(
     Ok(to_api_submission(&a))
 }
 
-/// Submits up to [`MAX_BATCH`] answers; each is its own transaction, so one
-/// refusal never affects the others.
+/// Submits up to [`MAX_BATCH`] answers in one transaction, each in its own
+/// savepoint: one refusal rolls back only that answer, and the batch costs
+/// one commit instead of one per answer.
 pub async fn submit_batch(
     state: &AppState,
     user: &AuthUser,
-    nonce: PendingNonce,
+    nonce: &mut PendingNonce,
     batch: api::SubmitBatch,
 ) -> Result<Vec<api::BatchResult>> {
-    nonce.settle(&state.db).await?;
     if batch.submissions.is_empty() || batch.submissions.len() > MAX_BATCH as usize {
         return Err(Error::invalid(
             "invalid-count",
             format!("submit 1 to {MAX_BATCH} answers at a time"),
         ));
     }
-    let mut out = Vec::with_capacity(batch.submissions.len());
-    for req in batch.submissions {
-        out.push(
-            match submit(state, user, &mut PendingNonce::default(), req).await {
-                Ok(s) => api::BatchResult {
-                    submission: Some(s),
-                    error: None,
-                },
-                Err(e) => {
-                    if let Error::Unexpected(_) = &e {
-                        tracing::error!(error = ?e, "a batch submission failed");
-                    }
-                    api::BatchResult {
-                        submission: None,
-                        error: Some(e.to_problem()),
-                    }
+    let tx = state.db.write().await?;
+    nonce.record_in(&*tx).await?;
+    let mut results: Vec<std::result::Result<api::Submission, Error>> =
+        Vec::with_capacity(batch.submissions.len());
+    let mut effects = Vec::new();
+    for req in &batch.submissions {
+        let one = async {
+            let (key, hash) = submission_key(req)?;
+            let sp = sea_orm::TransactionTrait::begin(&*tx).await?;
+            match record_answer(state, &sp, user, req, &key, &hash).await {
+                Ok(done) => {
+                    sp.commit().await?;
+                    Ok(done)
                 }
-            },
-        );
+                Err(e) => {
+                    sp.rollback().await?;
+                    twin_result(&*tx, user, &key, &hash, e)
+                        .await
+                        .map(|s| (s, None))
+                }
+            }
+        };
+        match one.await {
+            Ok((s, e)) => {
+                results.push(Ok(s));
+                effects.extend(e);
+            }
+            Err(e) => {
+                if let Error::Unexpected(_) = &e {
+                    tracing::error!(error = ?e, "a batch submission failed");
+                }
+                results.push(Err(e));
+            }
+        }
     }
-    Ok(out)
+    tx.commit().await?;
+    nonce.committed();
+    for e in effects {
+        apply_effects(state, e).await;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            Ok(s) => api::BatchResult {
+                submission: Some(s),
+                error: None,
+            },
+            Err(e) => api::BatchResult {
+                submission: None,
+                error: Some(e.to_problem()),
+            },
+        })
+        .collect())
 }
 
 /// Leases from every open project the contributor may work on, in project
