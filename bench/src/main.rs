@@ -269,6 +269,7 @@ fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, String, Vec<Label
         reward: Micros(reward),
         budget,
         priority: 0,
+        reviews_per_answer: None,
     })?;
     let started = Instant::now();
     let mut chunk = String::new();

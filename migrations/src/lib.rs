@@ -16,6 +16,9 @@ mod m20261124_000102_create_datasets;
 mod m20261124_000103_add_answer_provenance;
 mod m20261124_000200_create_quality;
 mod m20261124_000300_create_web_sessions;
+mod m20261124_000400_create_artifacts;
+mod m20261124_000500_create_reviews;
+mod m20261124_000600_add_gold_feedback;
 
 pub struct Migrator;
 
@@ -31,6 +34,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000102_create_datasets::Migration),
             Box::new(m20261124_000103_add_answer_provenance::Migration),
             Box::new(m20261124_000200_create_quality::Migration),
+            Box::new(m20261124_000400_create_artifacts::Migration),
+            Box::new(m20261124_000500_create_reviews::Migration),
+            Box::new(m20261124_000600_add_gold_feedback::Migration),
         ]
     }
 }

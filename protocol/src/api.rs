@@ -13,6 +13,7 @@ pub const API_PREFIX: &str = "/api/v1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     Buyer,
     Contributor,
@@ -36,6 +37,7 @@ impl Role {
 // ---------------------------------------------------------------- accounts
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     pub email: String,
     pub password: String,
@@ -46,6 +48,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
@@ -55,6 +58,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -64,6 +68,7 @@ pub struct User {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub user: User,
     /// Bearer token for `Authorization: Bearer ...`. Shown once; the server
@@ -100,25 +105,57 @@ pub struct Me {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TaskType {
     Classification,
+    MultiLabel,
+    TextSpans,
+    BoundingBoxes,
+    Pairwise,
+    FreeText,
+    FileCollection,
 }
 
 impl TaskType {
+    pub const ALL: [TaskType; 7] = [
+        TaskType::Classification,
+        TaskType::MultiLabel,
+        TaskType::TextSpans,
+        TaskType::BoundingBoxes,
+        TaskType::Pairwise,
+        TaskType::FreeText,
+        TaskType::FileCollection,
+    ];
+
+    /// The wire name (`docs/task-types.md`).
     pub fn as_str(self) -> &'static str {
         match self {
             TaskType::Classification => "classification",
+            TaskType::MultiLabel => "multi_label",
+            TaskType::TextSpans => "text_spans",
+            TaskType::BoundingBoxes => "bounding_boxes",
+            TaskType::Pairwise => "pairwise",
+            TaskType::FreeText => "free_text",
+            TaskType::FileCollection => "file_collection",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskType> {
+        TaskType::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProjectStatus {
     /// Created, items may be imported; not visible to contributors.
     Draft,
     /// Funded; contributors may take tasks.
     Open,
+    /// Paused by its buyer: no new task is handed out; leases already
+    /// taken may still be answered. Resuming reopens it.
+    Paused,
     /// Every item is resolved.
     Completed,
     /// Closed by its buyer: open leases ended, unspent escrow refunded.
@@ -126,14 +163,18 @@ pub enum ProjectStatus {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateProject {
     pub title: String,
     #[serde(default)]
     pub instructions: String,
     pub task_type: TaskType,
-    /// Per type. Classification: `{"classes": ["positive", "negative"]}`.
+    /// Per type (`docs/task-types.md`). Classification:
+    /// `{"classes": ["positive", "negative"]}`.
     pub schema: Value,
-    /// Answers collected per item before consensus is attempted.
+    /// Answers collected per item before consensus is attempted; for
+    /// reviewed types (free text, file collection), answers accepted per
+    /// item.
     pub overlap: u32,
     /// Paid from escrow for each accepted answer.
     pub reward: Micros,
@@ -141,9 +182,14 @@ pub struct CreateProject {
     pub budget: Micros,
     #[serde(default)]
     pub priority: i32,
+    /// Reviewed types: reviews each answer gets (1 to 5, default 1); the
+    /// majority decides it, a tie rejects it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviews_per_answer: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Project {
     pub id: i64,
     pub buyer_id: i64,
@@ -161,9 +207,14 @@ pub struct Project {
     pub priority: i32,
     pub item_count: i64,
     pub created_at: Timestamp,
+    /// Reviews each answer gets, for reviewed types (1 for the others,
+    /// which are not reviewed).
+    #[serde(default = "one")]
+    pub reviews_per_answer: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportLineError {
     /// 1-based line (JSONL) or record (CSV, counting the header as line 1).
     pub line: u64,
@@ -171,17 +222,20 @@ pub struct ImportLineError {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     pub imported: u64,
     pub errors: Vec<ImportLineError>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FundRequest {
     pub idempotency_key: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     pub project_id: i64,
     pub status: ProjectStatus,
@@ -199,6 +253,7 @@ pub struct Progress {
 // ---------------------------------------------------------------- queue
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseRequest {
     /// How many tasks to lease at once (1 to 100).
     #[serde(default = "one")]
@@ -210,6 +265,7 @@ fn one() -> u32 {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     pub lease_id: i64,
     pub project_id: i64,
@@ -222,6 +278,7 @@ pub struct Task {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseResponse {
     /// Empty when the project has nothing left for this contributor.
     pub tasks: Vec<Task>,
@@ -229,6 +286,7 @@ pub struct LeaseResponse {
 
 /// An open lease, as `GET /me/leases` and renewals report it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseInfo {
     pub lease_id: i64,
     pub project_id: i64,
@@ -239,6 +297,7 @@ pub struct LeaseInfo {
 /// Lease from any open project the caller may work on, highest priority
 /// first (then oldest project), filling `count` across projects.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseAnyRequest {
     #[serde(default = "one")]
     pub count: u32,
@@ -247,6 +306,7 @@ pub struct LeaseAnyRequest {
 // ---------------------------------------------------------------- submissions
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitAnswer {
     pub lease_id: i64,
     /// Per type. Classification: `{"label": "positive"}`.
@@ -265,14 +325,18 @@ pub struct SubmitAnswer {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AnswerStatus {
     /// Waiting for the item's consensus.
     Pending,
+    /// Reviewed types: waiting for its reviews.
+    PendingReview,
     Accepted,
     Rejected,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Submission {
     pub id: i64,
     pub lease_id: i64,
@@ -283,16 +347,29 @@ pub struct Submission {
     /// Paid for this answer so far (the reward once accepted).
     pub paid: Micros,
     pub created_at: Timestamp,
+    /// On bounties that show it, in the response to an answer to a gold
+    /// item: whether it was right, and the known answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_feedback: Option<GoldFeedback>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GoldFeedback {
+    pub correct: bool,
+    pub answer: Value,
 }
 
 /// Up to 100 answers in one call; each is accepted or refused on its own.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitBatch {
     pub submissions: Vec<SubmitAnswer>,
 }
 
 /// One answer's fate in a batch: `submission` or `error`, never both.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<Submission>,
@@ -301,9 +378,73 @@ pub struct BatchResult {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubmitBatchResponse {
     /// In the order of the request.
     pub results: Vec<BatchResult>,
+}
+
+// ---------------------------------------------------------------- reviews
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Verdict {
+    Accept,
+    Reject,
+}
+
+/// An answer to review, on a lease (`POST /projects/{id}/reviews/lease`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewTask {
+    pub lease_id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub answer_id: i64,
+    pub expires_at: Timestamp,
+    /// The item's data, as contributors saw it.
+    pub data: Value,
+    /// The answer under review.
+    pub answer: Value,
+    pub task_type: TaskType,
+    pub schema: Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewLeaseResponse {
+    /// `None` when nothing in the bounty is waiting for this reviewer.
+    pub task: Option<ReviewTask>,
+}
+
+/// `POST /reviews/{lease_id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubmitReview {
+    pub verdict: Verdict,
+    /// Required to reject; stored with the review (and returned with it);
+    /// at most 2,000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A retry with the same key returns the first result and changes
+    /// nothing.
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Review {
+    pub id: i64,
+    pub lease_id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub answer_id: i64,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    /// The reviewed answer's status after this review.
+    pub answer_status: AnswerStatus,
+    pub created_at: Timestamp,
 }
 
 // ---------------------------------------------------------------- ledger
@@ -316,6 +457,7 @@ pub struct DepositRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Balance {
     pub user_id: i64,
     pub balance: Micros,
@@ -557,6 +699,7 @@ pub struct CustodialKey {
 
 /// An RFC 9457 problem document, as every error response carries it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// Stable identifier of the kind of problem, e.g.
     /// `urn:sahel:problem:lease-expired`.
@@ -570,6 +713,7 @@ pub struct Problem {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
     pub database: String,
@@ -615,6 +759,11 @@ pub struct QualitySettingsRequest {
     /// (default 0: off).
     #[serde(default)]
     pub speed_floor_ms: Option<u64>,
+    /// After a contributor answers a gold item, tell them whether they were
+    /// right and the known answer (default false: it reveals the item was
+    /// gold).
+    #[serde(default)]
+    pub gold_feedback: Option<bool>,
 }
 
 /// A bounty's quality settings in effect; anyone who can see the bounty
@@ -633,6 +782,9 @@ pub struct QualitySettings {
     pub exam_size: u32,
     pub exam_pass_mark: f64,
     pub speed_floor_ms: u64,
+    /// Contributors see the known answer after answering a gold item.
+    #[serde(default)]
+    pub gold_feedback: bool,
     /// How payment follows decisions, in words.
     pub payment_rule: String,
 }
@@ -704,4 +856,47 @@ pub struct QualityReport {
     /// Pairs of accounts flagged as agreeing far more than independence
     /// predicts on contested items.
     pub flagged_pairs: Vec<(i64, i64)>,
+}
+
+/// A stored file, named by the SHA-256 of its bytes (lowercase hex).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Artifact {
+    pub sha256: String,
+    pub size: u64,
+    /// Recognised from the bytes, never taken from the uploader.
+    pub media_type: String,
+    pub created_at: Timestamp,
+}
+
+/// `POST /projects/{id}/exports?format=...`: a project's results written
+/// to object storage, downloadable at `download` by the buyer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredExport {
+    pub project_id: i64,
+    pub format: String,
+    pub artifact: Artifact,
+    /// `/api/v1/artifacts/{sha256}`.
+    pub download: String,
+}
+
+/// `POST /projects/{id}/items/from-prefix`: import every object under a
+/// store prefix the server may read (`s3://bucket/prefix`, `file:///dir/`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportFromPrefix {
+    pub url: String,
+}
+
+/// A bounty's upload limits (`PUT /projects/{id}/artifact-limits`); unset
+/// fields fall back to the server's.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArtifactLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Media types (`image/png`, `audio/*`); unset: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Vec<String>>,
 }

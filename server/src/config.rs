@@ -20,6 +20,9 @@
 //! | `--fee-bps` | `SAHEL_FEE_BPS` | `0` | platform fee in basis points, cut from each payment to a contributor or reviewer and from each licence charge (0 to 5000) |
 //! | `--royalty-buyer-share-bps` | `SAHEL_ROYALTY_BUYER_SHARE_BPS` | `2000` | share of each licence charge (after the fee) kept by the buyer who paid for the bounty (0 to 10000) |
 //! | `--payout-decimals` | `SAHEL_PAYOUT_DECIMALS` | `18` | decimals of the EVM payout token; one micro-unit is 10^(decimals-6) of its smallest unit (6 to 24) |
+//! | `--artifacts-url` | `ARTIFACTS_URL` | `<data-dir>/artifacts` | object store for artifacts: `s3://bucket/prefix` (credentials and endpoint from the usual `AWS_*` variables: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), `gs://` and `az://` when built with the `gcp`/`azure` features, or `file:///dir` |
+//! | `--max-artifact-bytes` | `SAHEL_MAX_ARTIFACT_BYTES` | `104857600` | largest file accepted (a bounty or a file-collection schema may set less) |
+//! | `--import-allow` | `SAHEL_IMPORT_ALLOW` | `file://<data-dir>/imports/` | comma-separated URL prefixes that buyers may import items from (`POST /projects/{id}/items/from-prefix`): local directories as `file:///dir/`, stores as `s3://bucket/prefix` |
 //! | - | `RUST_LOG` | `info` | log filter (tracing `EnvFilter` syntax) |
 
 use std::fmt;
@@ -100,6 +103,26 @@ pub struct Config {
     #[arg(long, env = "SAHEL_PAYOUT_DECIMALS", default_value_t = 18,
           value_parser = clap::value_parser!(u32).range(6..=24))]
     pub payout_decimals: u32,
+
+    /// Object store URL for artifacts (default: `<data-dir>/artifacts`).
+    #[arg(long, env = "ARTIFACTS_URL")]
+    pub artifacts_url: Option<String>,
+
+    /// Largest artifact upload accepted, in bytes.
+    #[arg(long, env = "SAHEL_MAX_ARTIFACT_BYTES", default_value_t = 100 << 20)]
+    pub max_artifact_bytes: u64,
+
+    /// URL prefixes items may be imported from (default:
+    /// `file://<data-dir>/imports/`).
+    #[arg(long, env = "SAHEL_IMPORT_ALLOW", value_delimiter = ',')]
+    pub import_allow: Vec<String>,
+
+    /// Seeds where gold items fall in contributors' streams, so that a
+    /// simulation replays exactly. Deliberately not an option or variable:
+    /// a known seed would let contributors predict gold, so only code that
+    /// embeds the server (tests) can set it; the OS draws otherwise.
+    #[arg(skip)]
+    pub gold_seed: Option<u64>,
 }
 
 impl Config {
@@ -124,6 +147,10 @@ impl Config {
             fee_bps: 0,
             royalty_buyer_share_bps: 2000,
             payout_decimals: 18,
+            artifacts_url: None,
+            max_artifact_bytes: 100 << 20,
+            import_allow: Vec::new(),
+            gold_seed: None,
         }
     }
 
@@ -131,6 +158,29 @@ impl Config {
         self.signing_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("server-key"))
+    }
+
+    /// Where local artifacts live when no `ARTIFACTS_URL` is set.
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+
+    /// The directory local imports come from by default. Never the data
+    /// directory itself: it holds the database and the server's key.
+    pub fn imports_dir(&self) -> PathBuf {
+        self.data_dir.join("imports")
+    }
+
+    /// URL prefixes buyers may import items from.
+    pub fn import_allow(&self) -> Vec<String> {
+        if !self.import_allow.is_empty() {
+            return self.import_allow.clone();
+        }
+        let dir = std::fs::canonicalize(self.imports_dir()).unwrap_or_else(|_| self.imports_dir());
+        match url::Url::from_directory_path(&dir) {
+            Ok(u) => vec![u.to_string()],
+            Err(()) => Vec::new(),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -161,6 +211,12 @@ impl fmt::Debug for Config {
             .field("fee_bps", &self.fee_bps)
             .field("royalty_buyer_share_bps", &self.royalty_buyer_share_bps)
             .field("payout_decimals", &self.payout_decimals)
+            .field(
+                "artifacts_url",
+                &self.artifacts_url.as_deref().map(redact_url),
+            )
+            .field("max_artifact_bytes", &self.max_artifact_bytes)
+            .field("import_allow", &self.import_allow)
             .finish_non_exhaustive()
     }
 }

@@ -15,7 +15,7 @@ use sahel_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -85,7 +85,15 @@ impl Db {
             Some(g) => Some(g.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.conn.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN, waiting (busy
+        // timeout) for any writer outside the gate. A deferred transaction
+        // that read first would instead fail at once with "database is
+        // locked" when such a writer committed in between.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: gate.is_some().then_some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let tx = self.conn.begin_with_options(options).await?;
         Ok(WriteTx { tx, _gate: gate })
     }
 

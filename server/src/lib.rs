@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod artifacts;
 pub mod config;
 pub mod consensus;
 pub mod datasets;

@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::db::Db;
 use crate::ledger::{self, receipts, receipts::ServerKey};
@@ -30,6 +31,11 @@ impl Application {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
         let server_key = Arc::new(ServerKey::load_or_create(&config.signing_key_path())?);
+        std::fs::create_dir_all(config.imports_dir())
+            .with_context(|| format!("creating {}", config.imports_dir().display()))?;
+        let artifacts =
+            ArtifactStore::open(config.artifacts_url.as_deref(), &config.artifacts_dir())
+                .context("opening the artifact store")?;
         let db = Db::connect(&config.database_url(), config.db_pool).await?;
         db.migrate().await?;
         let queue: Arc<dyn QueueBackend> = match &config.redis_url {
@@ -52,6 +58,10 @@ impl Application {
             metrics: Default::default(),
             projects: Default::default(),
             server_key,
+            artifacts,
+            gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(
+                config.gold_seed,
+            )),
         };
         let chained = receipts::backfill(&state.db)
             .await
@@ -122,6 +132,16 @@ impl Application {
                 tick.tick().await;
                 if let Err(e) = accounts::sweep_nonces(&state.db).await {
                     tracing::warn!(error = %e, "sweeping request nonces failed");
+                }
+                // Uploads interrupted by a crash leave temporary objects.
+                match state
+                    .artifacts
+                    .sweep_temporary(Duration::from_secs(86_400))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "stale temporary uploads removed"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping temporary uploads failed"),
                 }
             }
         });

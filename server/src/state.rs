@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::artifacts::ArtifactStore;
 use crate::config::Config;
+use crate::consensus::quality::gold::GoldDraw;
 use crate::db::Db;
 use crate::ledger::receipts::ServerKey;
 use crate::projects::ProjectCache;
@@ -18,4 +20,8 @@ pub struct AppState {
     pub projects: Arc<ProjectCache>,
     /// Signs ledger receipts; its public half is published.
     pub server_key: Arc<ServerKey>,
+    /// Object storage for artifacts.
+    pub artifacts: ArtifactStore,
+    /// The randomness that places gold items.
+    pub gold_draw: Arc<GoldDraw>,
 }

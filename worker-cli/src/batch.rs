@@ -45,6 +45,10 @@ pub struct TaskLine {
     /// Fill this in before pushing (e.g. `{"label": "positive"}`).
     #[serde(default)]
     pub answer: Value,
+    /// With `pull --download-artifacts`: the local copy of each referenced
+    /// artifact, by item field (`{"image": "dir/<sha256>.png"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_files: Option<std::collections::BTreeMap<String, String>>,
 }
 
 pub fn idempotency_key(lease_id: i64) -> String {
@@ -61,6 +65,14 @@ fn allowed_answers(task: &api::Task) -> Option<Vec<String>> {
 
 /// Leases up to `n` tasks of a project and writes them to `out`, flushing
 /// after every batch so an interrupted pull still lists what it leased.
+/// What `pull` wrote, and the artifacts it fetched.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pulled {
+    pub tasks: u32,
+    pub downloaded: u32,
+    pub already_there: u32,
+}
+
 pub fn pull(
     client: &Client,
     project: i64,
@@ -69,6 +81,21 @@ pub fn pull(
     force: bool,
     bar: &ProgressBar,
 ) -> anyhow::Result<u32> {
+    Ok(pull_with_artifacts(client, project, n, out, force, None, bar)?.tasks)
+}
+
+/// `pull`, also fetching every artifact the tasks reference into
+/// `artifacts_dir` (verified by SHA-256) and noting the local paths.
+pub fn pull_with_artifacts(
+    client: &Client,
+    project: i64,
+    n: u32,
+    out: &Path,
+    force: bool,
+    artifacts_dir: Option<&Path>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Pulled> {
+    let mut pulled = Pulled::default();
     let file = if force {
         File::create(out)
     } else {
@@ -99,7 +126,23 @@ pub fn pull(
                 schema: t.schema.clone(),
                 allowed_answers: allowed_answers(t),
                 answer: Value::Null,
+                local_files: None,
             };
+            let mut line = line;
+            if let Some(dir) = artifacts_dir {
+                let mut files = std::collections::BTreeMap::new();
+                for (field, sha) in crate::artifacts::item_refs(&t.data) {
+                    let (path, how) = crate::artifacts::fetch(client, dir, &sha)?;
+                    match how {
+                        crate::artifacts::Fetched::Downloaded => pulled.downloaded += 1,
+                        crate::artifacts::Fetched::AlreadyThere => pulled.already_there += 1,
+                    }
+                    files.insert(field, path.display().to_string());
+                }
+                if !files.is_empty() {
+                    line.local_files = Some(files);
+                }
+            }
             serde_json::to_writer(&mut w, &line)?;
             w.write_all(b"\n")?;
         }
@@ -108,7 +151,8 @@ pub fn pull(
         bar.set_position(got as u64);
     }
     w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(got)
+    pulled.tasks = got;
+    Ok(pulled)
 }
 
 /// What happened to each line of a push.

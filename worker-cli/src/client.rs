@@ -224,6 +224,43 @@ impl Client {
         content_type: &str,
         extra_headers: &[(&str, &str)],
     ) -> ApiResult<RawResponse> {
+        let mut res = self.send_streaming(method, path, body, content_type, extra_headers)?;
+        let header = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let status = res.status().as_u16();
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| ApiError {
+                status: 0,
+                problem: None,
+                message: e.to_string(),
+            })?;
+        Ok(RawResponse {
+            status,
+            content_type,
+            retry_after,
+            body,
+        })
+    }
+
+    /// Sends one request and hands back the response with its body unread.
+    fn send_streaming(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> ApiResult<ureq::http::Response<ureq::Body>> {
         let url = format!("{}{}", self.base, path);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         let bytes = body.unwrap_or(&[]);
@@ -257,35 +294,10 @@ impl Client {
             problem: None,
             message: e.to_string(),
         })?;
-        let mut res = self.agent.run(req).map_err(|e| ApiError {
+        self.agent.run(req).map_err(|e| ApiError {
             status: 0,
             problem: None,
             message: e.to_string(),
-        })?;
-        let header = |n: &str| {
-            res.headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let retry_after = header("retry-after");
-        let status = res.status().as_u16();
-        let body = res
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .map_err(|e| ApiError {
-                status: 0,
-                problem: None,
-                message: e.to_string(),
-            })?;
-        Ok(RawResponse {
-            status,
-            content_type,
-            retry_after,
-            body,
         })
     }
 
@@ -399,10 +411,10 @@ impl Client {
         format: &str,
         body: &[u8],
     ) -> ApiResult<api::ImportReport> {
-        let ct = if format == "csv" {
-            "text/csv"
-        } else {
-            "application/x-ndjson"
+        let ct = match format {
+            "csv" => "text/csv",
+            "label_studio" => "application/json",
+            _ => "application/x-ndjson",
         };
         let res = self.raw(
             "POST",
@@ -502,6 +514,22 @@ impl Client {
             &api::CloseProject {
                 idempotency_key: idempotency_key.into(),
             },
+        )
+    }
+
+    pub fn pause_project(&self, project: i64) -> ApiResult<api::Project> {
+        self.call(
+            "POST",
+            &format!("/api/v1/projects/{project}/pause"),
+            None::<&()>,
+        )
+    }
+
+    pub fn resume_project(&self, project: i64) -> ApiResult<api::Project> {
+        self.call(
+            "POST",
+            &format!("/api/v1/projects/{project}/resume"),
+            None::<&()>,
         )
     }
 
@@ -609,13 +637,100 @@ impl Client {
 
     /// A project's results with provenance (its buyer only): JSON lines.
     pub fn project_export(&self, project: i64) -> ApiResult<RawResponse> {
+        self.project_export_as(project, "jsonl")
+    }
+
+    /// A project's results in `format` (jsonl, csv, label_studio, coco).
+    pub fn project_export_as(&self, project: i64, format: &str) -> ApiResult<RawResponse> {
+        let path = format!("/api/v1/projects/{project}/export?format={format}");
+        Self::success(self.raw("GET", &path, None, "")?)
+    }
+
+    /// Uploads a file; `project` applies that bounty's limits (and, for a
+    /// contributor, its file-collection schema's).
+    pub fn upload_artifact(&self, bytes: &[u8], project: Option<i64>) -> ApiResult<api::Artifact> {
+        let path = match project {
+            Some(p) => format!("/api/v1/artifacts?project={p}"),
+            None => "/api/v1/artifacts".to_owned(),
+        };
+        let res = self.raw("POST", &path, Some(bytes), "application/octet-stream")?;
+        Self::decode(res)
+    }
+
+    /// Streams an artifact into `out`; returns its size and media type.
+    pub fn download_artifact(
+        &self,
+        sha256: &str,
+        out: &mut dyn std::io::Write,
+    ) -> ApiResult<(u64, String)> {
+        let path = format!("/api/v1/artifacts/{sha256}");
+        let mut res = self.send_streaming("GET", &path, None, "", &[])?;
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let transport = |e: std::io::Error| ApiError {
+            status: 0,
+            problem: None,
+            message: e.to_string(),
+        };
+        if status != 200 {
+            let body = res
+                .body_mut()
+                .with_config()
+                .limit(1 << 20)
+                .read_to_vec()
+                .unwrap_or_default();
+            return Self::success(RawResponse {
+                status,
+                content_type,
+                retry_after: None,
+                body,
+            })
+            .map(|_| (0, String::new()));
+        }
+        let mut reader = res.body_mut().with_config().limit(u64::MAX).reader();
+        let n = std::io::copy(&mut reader, out).map_err(transport)?;
+        Ok((n, content_type))
+    }
+
+    /// Imports items from files: a multipart body or one zip/tar archive.
+    pub fn import_files(
+        &self,
+        project: i64,
+        body: &[u8],
+        content_type: &str,
+    ) -> ApiResult<api::ImportReport> {
         let res = self.raw(
-            "GET",
-            &format!("/api/v1/projects/{project}/export.jsonl"),
-            None,
-            "",
+            "POST",
+            &format!("/api/v1/projects/{project}/items/files"),
+            Some(body),
+            content_type,
         )?;
-        Self::success(res)
+        Self::decode(res)
+    }
+
+    /// Imports one item per object under a store prefix the server reads.
+    pub fn import_from_prefix(&self, project: i64, url: &str) -> ApiResult<api::ImportReport> {
+        self.post(
+            &format!("/api/v1/projects/{project}/items/from-prefix"),
+            &api::ImportFromPrefix { url: url.into() },
+        )
+    }
+
+    pub fn set_artifact_limits(
+        &self,
+        project: i64,
+        limits: &api::ArtifactLimits,
+    ) -> ApiResult<api::ArtifactLimits> {
+        self.call(
+            "PUT",
+            &format!("/api/v1/projects/{project}/artifact-limits"),
+            Some(limits),
+        )
     }
 
     pub fn custodial_key(&self) -> ApiResult<api::CustodialKey> {

@@ -3,6 +3,7 @@
 //! generator run the same code.
 
 pub mod aggregate;
+pub mod artifacts;
 pub mod batch;
 pub mod client;
 pub mod home;

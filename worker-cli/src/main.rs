@@ -106,6 +106,21 @@ enum Command {
         output: PathBuf,
         #[arg(long)]
         force: bool,
+        /// Also fetch every image, audio or file the tasks reference into
+        /// this directory (named by SHA-256, verified, skipped when already
+        /// there); each task line gets their paths under "local_files".
+        #[arg(long, value_name = "DIR")]
+        download_artifacts: Option<PathBuf>,
+    },
+    /// Upload a file (e.g. a recording for a file-collection answer) and
+    /// print its SHA-256, the reference an answer carries.
+    Upload {
+        file: PathBuf,
+        /// Check the file against this bounty's limits and accepted types.
+        #[arg(long)]
+        project: Option<i64>,
+        #[arg(long)]
+        json: bool,
     },
     /// Submit the answers in a pulled file; rerunning it submits only what
     /// the server has not acknowledged.
@@ -461,16 +476,50 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             n,
             output,
             force,
+            download_artifacts,
         } => {
             let client = ctx.signed_client()?;
             let bar = progress(n as u64, "tasks leased");
-            let got = batch::pull(&client, project, n, &output, force, &bar)?;
+            let got = batch::pull_with_artifacts(
+                &client,
+                project,
+                n,
+                &output,
+                force,
+                download_artifacts.as_deref(),
+                &bar,
+            )?;
             bar.finish_and_clear();
             println!(
-                "leased {got} task(s) into {}; fill in each \"answer\", then `sahel push {}`",
+                "leased {} task(s) into {}; fill in each \"answer\", then `sahel push {}`",
+                got.tasks,
                 output.display(),
                 output.display()
             );
+            if let Some(dir) = &download_artifacts {
+                println!(
+                    "artifacts in {}: {} downloaded, {} already there",
+                    dir.display(),
+                    got.downloaded,
+                    got.already_there
+                );
+            }
+        }
+        Command::Upload {
+            file,
+            project,
+            json,
+        } => {
+            let client = ctx.signed_client()?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let a = client.upload_artifact(&bytes, project)?;
+            if json {
+                print_json(&a)?;
+            } else {
+                println!("{}", a.sha256);
+                eprintln!("{} bytes, {}", a.size, a.media_type);
+            }
         }
         Command::Push {
             file,

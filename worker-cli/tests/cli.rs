@@ -63,6 +63,7 @@ fn bounty_of(app: &TestApp, n: usize) -> api::Project {
             reward: Micros(50_000),
             budget: Micros(50_000 * n as i64),
             priority: 0,
+            reviews_per_answer: None,
         })
         .unwrap();
     let items: String = (1..=n)

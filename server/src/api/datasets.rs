@@ -3,9 +3,10 @@ use sahel_protocol::api::{PublishDataset, Role, RoyaltyRun};
 use serde::Deserialize;
 
 use super::extract::{Authed, Caller};
-use crate::datasets;
+use crate::datasets::{self, export as formats};
 use crate::error::Result;
 use crate::ledger::royalty::{self, Step};
+use crate::projects;
 use crate::state::AppState;
 
 fn idempotency_key(req: &HttpRequest) -> Option<&str> {
@@ -64,20 +65,32 @@ pub async fn records(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// The whole dataset as JSON lines; one charged use.
+/// The whole dataset, streamed (`?format=`, JSONL with provenance by
+/// default); one charged use.
 pub async fn export(
     state: web::Data<AppState>,
     req: HttpRequest,
     Caller(user): Caller,
     path: web::Path<i64>,
+    q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
-    let (_, records, charge) =
-        datasets::export(&state.db, &user, path.into_inner(), idempotency_key(&req)).await?;
+    let format = q.format()?;
+    let id = path.into_inner();
+    let d = datasets::get(&state.db.conn, id).await?;
+    let p = projects::get(&state.db.conn, d.project_id).await?;
+    // Refuse a format the type cannot take before charging for it.
+    format.check(p.row.task_type.as_str())?;
+    let (d, charge) = datasets::charge_export(&state.db, &user, id, idempotency_key(&req)).await?;
+    let source = formats::Source::Dataset {
+        dataset: d.id,
+        project: d.project_id,
+    };
+    let body = formats::stream_from(state.db.conn.clone(), &p, source, format)?;
     Ok(HttpResponse::Ok()
-        .content_type("application/x-ndjson")
+        .content_type(format.media_type())
         .insert_header(("x-sahel-use-id", charge.use_id.to_string()))
         .insert_header(("x-sahel-charged", charge.amount.0.to_string()))
-        .body(jsonl(&records)?))
+        .streaming(body))
 }
 
 /// Runs royalty distribution until idle (bounded), for operators and tests;
@@ -101,23 +114,65 @@ pub async fn run_royalties(
     Ok(HttpResponse::Ok().json(run))
 }
 
-fn jsonl<T: serde::Serialize>(lines: &[T]) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    for l in lines {
-        serde_json::to_writer(&mut body, l).map_err(anyhow::Error::from)?;
-        body.push(b'\n');
-    }
-    Ok(body)
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    format: Option<String>,
 }
 
-/// A project's resolved items with provenance, for its buyer.
+impl ExportQuery {
+    /// The format asked for; JSONL with provenance when none is.
+    fn format(&self) -> Result<formats::ExportFormat> {
+        formats::ExportFormat::parse(self.format.as_deref().unwrap_or("jsonl"))
+    }
+}
+
+/// A project's resolved items, for its buyer, streamed page by page in
+/// the format asked (`?format=jsonl|csv|label_studio|coco`, JSONL with
+/// provenance by default).
 pub async fn project_export(
     state: web::Data<AppState>,
     Caller(user): Caller,
     path: web::Path<i64>,
+    q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
-    let lines = datasets::project_export(&state.db.conn, &user, path.into_inner()).await?;
+    let format = q.format()?;
+    let p = projects::get_owned(&state.db.conn, &user, path.into_inner()).await?;
+    let body = formats::stream(state.db.conn.clone(), &p, format)?;
     Ok(HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .body(jsonl(&lines)?))
+        .content_type(format.media_type())
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{}\"", format.file_name(p.row.id)),
+        ))
+        .streaming(body))
+}
+
+/// Writes a project's export into object storage (content-addressed, so
+/// the same results are stored once) and says where to download it.
+pub async fn store_export(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+    q: web::Query<ExportQuery>,
+) -> Result<HttpResponse> {
+    let format = q.format()?;
+    let p = projects::get_owned(&state.db.conn, &user, path.into_inner()).await?;
+    let body = Box::pin(formats::stream(state.db.conn.clone(), &p, format)?);
+    let unlimited = crate::artifacts::Limits {
+        max_bytes: u64::MAX,
+        accept: Vec::new(),
+    };
+    let mut stored = state.artifacts.put_stream(body, &unlimited).await?;
+    // The format is known; sniffing text formats would only guess it.
+    stored.media_type = format.media_type().to_owned();
+    let artifact =
+        crate::artifacts::record_upload(&state.db, &state.artifacts, user.id, &stored).await?;
+    Ok(
+        HttpResponse::Created().json(sahel_protocol::api::StoredExport {
+            project_id: p.row.id,
+            format: format.as_str().to_owned(),
+            download: format!("/api/v1/artifacts/{}", artifact.sha256),
+            artifact,
+        }),
+    )
 }

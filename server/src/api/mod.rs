@@ -2,11 +2,14 @@
 //! capability module, and serialize. Nothing here decides a rule.
 
 pub mod accounts;
+pub mod artifacts;
 pub mod datasets;
 pub mod extract;
 pub mod ledger;
+pub mod openapi;
 pub mod projects;
 pub mod quality;
+pub mod reviews;
 pub mod work;
 
 use actix_web::{HttpResponse, web};
@@ -80,12 +83,41 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
                     ))
                     .route(web::post().to(projects::import)),
             )
+            .service(
+                web::resource("/artifacts")
+                    .app_data(extract::BodyLimit(SIGNED_UPLOAD_LIMIT))
+                    .route(web::post().to(artifacts::upload)),
+            )
+            .route("/artifacts/{sha256}", web::get().to(artifacts::download))
+            .route(
+                "/projects/{id}/artifact-limits",
+                web::get().to(artifacts::get_limits),
+            )
+            .route(
+                "/projects/{id}/artifact-limits",
+                web::put().to(artifacts::put_limits),
+            )
+            .service(
+                web::resource("/projects/{id}/items/files")
+                    .app_data(extract::BodyLimit(SIGNED_UPLOAD_LIMIT))
+                    .route(web::post().to(artifacts::import_files)),
+            )
+            .route(
+                "/projects/{id}/items/from-prefix",
+                web::post().to(artifacts::import_prefix),
+            )
             .route("/projects/{id}/fund", web::post().to(projects::fund))
             .route("/projects/{id}/progress", web::get().to(projects::progress))
             .route("/projects/{id}/close", web::post().to(projects::close))
+            .route("/projects/{id}/pause", web::post().to(projects::pause))
+            .route("/projects/{id}/resume", web::post().to(projects::resume))
             .route("/projects/{id}/datasets", web::post().to(datasets::publish))
             .route(
                 "/projects/{id}/export.jsonl",
+                web::get().to(datasets::project_export),
+            )
+            .route(
+                "/projects/{id}/export",
                 web::get().to(datasets::project_export),
             )
             .route("/datasets", web::get().to(datasets::list))
@@ -119,6 +151,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
             .route("/projects/{id}/gold", web::get().to(quality::list_gold))
             .route("/projects/{id}/gold", web::post().to(quality::mark_gold))
             .route("/admin/quality/run", web::post().to(quality::run_once))
+            .route(
+                "/projects/{id}/reviews/lease",
+                web::post().to(reviews::lease),
+            )
+            .route("/reviews/{id}", web::post().to(reviews::submit))
+            .route("/me/reviews", web::get().to(reviews::mine))
+            .route("/openapi.json", web::get().to(openapi::serve))
             // Unknown paths under /api/v1 answer problem+json; the rest of
             // the site's unknown paths belong to `crate::web`.
             .default_service(web::to(not_found)),

@@ -92,3 +92,25 @@ pub async fn close(
     }
     Ok(HttpResponse::Ok().json(closed))
 }
+
+/// Stops handing out tasks; leases already taken may still be answered.
+pub async fn pause(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let p = projects::pause(&state.db, &user, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(p.to_api()))
+}
+
+pub async fn resume(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let p = projects::resume(&state.db, &user, path.into_inner()).await?;
+    // The queue kept a paused bounty (or lost it in a restart: start-up
+    // loads only open ones); either way it holds it after this.
+    crate::queue::load_project(&state, p.row.id).await?;
+    Ok(HttpResponse::Ok().json(p.to_api()))
+}

@@ -8,61 +8,61 @@
 
 pub mod quality;
 pub mod resolve;
+pub mod review;
+pub mod types;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sahel_protocol::api::TaskType;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// A validated label schema.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LabelSchema {
-    Classification { classes: Vec<String> },
+pub use review::check_answer_artifacts;
+pub use types::{ACCEPT_AGREEMENT, Consensus, TaskKind};
+
+/// A validated label schema: one task type's rules ([`TaskKind`]) behind a
+/// cheap-to-clone handle.
+#[derive(Clone, Debug)]
+pub struct LabelSchema(Arc<dyn TaskKind>);
+
+impl PartialEq for LabelSchema {
+    fn eq(&self, other: &LabelSchema) -> bool {
+        self.task_type() == other.task_type() && self.to_json() == other.to_json()
+    }
 }
 
-const MAX_CLASSES: usize = 100;
-const MAX_CLASS_LEN: usize = 100;
-const MAX_ITEM_TEXT: usize = 100_000;
+impl Eq for LabelSchema {}
 
 impl LabelSchema {
     pub fn parse(task_type: TaskType, schema: &Value) -> Result<LabelSchema, String> {
-        match task_type {
-            TaskType::Classification => {
-                let classes = schema
-                    .get("classes")
-                    .and_then(Value::as_array)
-                    .ok_or("a classification schema needs \"classes\": an array of class names")?;
-                let mut out = Vec::with_capacity(classes.len());
-                for c in classes {
-                    let name = c.as_str().ok_or("every class must be a string")?.trim();
-                    if name.is_empty() || name.chars().count() > MAX_CLASS_LEN {
-                        return Err(format!(
-                            "class names must be 1 to {MAX_CLASS_LEN} characters"
-                        ));
-                    }
-                    if out.iter().any(|o: &String| o == name) {
-                        return Err(format!("class {name:?} appears twice"));
-                    }
-                    out.push(name.to_owned());
-                }
-                if !(2..=MAX_CLASSES).contains(&out.len()) {
-                    return Err(format!("a classification needs 2 to {MAX_CLASSES} classes"));
-                }
-                Ok(LabelSchema::Classification { classes: out })
-            }
-        }
+        types::parse(task_type, schema).map(|k| LabelSchema(Arc::from(k)))
+    }
+
+    pub fn kind(&self) -> &dyn TaskKind {
+        &*self.0
     }
 
     pub fn task_type(&self) -> TaskType {
-        match self {
-            LabelSchema::Classification { .. } => TaskType::Classification,
-        }
+        self.0.task_type()
+    }
+
+    pub fn consensus(&self) -> Consensus {
+        self.0.consensus()
+    }
+
+    /// Whether answers wait for other contributors' reviews.
+    pub fn is_reviewed(&self) -> bool {
+        self.consensus() == Consensus::Review
+    }
+
+    /// The categories of a voted type (classes, pairwise choices); empty
+    /// for the others, which the quality engine does not model.
+    pub fn classes(&self) -> &[String] {
+        self.0.classes()
     }
 
     pub fn to_json(&self) -> Value {
-        match self {
-            LabelSchema::Classification { classes } => json!({ "classes": classes }),
-        }
+        self.0.to_json()
     }
 
     /// Checks that an imported item carries what this type shows, and
@@ -70,47 +70,35 @@ impl LabelSchema {
     pub fn validate_item(&self, data: &Value) -> Result<(), String> {
         let obj = data.as_object().ok_or("an item must be a JSON object")?;
         quality::gold::check_import(self, obj)?;
-        match self {
-            LabelSchema::Classification { .. } => match obj.get("text") {
-                Some(Value::String(t)) if !t.trim().is_empty() && t.len() <= MAX_ITEM_TEXT => {
-                    Ok(())
-                }
-                Some(Value::String(t)) if t.len() > MAX_ITEM_TEXT => {
-                    Err(format!("\"text\" is longer than {MAX_ITEM_TEXT} bytes"))
-                }
-                Some(Value::String(_)) => Err("\"text\" is empty".into()),
-                Some(_) => Err("\"text\" must be a string".into()),
-                None => Err("missing field \"text\"".into()),
-            },
-        }
+        self.0.validate_item(obj)
     }
 
     /// Validates an answer and returns its canonical form, the only form
-    /// stored and compared.
+    /// stored and compared. Without the item, offsets and coordinates are
+    /// checked for shape only; see [`LabelSchema::normalize_answer_for`].
     pub fn normalize_answer(&self, answer: &Value) -> Result<Value, String> {
-        match self {
-            LabelSchema::Classification { classes } => {
-                let label = answer
-                    .get("label")
-                    .and_then(Value::as_str)
-                    .ok_or("a classification answer is {\"label\": \"<class>\"}")?;
-                let label = label.trim();
-                if !classes.iter().any(|c| c == label) {
-                    return Err(format!("{label:?} is not one of the classes {classes:?}"));
-                }
-                Ok(json!({ "label": label }))
-            }
-        }
+        self.0.normalize_answer(None, answer)
+    }
+
+    /// [`LabelSchema::normalize_answer`] against the item answered, so a
+    /// span past the text or a box outside the image is refused.
+    pub fn normalize_answer_for(&self, item: &Value, answer: &Value) -> Result<Value, String> {
+        self.0.normalize_answer(item.as_object(), answer)
+    }
+
+    /// Whether answers must be checked against their item too.
+    pub fn answers_point_into_item(&self) -> bool {
+        self.0.answers_point_into_item()
+    }
+
+    /// How much two canonical answers agree, from 0 to 1.
+    pub fn agreement(&self, a: &Value, b: &Value) -> f64 {
+        self.0.agreement(a, b)
     }
 
     /// The key answers are voted on: equal keys agree.
-    fn vote_key(&self, answer: &Value) -> Option<String> {
-        match self {
-            LabelSchema::Classification { .. } => answer
-                .get("label")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        }
+    pub fn vote_key(&self, answer: &Value) -> Option<String> {
+        self.0.vote_key(answer)
     }
 }
 
@@ -136,6 +124,8 @@ pub enum Decision {
     NeedMore { needed: u32 },
     /// Still tied at the cap: nobody is paid, the item is closed.
     NoConsensus { rejected: Vec<i64> },
+    /// A reviewed type: reviews decide each answer (see [`review`]).
+    AwaitReview,
 }
 
 /// Plurality vote. A unique top answer wins; a tie asks for one more answer
@@ -145,7 +135,66 @@ pub enum Decision {
 /// `overlap`: a tie at n answers means the top count t has 2t <= n, so the
 /// winner after one more answer has t + 1 <= overlap. That is what lets a
 /// budget of overlap x items x reward always suffice.
+///
+/// Merged types ([`Consensus::Merge`]) resolve when more than half of the
+/// answers agree with the merged result by at least [`ACCEPT_AGREEMENT`];
+/// otherwise they ask for one more answer up to the cap, as ties do. The
+/// agreeing answers are paid, at most `overlap = (max_answers + 1) / 2` of
+/// them (the best agreeing first, then the earliest), which keeps the same
+/// budget bound.
 pub fn decide(schema: &LabelSchema, votes: &[Vote], max_answers: u32) -> Decision {
+    match schema.consensus() {
+        Consensus::Vote => vote(schema, votes, max_answers),
+        Consensus::Merge => merge(schema, votes, max_answers),
+        Consensus::Review => Decision::AwaitReview,
+    }
+}
+
+fn merge(schema: &LabelSchema, votes: &[Vote], max_answers: u32) -> Decision {
+    let answers: Vec<Value> = votes.iter().map(|v| v.answer.clone()).collect();
+    let result = schema.kind().merge(&answers);
+    let mut scored: Vec<(f64, i64)> = votes
+        .iter()
+        .map(|v| (schema.agreement(&v.answer, &result), v.answer_id))
+        .collect();
+    let agreeing = scored
+        .iter()
+        .filter(|(a, _)| *a >= ACCEPT_AGREEMENT)
+        .count();
+    let n = votes.len() as u32;
+    if n > 0 && 2 * agreeing > votes.len() {
+        let overlap = (max_answers as usize).div_ceil(2).max(1);
+        scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+        let agreement = scored.iter().map(|(a, _)| a).sum::<f64>() / votes.len() as f64;
+        let accepted: Vec<i64> = scored
+            .iter()
+            .filter(|(a, _)| *a >= ACCEPT_AGREEMENT)
+            .take(overlap)
+            .map(|(_, id)| *id)
+            .collect();
+        let rejected = votes
+            .iter()
+            .map(|v| v.answer_id)
+            .filter(|id| !accepted.contains(id))
+            .collect();
+        return Decision::Resolved {
+            result,
+            accepted,
+            rejected,
+            agreement,
+            confidence: None,
+        };
+    }
+    if n < max_answers {
+        Decision::NeedMore { needed: n + 1 }
+    } else {
+        Decision::NoConsensus {
+            rejected: votes.iter().map(|v| v.answer_id).collect(),
+        }
+    }
+}
+
+fn vote(schema: &LabelSchema, votes: &[Vote], max_answers: u32) -> Decision {
     let mut tally: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for v in votes {
         if let Some(k) = schema.vote_key(&v.answer) {
@@ -197,6 +246,7 @@ pub fn max_answers_for(overlap: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn schema() -> LabelSchema {
         LabelSchema::parse(
@@ -241,6 +291,7 @@ mod tests {
                 ),
                 Decision::NeedMore { needed } => format!("need {needed}"),
                 Decision::NoConsensus { .. } => "none".into(),
+                Decision::AwaitReview => "review".into(),
             };
             assert_eq!(got, *expected, "{labels:?}");
         }
@@ -273,6 +324,7 @@ mod tests {
                     }
                 }
                 Decision::NoConsensus { .. } => assert_eq!(labels.len() as u32, cap),
+                Decision::AwaitReview => panic!("classification is voted"),
             }
         }
         for overlap in 1..=4 {

@@ -99,6 +99,8 @@ async fn resolve(
         None => decide(&p.schema, &votes, p.row.max_answers as u32),
     };
     match decision {
+        // Reviews decide these answers, one at a time (`review.rs`).
+        Decision::AwaitReview => Ok(Outcome::Pending),
         Decision::NeedMore { .. } if early => Ok(Outcome::Pending),
         Decision::NeedMore { needed } => {
             item::Entity::update_many()
@@ -151,7 +153,7 @@ async fn resolve(
     }
 }
 
-async fn close_item(
+pub(crate) async fn close_item(
     conn: &impl ConnectionTrait,
     item_id: i64,
     status: &str,

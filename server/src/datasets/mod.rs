@@ -10,6 +10,7 @@
 //! contributors.
 
 pub mod entity;
+pub mod export;
 
 use sahel_protocol::api::{self, ProjectStatus, Role};
 use sahel_protocol::provenance::{self, ExportRecord, SignedAnswer};
@@ -449,54 +450,19 @@ pub async fn with_provenance(
     Ok(out)
 }
 
-/// A project's results as its buyer (or an admin) exports them: every
-/// resolved item, with provenance. Free: the buyer paid for the work.
-pub async fn project_export(
-    conn: &impl ConnectionTrait,
-    owner: &AuthUser,
-    project_id: i64,
-) -> Result<Vec<ExportRecord>> {
-    projects::get_owned(conn, owner, project_id).await?;
-    let items: Vec<(i64, String, Option<String>)> = item::Entity::find()
-        .select_only()
-        .column(item::Column::Id)
-        .column(item::Column::Data)
-        .column(item::Column::Result)
-        .filter(item::Column::ProjectId.eq(project_id))
-        .filter(item::Column::Status.eq("resolved"))
-        .order_by_asc(item::Column::Seq)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let items = items
-        .into_iter()
-        .map(|(id, d, r)| (id, d, r.unwrap_or_else(|| "null".into())))
-        .collect();
-    with_provenance(conn, project_id, items).await
-}
-
-/// Charges one full export and returns its lines, with provenance.
-pub async fn export(
+/// Charges one full export of a dataset; its records are then streamed
+/// by [`export::stream_from`] with [`export::Source::Dataset`].
+pub async fn charge_export(
     db: &Db,
     licensee: &AuthUser,
     dataset_id: i64,
     key: Option<&str>,
-) -> Result<(dataset::Model, Vec<ExportRecord>, api::UseCharge)> {
+) -> Result<(dataset::Model, api::UseCharge)> {
     licensee.require(Role::Buyer)?;
     let key = licensee_key(key)?;
     let d = get(&db.conn, dataset_id).await?;
     let tx = db.write().await?;
     let u = charge(&*tx, &d, licensee.id, Use::Export, d.record_count, &key).await?;
     tx.commit().await?;
-    let rows = record::Entity::find()
-        .filter(record::Column::DatasetId.eq(dataset_id))
-        .order_by_asc(record::Column::Seq)
-        .all(&db.conn)
-        .await?;
-    let items = rows
-        .into_iter()
-        .map(|r| (r.item_id, r.data, r.result))
-        .collect();
-    let lines = with_provenance(&db.conn, d.project_id, items).await?;
-    Ok((d, lines, to_charge(&u)))
+    Ok((d, to_charge(&u)))
 }

@@ -358,6 +358,17 @@ pub async fn history(
     r: AccountRef,
     limit: u64,
 ) -> Result<api::LedgerHistory> {
+    history_page(conn, r, 0, limit).await
+}
+
+/// Like [`history`], skipping the `offset` newest postings (the web UI's
+/// pages).
+pub async fn history_page(
+    conn: &impl ConnectionTrait,
+    r: AccountRef,
+    offset: u64,
+    limit: u64,
+) -> Result<api::LedgerHistory> {
     let Some(acc) = find_account(conn, r).await? else {
         return Ok(api::LedgerHistory {
             balance: Micros::ZERO,
@@ -389,6 +400,7 @@ pub async fn history(
         )
         .filter(posting::Column::AccountId.eq(acc.id))
         .order_by_desc(posting::Column::Id)
+        .offset(offset)
         .limit(limit)
         .into_model::<EntryRow>()
         .all(conn)

@@ -77,6 +77,43 @@ pub async fn pay_answers(
     .await
 }
 
+/// Pays `reward` from a project's escrow for one answer accepted by
+/// review, less the fee. Keyed by the answer: reviewed types accept an
+/// item's answers one at a time, so the item key of [`pay_answers`] would
+/// pay only the first.
+pub async fn pay_reviewed_answer(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+    item_id: i64,
+    answer_id: i64,
+    payee: i64,
+    reward: i64,
+) -> Result<Posted> {
+    let fee = fee_of(reward, super::settings(conn).await?.fee_bps);
+    let mut postings = vec![
+        (AccountRef::Escrow(project_id), Micros(-reward)),
+        (AccountRef::User(payee), Micros(reward - fee)),
+    ];
+    if fee > 0 {
+        postings.push((AccountRef::Fee, Micros(fee)));
+    }
+    post(
+        conn,
+        "pay_answers",
+        json!({
+            "project_id": project_id,
+            "item_id": item_id,
+            "answer_ids": [answer_id],
+            "reward": reward,
+            "fee": fee,
+            "reviewed": true,
+        }),
+        Some(format!("answer:{answer_id}")),
+        &postings,
+    )
+    .await
+}
+
 /// Pays a reviewer from a project's escrow, less the fee, and records the
 /// review's weight for the royalty splits of datasets published from the
 /// project. `review_key` names the review (unique per review).

@@ -25,6 +25,8 @@ pub mod project {
         pub funded_at: Option<i64>,
         /// Set while an import streams into this project (the import lock).
         pub importing_since: Option<i64>,
+        /// Reviews each answer gets (reviewed task types only).
+        pub reviews_per_answer: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,4 +1,5 @@
-//! Item import from JSONL and CSV, streamed with bounded memory.
+//! Item import from JSONL, CSV and Label Studio task JSON, streamed with
+//! bounded memory.
 //!
 //! [`ItemParser`] is pure and incremental: it takes the upload chunk by
 //! chunk and yields validated items and per-line errors, holding at most one
@@ -27,6 +28,8 @@ use crate::error::{Error, Result};
 pub enum Format {
     Jsonl,
     Csv,
+    /// Label Studio's task list, `[{"data": {...}, "predictions": [...]}]`.
+    LabelStudio,
 }
 
 impl Format {
@@ -34,9 +37,10 @@ impl Format {
         match s.to_ascii_lowercase().as_str() {
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "csv" => Ok(Format::Csv),
+            "label_studio" | "label-studio" | "labelstudio" => Ok(Format::LabelStudio),
             other => Err(Error::invalid(
                 "unknown-format",
-                format!("unknown import format {other:?}; use jsonl or csv"),
+                format!("unknown import format {other:?}; use jsonl, csv or label_studio"),
             )),
         }
     }
@@ -67,6 +71,133 @@ enum State {
         oversized: bool,
         record_line: u64,
     },
+    LabelStudio(TaskSplitter),
+}
+
+/// Cuts a JSON array of objects into its elements without parsing them,
+/// so that one task at a time is held, whatever the file's size.
+#[derive(Default)]
+struct TaskSplitter {
+    task: Vec<u8>,
+    /// Past the opening `[`.
+    opened: bool,
+    /// Past the closing `]`, or given up on a malformed array.
+    closed: bool,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Inside an oversized task, dropping its bytes until it ends.
+    skipping: bool,
+    /// Reported the file as malformed; the rest is ignored.
+    gave_up: bool,
+}
+
+/// What a byte completed, if anything.
+enum Split {
+    Nothing,
+    Task,
+    Oversized,
+    Malformed(&'static str),
+}
+
+impl TaskSplitter {
+    fn push(&mut self, b: u8) -> Split {
+        if self.closed {
+            if b.is_ascii_whitespace() || self.gave_up {
+                return Split::Nothing;
+            }
+            self.gave_up = true;
+            return Split::Malformed("there is more after the task array's closing ]");
+        }
+        if !self.opened {
+            return match b {
+                b'[' => {
+                    self.opened = true;
+                    Split::Nothing
+                }
+                b if b.is_ascii_whitespace() => Split::Nothing,
+                0xEF | 0xBB | 0xBF => Split::Nothing, // a UTF-8 byte order mark
+                _ => {
+                    (self.closed, self.gave_up) = (true, true);
+                    Split::Malformed(
+                        "a Label Studio import is a JSON array of tasks: [{\"data\": {...}}, ...]",
+                    )
+                }
+            };
+        }
+        if self.depth == 0 {
+            return match b {
+                b'{' => {
+                    self.depth = 1;
+                    self.task.clear();
+                    self.task.push(b);
+                    Split::Nothing
+                }
+                b']' => {
+                    self.closed = true;
+                    Split::Nothing
+                }
+                b',' => Split::Nothing,
+                b if b.is_ascii_whitespace() => Split::Nothing,
+                _ => {
+                    (self.closed, self.gave_up) = (true, true);
+                    Split::Malformed("every task of a Label Studio import must be a JSON object")
+                }
+            };
+        }
+        if !self.skipping {
+            self.task.push(b);
+        }
+        if self.in_string {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return match std::mem::take(&mut self.skipping) {
+                            true => Split::Oversized,
+                            false => Split::Task,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !self.skipping && self.task.len() > MAX_LINE_BYTES {
+            self.skipping = true;
+            self.task = Vec::new();
+        }
+        Split::Nothing
+    }
+}
+
+/// A Label Studio task as an item: its `data`, with any predictions or
+/// earlier annotations kept under `"hints"` to show, never as answers.
+fn label_studio_item(raw: &[u8]) -> std::result::Result<Value, String> {
+    let task: Value = serde_json::from_slice(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(Value::Object(mut data)) = task.get("data").cloned() else {
+        return Err("a Label Studio task needs \"data\": an object of the item's fields".into());
+    };
+    let hints: Vec<Value> = ["predictions", "annotations"]
+        .iter()
+        .filter_map(|k| task.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|p| p.get("result").cloned())
+        .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        .collect();
+    data.remove("hints");
+    if !hints.is_empty() {
+        data.insert("hints".into(), Value::Array(hints));
+    }
+    Ok(Value::Object(data))
 }
 
 /// Incremental, validating parser of an item upload.
@@ -95,6 +226,7 @@ impl<'s> ItemParser<'s> {
                 oversized: false,
                 record_line: 1,
             },
+            Format::LabelStudio => State::LabelStudio(TaskSplitter::default()),
         };
         ItemParser {
             schema,
@@ -149,6 +281,41 @@ impl<'s> ItemParser<'s> {
         match &mut self.state {
             State::Jsonl { .. } => self.feed_jsonl(chunk, out),
             State::Csv { .. } => self.feed_csv(chunk, out),
+            State::LabelStudio(_) => self.feed_label_studio(chunk, out),
+        }
+    }
+
+    /// Label Studio tasks are numbered from 1 in the array; errors name
+    /// the task's number where other formats name a line.
+    fn feed_label_studio(&mut self, chunk: &[u8], out: &mut Vec<Value>) {
+        let State::LabelStudio(splitter) = &mut self.state else {
+            unreachable!()
+        };
+        for &b in chunk {
+            match splitter.push(b) {
+                Split::Nothing => {}
+                Split::Task => {
+                    self.line += 1;
+                    match label_studio_item(&splitter.task)
+                        .and_then(|v| Self::accept(self.schema, v))
+                    {
+                        Ok(v) => out.push(v),
+                        Err(e) => Self::fail(&mut self.errors, &mut self.error_count, self.line, e),
+                    }
+                }
+                Split::Oversized => {
+                    self.line += 1;
+                    Self::fail(
+                        &mut self.errors,
+                        &mut self.error_count,
+                        self.line,
+                        format!("task is longer than {MAX_LINE_BYTES} bytes"),
+                    );
+                }
+                Split::Malformed(why) => {
+                    Self::fail(&mut self.errors, &mut self.error_count, self.line + 1, why)
+                }
+            }
         }
     }
 
@@ -311,6 +478,17 @@ impl<'s> ItemParser<'s> {
                 }
             }
             State::Csv { .. } => self.feed_csv(&[], out),
+            State::LabelStudio(splitter) => {
+                if !splitter.closed {
+                    let line = self.line + 1;
+                    Self::fail(
+                        &mut self.errors,
+                        &mut self.error_count,
+                        line,
+                        "the task array ends early: the file is cut off",
+                    );
+                }
+            }
         }
     }
 
@@ -384,6 +562,7 @@ where
                 // Once a line failed an all-or-nothing import, stop writing
                 // but keep reading: the buyer gets every bad line at once.
                 if partial || parser.error_count == 0 {
+                    crate::artifacts::check_item_refs(&db.conn, owner, &batch).await?;
                     insert_staged(db, &p, needed, &mut next_seq, &batch, &mut counts).await?;
                 }
                 batch.clear();
@@ -391,6 +570,7 @@ where
         }
         parser.finish(&mut batch);
         if partial || parser.error_count == 0 {
+            crate::artifacts::check_item_refs(&db.conn, owner, &batch).await?;
             insert_staged(db, &p, needed, &mut next_seq, &batch, &mut counts).await?;
         }
         Ok(())
@@ -508,13 +688,20 @@ async fn insert_staged(
     };
     let tx = db.write().await?;
     let mut rows = Vec::with_capacity(items.len());
+    // Artifact references, by item id (gold) or by seq (the rest).
+    let mut links = std::collections::BTreeMap::new();
+    let mut seq_refs = std::collections::BTreeMap::new();
     for raw in items {
         let seq = *next_seq;
         *next_seq += 1;
         let (data, gold) = crate::consensus::quality::gold::split_import(&p.schema, raw);
+        let refs = crate::artifacts::item_refs(&data);
         match gold {
             Some(answer) => {
                 let g = row(seq, &data, "staged_gold", 0).insert(&*tx).await?;
+                if !refs.is_empty() {
+                    links.insert(g.id, refs);
+                }
                 crate::consensus::quality::gold::insert_imported(&*tx, p.row.id, g.id, &answer)
                     .await?;
                 counts.gold += 1;
@@ -522,6 +709,9 @@ async fn insert_staged(
             None => {
                 rows.push(row(seq, &data, "staged", needed));
                 counts.regular += 1;
+                if !refs.is_empty() {
+                    seq_refs.insert(seq, refs);
+                }
             }
         }
     }
@@ -531,6 +721,24 @@ async fn insert_staged(
             .exec_without_returning(&*tx)
             .await?;
     }
+    let seqs: Vec<i64> = seq_refs.keys().copied().collect();
+    for chunk in seqs.chunks(500) {
+        let ids: Vec<(i64, i64)> = item::Entity::find()
+            .select_only()
+            .column(item::Column::Id)
+            .column(item::Column::Seq)
+            .filter(item::Column::ProjectId.eq(p.row.id))
+            .filter(item::Column::Seq.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(&*tx)
+            .await?;
+        for (id, seq) in ids {
+            if let Some(refs) = seq_refs.remove(&seq) {
+                links.insert(id, refs);
+            }
+        }
+    }
+    crate::artifacts::link_items(&*tx, &links).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -580,6 +788,46 @@ async fn finish_import(db: &Db, project_id: i64, publish: Option<u64>) -> Result
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Imports items built by the server (one per uploaded file, see
+/// `artifacts::import`): all or nothing, staged and published like an
+/// upload. Media items are not checked against the task type's item
+/// shape; their artifact references are checked like any import's.
+pub async fn import_values(
+    db: &Db,
+    owner: &AuthUser,
+    project_id: i64,
+    items: Vec<Value>,
+) -> Result<ImportReport> {
+    let p = super::get_owned(&db.conn, owner, project_id).await?;
+    let first_seq = lock_for_import(db, project_id).await?;
+    let needed = crate::consensus::quality::initial_needed(&db.conn, &p).await?;
+    let mut next_seq = first_seq;
+    let mut counts = Counts::default();
+    let written: Result<()> = async {
+        for chunk in items.chunks(BATCH) {
+            crate::artifacts::check_item_refs(&db.conn, owner, chunk).await?;
+            insert_staged(db, &p, needed, &mut next_seq, chunk, &mut counts).await?;
+        }
+        Ok(())
+    }
+    .await;
+    let failed = written.is_err() || counts.regular + counts.gold == 0;
+    finish_import(
+        db,
+        project_id,
+        if failed { None } else { Some(counts.regular) },
+    )
+    .await?;
+    written?;
+    if counts.regular + counts.gold == 0 {
+        return Err(Error::invalid("import-empty", "the upload holds no files"));
+    }
+    Ok(ImportReport {
+        imported: counts.regular,
+        errors: Vec::new(),
+    })
 }
 
 /// Imports an upload held in memory (the demo, small files).
@@ -682,5 +930,44 @@ mod tests {
         assert_eq!(items, vec![json!({"text": "after"})]);
         assert_eq!(p.error_count, 1);
         assert_eq!(p.errors[0].line, 1);
+    }
+
+    #[test]
+    fn label_studio_tasks_become_items_with_hints_never_answers() {
+        let body = br#"[
+ {"id": 1, "data": {"text": "good [bracket] \"quoted\" {brace}"},
+  "predictions": [{"model_version": "v1", "result": [{"type": "choices", "value": {"choices": ["a"]}}]}]},
+ {"data": {"text": "plain"}, "annotations": [{"result": []}]},
+ {"nodata": true},
+ {"data": {"text": 7}},
+ {"data": {"text": "last", "hints": "dropped"}}
+]"#;
+        let (items, lines) = parse_chunked(Format::LabelStudio, body);
+        assert_eq!(
+            items,
+            vec![
+                json!({"text": "good [bracket] \"quoted\" {brace}",
+                       "hints": [[{"type": "choices", "value": {"choices": ["a"]}}]]}),
+                json!({"text": "plain"}),
+                json!({"text": "last"}),
+            ]
+        );
+        assert_eq!(lines, vec![3, 4]);
+        let (_, errors, _) = parse(Format::LabelStudio, &schema(), body);
+        assert!(errors[0].message.contains("\"data\""), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn label_studio_refuses_what_is_not_a_task_array() {
+        for (body, why) in [
+            (&b"{\"data\": {\"text\": \"x\"}}"[..], "JSON array"),
+            (b"[{\"data\": {\"text\": \"x\"}}, 3]", "JSON object"),
+            (b"[{\"data\": {\"text\": \"x\"}}", "cut off"),
+            (b"[{\"data\": {\"text\": \"x\"}}] trailing", "closing ]"),
+        ] {
+            let (_, errors, _) = parse(Format::LabelStudio, &schema(), body);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].message.contains(why), "{:?}", errors[0]);
+        }
     }
 }

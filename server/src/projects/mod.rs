@@ -31,6 +31,7 @@ pub fn status_str(s: ProjectStatus) -> &'static str {
     match s {
         ProjectStatus::Draft => "draft",
         ProjectStatus::Open => "open",
+        ProjectStatus::Paused => "paused",
         ProjectStatus::Completed => "completed",
         ProjectStatus::Closed => "closed",
     }
@@ -39,14 +40,17 @@ pub fn status_str(s: ProjectStatus) -> &'static str {
 pub fn parse_status(s: &str) -> ProjectStatus {
     match s {
         "open" => ProjectStatus::Open,
+        "paused" => ProjectStatus::Paused,
         "completed" => ProjectStatus::Completed,
         "closed" => ProjectStatus::Closed,
         _ => ProjectStatus::Draft,
     }
 }
 
-pub fn parse_task_type(_s: &str) -> TaskType {
-    TaskType::Classification
+/// The task type stored on a project row (written from
+/// [`TaskType::as_str`]).
+pub fn parse_task_type(s: &str) -> Result<TaskType> {
+    TaskType::parse(s).ok_or_else(|| anyhow::anyhow!("stored task type {s:?}").into())
 }
 
 /// A project row with its schema parsed: what the rest of the server uses.
@@ -60,7 +64,7 @@ impl Project {
     pub fn from_row(row: project::Model) -> Result<Project> {
         let raw: serde_json::Value =
             serde_json::from_str(&row.schema).map_err(|e| anyhow::anyhow!("stored schema: {e}"))?;
-        let schema = LabelSchema::parse(parse_task_type(&row.task_type), &raw)
+        let schema = LabelSchema::parse(parse_task_type(&row.task_type)?, &raw)
             .map_err(|e| anyhow::anyhow!("stored schema of project {}: {e}", row.id))?;
         Ok(Project { row, schema })
     }
@@ -86,6 +90,7 @@ impl Project {
             priority: r.priority,
             item_count: r.item_count,
             created_at: Timestamp(r.created_at),
+            reviews_per_answer: r.reviews_per_answer as u32,
         }
     }
 
@@ -131,7 +136,11 @@ pub struct NewProject {
     pub reward: Micros,
     pub budget: Micros,
     pub priority: i32,
+    pub reviews_per_answer: u32,
 }
+
+/// The most reviews a bounty may ask for per answer.
+pub const MAX_REVIEWS_PER_ANSWER: u32 = 5;
 
 impl TryFrom<api::CreateProject> for NewProject {
     type Error = Error;
@@ -170,7 +179,27 @@ impl TryFrom<api::CreateProject> for NewProject {
                 "the budget cannot be negative",
             ));
         }
+        let reviews_per_answer = match (c.reviews_per_answer, schema.is_reviewed()) {
+            (None, _) => 1,
+            (Some(n), true) if (1..=MAX_REVIEWS_PER_ANSWER).contains(&n) => n,
+            (Some(_), true) => {
+                return Err(Error::invalid(
+                    "invalid-reviews-per-answer",
+                    format!("reviews_per_answer must be 1 to {MAX_REVIEWS_PER_ANSWER}"),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "invalid-reviews-per-answer",
+                    format!(
+                        "{} answers are not reviewed; reviews_per_answer applies to free_text and file_collection",
+                        schema.task_type().as_str()
+                    ),
+                ));
+            }
+        };
         Ok(NewProject {
+            reviews_per_answer,
             title,
             instructions: c.instructions,
             schema,
@@ -200,6 +229,7 @@ pub async fn create(db: &Db, buyer: &AuthUser, new: NewProject) -> Result<Projec
         item_count: Set(0),
         created_at: Set(now_ms()),
         funded_at: Set(None),
+        reviews_per_answer: Set(new.reviews_per_answer as i32),
         ..Default::default()
     }
     .insert(&*tx)
@@ -460,10 +490,88 @@ pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> R
             Expr::value(status_str(ProjectStatus::Completed)),
         )
         .filter(project::Column::Id.eq(project_id))
-        .filter(project::Column::Status.eq(status_str(ProjectStatus::Open)))
+        // A paused bounty completes too: its last leases may still be
+        // answered after the pause.
+        .filter(project::Column::Status.is_in([
+            status_str(ProjectStatus::Open),
+            status_str(ProjectStatus::Paused),
+        ]))
         .exec(conn)
         .await?;
     Ok(true)
+}
+
+/// Pauses an open bounty: no new lease is handed out until it is resumed
+/// (`queue::lease` refuses by status), while leases already taken may still
+/// be answered and paid. Pausing a paused bounty changes nothing; a draft,
+/// completed or closed one cannot be paused.
+pub async fn pause(db: &Db, buyer: &AuthUser, project_id: i64) -> Result<Project> {
+    set_running(
+        db,
+        buyer,
+        project_id,
+        ProjectStatus::Open,
+        ProjectStatus::Paused,
+    )
+    .await
+}
+
+/// Reopens a paused bounty. Resuming an open bounty changes nothing. The
+/// caller makes sure the queue holds it afterwards.
+pub async fn resume(db: &Db, buyer: &AuthUser, project_id: i64) -> Result<Project> {
+    set_running(
+        db,
+        buyer,
+        project_id,
+        ProjectStatus::Paused,
+        ProjectStatus::Open,
+    )
+    .await
+}
+
+async fn set_running(
+    db: &Db,
+    buyer: &AuthUser,
+    project_id: i64,
+    from: ProjectStatus,
+    to: ProjectStatus,
+) -> Result<Project> {
+    let tx = db.write().await?;
+    let p = get_owned(&*tx, buyer, project_id).await?;
+    let now = p.status();
+    if now == to {
+        return Ok(p);
+    }
+    if now != from {
+        let (code, verb, needed) = if to == ProjectStatus::Paused {
+            ("project-not-open", "paused", "open")
+        } else {
+            ("project-not-paused", "resumed", "paused")
+        };
+        return Err(Error::conflict(
+            code,
+            format!(
+                "this bounty is {} and cannot be {verb}: only a bounty that is {needed} can",
+                status_str(now)
+            ),
+        ));
+    }
+    // Conditional on the status read above, so a completion or close that
+    // committed meanwhile is never overwritten.
+    let done = project::Entity::update_many()
+        .col_expr(project::Column::Status, Expr::value(status_str(to)))
+        .filter(project::Column::Id.eq(project_id))
+        .filter(project::Column::Status.eq(status_str(from)))
+        .exec(&*tx)
+        .await?;
+    if done.rows_affected != 1 {
+        return Err(Error::conflict(
+            "project-changed",
+            "the bounty changed meanwhile; reload and try again",
+        ));
+    }
+    tx.commit().await?;
+    get(&db.conn, project_id).await
 }
 
 /// Closes a bounty for good, in one transaction: open leases end, items

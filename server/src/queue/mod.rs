@@ -135,7 +135,8 @@ pub async fn snapshot(
     project_id: i64,
     now: i64,
 ) -> Result<ProjectSnapshot> {
-    let overlap = projects::get(conn, project_id).await?.row.overlap as u32;
+    let p = projects::get(conn, project_id).await?;
+    let overlap = p.row.overlap as u32;
     // Read in pages by id: a million-item project must not materialize a
     // million database rows at once (that alone took hundreds of MB).
     let mut items: Vec<ItemSnapshot> = Vec::new();
@@ -167,16 +168,18 @@ pub async fn snapshot(
         |items: &Vec<ItemSnapshot>, id: i64| items.binary_search_by_key(&id, |i| i.item_id).ok();
 
     // Pending answers are exactly the answers of open items: consensus
-    // decides every answer of an item when it closes it.
-    let answered: Vec<(i64, i64)> = answer::Entity::find()
+    // decides every answer of an item when it closes it. Reviewed types
+    // decide answers one at a time while their item stays open, and each
+    // of those answers holds its slot (a rejection adds a slot instead).
+    let mut answered_q = answer::Entity::find()
         .select_only()
         .column(answer::Column::ItemId)
         .column(answer::Column::UserId)
-        .filter(answer::Column::ProjectId.eq(project_id))
-        .filter(answer::Column::Status.eq("pending"))
-        .into_tuple()
-        .all(conn)
-        .await?;
+        .filter(answer::Column::ProjectId.eq(project_id));
+    if !p.schema.is_reviewed() {
+        answered_q = answered_q.filter(answer::Column::Status.eq("pending"));
+    }
+    let answered: Vec<(i64, i64)> = answered_q.into_tuple().all(conn).await?;
     for (item_id, user) in answered {
         if let Some(i) = pos(&items, item_id) {
             items[i].answered_by.push(user);
@@ -274,6 +277,12 @@ pub async fn lease(
     match p.status() {
         ProjectStatus::Open => {}
         ProjectStatus::Completed => return Ok(Vec::new()),
+        ProjectStatus::Paused => {
+            return Err(Error::conflict(
+                "project-paused",
+                "this bounty is paused by its buyer; tasks you already hold may still be answered",
+            ));
+        }
         ProjectStatus::Closed => {
             return Err(Error::conflict(
                 "project-closed",
@@ -329,7 +338,13 @@ pub async fn lease(
     )
     .await
     {
-        Ok((tasks, stale)) => {
+        Ok((tasks, stale, barred)) => {
+            // Items this contributor reviewed answers on: not theirs to take.
+            for item in barred {
+                if let Err(e) = state.queue.release(project_id, item, user.id).await {
+                    tracing::warn!(error = %e, "could not return a reservation to the queue");
+                }
+            }
             // Items the queue offered but the database has closed: a queue
             // update was lost (e.g. Redis unreachable after a commit).
             for item in stale {
@@ -360,7 +375,7 @@ async fn record_leases(
     user: i64,
     (picked, gold): (&[i64], &[i64]),
     (now, until): (i64, i64),
-) -> Result<(Vec<api::Task>, Vec<i64>)> {
+) -> Result<(Vec<api::Task>, Vec<i64>, Vec<i64>)> {
     let ids: Vec<i64> = picked.to_vec();
     let tx = db.write().await?;
     nonce.record_in(&*tx).await?;
@@ -368,9 +383,16 @@ async fn record_leases(
         .filter(item::Column::Id.is_in(ids.clone()))
         .all(&*tx)
         .await?;
+    let barred = match p.schema.is_reviewed() {
+        true => crate::consensus::review::reviewed_items(&*tx, user, &ids).await?,
+        false => Vec::new(),
+    };
     let mut tasks = Vec::with_capacity(rows.len());
     let mut stale = Vec::new();
     for id in ids {
+        if barred.contains(&id) {
+            continue;
+        }
         let Some(it) = rows
             .iter()
             .find(|r| r.id == id && (r.status == "open" || gold.contains(&id)))
@@ -402,7 +424,7 @@ async fn record_leases(
     }
     tx.commit().await?;
     nonce.committed();
-    Ok((tasks, stale))
+    Ok((tasks, stale, barred))
 }
 
 /// Gives a lease back before it expires, so someone else can take the item.
@@ -527,10 +549,13 @@ pub fn to_api_submission(a: &answer::Model) -> api::Submission {
         status: match a.status.as_str() {
             "accepted" => AnswerStatus::Accepted,
             "rejected" => AnswerStatus::Rejected,
+            "pending_review" => AnswerStatus::PendingReview,
             _ => AnswerStatus::Pending,
         },
         paid: Micros(a.paid),
         created_at: Timestamp(a.created_at),
+        // Given once, in the response to the answer itself.
+        gold_feedback: None,
     }
 }
 
@@ -660,6 +685,16 @@ async fn record_answer(
         _ => {}
     }
     let p = state.projects.terms(conn, l.project_id).await?;
+    if p.schema.is_reviewed()
+        && !crate::consensus::review::reviewed_items(conn, user.id, &[l.item_id])
+            .await?
+            .is_empty()
+    {
+        return Err(Error::conflict(
+            "reviewed-this-item",
+            "you reviewed another contributor's answer to this item, so you may not answer it",
+        ));
+    }
     let normalized = p
         .schema
         .normalize_answer(&req.answer)
@@ -721,6 +756,16 @@ async fn record_answer(
     };
     let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
         .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
+    // The shape was checked before any write; offsets and coordinates need
+    // the item, read only now.
+    let normalized = if p.schema.answers_point_into_item() {
+        p.schema
+            .normalize_answer_for(&item_data, &normalized)
+            .map_err(|e| Error::invalid("invalid-answer", e))?
+    } else {
+        normalized
+    };
+    crate::consensus::check_answer_artifacts(conn, &p, user.id, &normalized).await?;
     let provenance = crate::accounts::provenance::sign_or_verify(
         conn,
         &state.server_key,
@@ -738,7 +783,11 @@ async fn record_answer(
         user_id: Set(user.id),
         lease_id: Set(l.id),
         payload: Set(normalized.to_string()),
-        status: Set("pending".into()),
+        status: Set(if p.schema.is_reviewed() {
+            "pending_review".into()
+        } else {
+            "pending".into()
+        }),
         idempotency_key: Set(key.to_owned()),
         request_hash: Set(hash.to_owned()),
         paid: Set(0),
@@ -761,6 +810,9 @@ async fn record_answer(
         }
         Err(e) => return Err(e.into()),
     };
+    // A file-collection answer names its upload by hash: it must be the
+    // contributor's own, and the link lets the bounty's buyer read it.
+    crate::artifacts::link_answer(conn, a.id, user.id, &normalized).await?;
     let reload = quality::after_answer(
         conn,
         &p,
@@ -784,6 +836,17 @@ async fn record_answer(
             .unwrap_or(a),
         Outcome::Pending | Outcome::NeedMore(_) => a,
     };
+    let mut submission = to_api_submission(&a);
+    if let Some(g) = &gold
+        && quality::settings(conn, p.row.id)
+            .await?
+            .is_some_and(|s| s.gold_feedback)
+    {
+        submission.gold_feedback = Some(api::GoldFeedback {
+            correct: quality::same_answer(&normalized, g),
+            answer: g.clone(),
+        });
+    }
     let effects = Effects {
         project: l.project_id,
         item: l.item_id,
@@ -792,7 +855,7 @@ async fn record_answer(
         outcome,
         reload,
     };
-    Ok((to_api_submission(&a), Some(effects)))
+    Ok((submission, Some(effects)))
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the

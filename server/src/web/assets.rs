@@ -34,6 +34,11 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../../templates/static/label.js"),
     },
+    Asset {
+        name: "review.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../../templates/static/review.js"),
+    },
 ];
 
 fn etags() -> &'static [String] {

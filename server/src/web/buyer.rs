@@ -84,6 +84,9 @@ pub struct ProjectForm {
     task_type: String,
     #[serde(default)]
     classes: String,
+    /// Further schema fields as JSON (bounds, thresholds, file types).
+    #[serde(default)]
+    schema_options: String,
     #[serde(default)]
     instructions: String,
     #[serde(default)]
@@ -111,6 +114,7 @@ pub async fn new_form(s: SignedIn) -> Result<HttpResponse, PageError> {
         title: String::new(),
         task_type: "classification".into(),
         classes: String::new(),
+        schema_options: String::new(),
         instructions: String::new(),
         overlap: "3".into(),
         reward: "0.02".into(),
@@ -136,15 +140,52 @@ pub fn parse_classes(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The schema the form describes: its lines are the classes (or labels,
+/// for spans and boxes), and the options JSON adds or overrides fields.
+/// The type's own parser validates the result.
+pub fn form_schema(
+    task_type: TaskType,
+    lines: &str,
+    options: &str,
+) -> Result<serde_json::Value, Error> {
+    let names = parse_classes(lines);
+    let mut schema = match task_type {
+        TaskType::Classification | TaskType::MultiLabel => json!({ "classes": names }),
+        TaskType::TextSpans | TaskType::BoundingBoxes => json!({ "labels": names }),
+        // Recordings by default; the options may name other types.
+        TaskType::FileCollection => json!({
+            "accept": ["audio/wav", "audio/webm", "audio/ogg", "audio/mpeg"],
+            "max_bytes": 20_000_000,
+        }),
+        TaskType::Pairwise | TaskType::FreeText => json!({}),
+    };
+    if !options.trim().is_empty() {
+        let extra: serde_json::Value = serde_json::from_str(options).map_err(|e| {
+            Error::invalid(
+                "invalid-schema",
+                format!("the schema options are not JSON: {e}"),
+            )
+        })?;
+        let Some(extra) = extra.as_object() else {
+            return Err(Error::invalid(
+                "invalid-schema",
+                "the schema options must be a JSON object, e.g. {\"min_chars\": 20}",
+            ));
+        };
+        for (k, v) in extra {
+            schema[k] = v.clone();
+        }
+    }
+    Ok(schema)
+}
+
 /// Turns the form into a validated project, revalidating the cost the page
 /// computed: with an expected item count, the budget must cover overlap x
 /// items x reward (funding checks the real count again).
 fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
     let bad = |code, msg: &str| Error::invalid(code, msg.to_owned());
-    let task_type = match f.task_type.as_str() {
-        "classification" => TaskType::Classification,
-        _ => return Err(bad("invalid-task-type", "choose a task type")),
-    };
+    let task_type = TaskType::parse(f.task_type.as_str())
+        .ok_or_else(|| bad("invalid-task-type", "choose a task type"))?;
     let overlap: u32 = f.overlap.trim().parse().map_err(|_| {
         bad(
             "invalid-overlap",
@@ -165,11 +206,12 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
         title: f.title.clone(),
         instructions: f.instructions.replace("\r\n", "\n"),
         task_type,
-        schema: json!({ "classes": parse_classes(&f.classes) }),
+        schema: form_schema(task_type, &f.classes, &f.schema_options)?,
         overlap,
         reward,
         budget,
         priority: 0,
+        reviews_per_answer: None,
     })?;
     if !f.items.trim().is_empty() {
         let items: i64 = f
@@ -249,12 +291,27 @@ struct ProjectPage {
     fund_key: String,
     imported: Option<u64>,
     skipped: Option<u64>,
+    can_publish: bool,
+    datasets: Vec<DatasetRow>,
+    published: Option<i32>,
+}
+
+pub struct DatasetRow {
+    pub id: i64,
+    pub version: i32,
+    pub title: String,
+    pub records: i64,
+    pub contributors: i64,
+    pub price_per_record: String,
+    pub price_per_export: String,
+    pub when: String,
 }
 
 #[derive(Deserialize)]
 pub struct ImportedQuery {
     imported: Option<u64>,
     skipped: Option<u64>,
+    published: Option<i32>,
 }
 
 pub async fn project(
@@ -313,6 +370,26 @@ pub async fn project(
             fund_key: random_hex(16),
             imported: q.imported,
             skipped: q.skipped,
+            can_publish: matches!(p.status(), ProjectStatus::Completed | ProjectStatus::Closed),
+            datasets: views::datasets_of(conn, id)
+                .await?
+                .into_iter()
+                .map(|d| DatasetRow {
+                    id: d.id,
+                    version: d.version,
+                    title: d.title,
+                    records: d.record_count,
+                    contributors: d.contributors,
+                    price_per_record: d
+                        .price_per_record
+                        .map_or_else(|| "not licensed".into(), |m| Micros(m).to_string()),
+                    price_per_export: d
+                        .price_per_export
+                        .map_or_else(|| "not licensed".into(), |m| Micros(m).to_string()),
+                    when: super::when(d.created_at),
+                })
+                .collect(),
+            published: q.published,
         },
     )
 }
@@ -399,10 +476,14 @@ pub fn guess_format(filename: &str, bytes: &[u8]) -> import::Format {
     if lower.ends_with(".csv") {
         return import::Format::Csv;
     }
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        return import::Format::LabelStudio;
+    }
     if lower.ends_with(".jsonl") || lower.ends_with(".ndjson") || lower.ends_with(".json") {
         return import::Format::Jsonl;
     }
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+    match first {
         Some(b'{') => import::Format::Jsonl,
         _ => import::Format::Csv,
     }
@@ -440,12 +521,199 @@ struct ProgressPage {
     percent: i64,
     p: api::Progress,
     charts: Vec<Chart>,
+    can_pause: bool,
+    can_resume: bool,
+    can_close: bool,
+    close_key: String,
+    exports: Vec<ExportLink>,
+    q: QualityView,
+    notice: Option<&'static str>,
+}
+
+/// A download of the bounty's results. Each format is one entry, so a new
+/// export format is one more push in [`exports`].
+pub struct ExportLink {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub href: String,
+    pub note: &'static str,
+}
+
+/// The downloads a bounty's buyer can take (free: their own results):
+/// every format that can express the bounty's type.
+pub fn exports(project: i64, task_type: &str) -> Vec<ExportLink> {
+    use crate::datasets::export::ExportFormat;
+    [
+        (
+            ExportFormat::Jsonl,
+            "export-jsonl",
+            "Results as JSONL",
+            "one line per resolved item, with every answer and its signature",
+        ),
+        (
+            ExportFormat::Csv,
+            "export-csv",
+            "Results as CSV",
+            "one row per resolved item: its fields, the result, the agreement",
+        ),
+        (
+            ExportFormat::LabelStudio,
+            "export-label-studio",
+            "Label Studio JSON",
+            "open the results in Label Studio",
+        ),
+        (
+            ExportFormat::Coco,
+            "export-coco",
+            "COCO",
+            "the merged boxes, for detection training",
+        ),
+    ]
+    .into_iter()
+    .filter(|(f, ..)| f.check(task_type).is_ok())
+    .map(|(f, id, label, note)| ExportLink {
+        id,
+        label,
+        href: format!("/api/v1/projects/{project}/export?format={}", f.as_str()),
+        note,
+    })
+    .collect()
+}
+
+pub struct AccuracyRow {
+    pub name: String,
+    pub answers: i64,
+    pub accuracy: String,
+    pub agreement: String,
+    pub gold: String,
+    pub standing: String,
+}
+
+pub struct ConfusionRow {
+    pub class: String,
+    pub cells: Vec<u64>,
+}
+
+pub struct QualityView {
+    pub engine: bool,
+    pub alpha: String,
+    pub gold_items: i64,
+    pub gold_answers: i64,
+    pub discarded: i64,
+    pub rows: Vec<AccuracyRow>,
+    /// The accuracy chart (one; a list so the chart template can be
+    /// included in a loop as on the rest of the page).
+    pub chart: Vec<Chart>,
+    pub classes: Vec<String>,
+    pub confusion: Vec<ConfusionRow>,
+}
+
+fn percent(f: f64) -> String {
+    super::contribute::percent(f)
+}
+
+async fn quality_view(
+    state: &AppState,
+    user: &crate::accounts::AuthUser,
+    id: i64,
+) -> Result<QualityView, PageError> {
+    let conn = &state.db.conn;
+    let r = crate::consensus::quality::report::report(conn, user, id).await?;
+    let engine = r.settings.aggregation == "em";
+    let mut accuracy: Vec<(i64, f64)> = Vec::new();
+    let mut rows = Vec::new();
+    let by_user = views::answers_by_user(conn, id).await?;
+    let ids: Vec<i64> = by_user.iter().map(|u| u.0).collect();
+    let names = views::names(conn, &ids).await?;
+    let name = |u: i64| {
+        names
+            .get(&u)
+            .cloned()
+            .unwrap_or_else(|| format!("user {u}"))
+    };
+    if !r.contributors.is_empty() {
+        for c in &r.contributors {
+            accuracy.push((c.user_id, c.accuracy));
+            rows.push(AccuracyRow {
+                name: name(c.user_id),
+                answers: i64::from(c.answers),
+                accuracy: format!(
+                    "{} (at least {})",
+                    percent(c.accuracy),
+                    percent(c.accuracy_lower)
+                ),
+                agreement: c.agreement.map(percent).unwrap_or_default(),
+                gold: format!("{} of {}", c.gold_correct, c.gold_total),
+                standing: if c.suspended {
+                    format!(
+                        "suspended: {}",
+                        c.suspension_reason.as_deref().unwrap_or("quality")
+                    )
+                } else if c.exam == "failed" {
+                    "exam failed".into()
+                } else {
+                    "active".into()
+                },
+            });
+        }
+    } else {
+        // Plain vote: accuracy is agreement with the decided results.
+        for (u, acc, rej, pending) in &by_user {
+            let decided = acc + rej;
+            let a = (decided > 0).then(|| *acc as f64 / decided as f64);
+            if let Some(a) = a {
+                accuracy.push((*u, a));
+            }
+            rows.push(AccuracyRow {
+                name: name(*u),
+                answers: acc + rej + pending,
+                accuracy: a.map(percent).unwrap_or_default(),
+                agreement: a.map(percent).unwrap_or_default(),
+                gold: String::new(),
+                standing: "active".into(),
+            });
+        }
+    }
+    let chart = charts::contributor_accuracy(
+        &accuracy
+            .iter()
+            .map(|(u, a)| (name(*u), *a))
+            .collect::<Vec<_>>(),
+    );
+    Ok(QualityView {
+        engine,
+        alpha: r.alpha.map_or_else(
+            || "not enough overlapping answers yet".into(),
+            |a| format!("{a:.3}"),
+        ),
+        gold_items: r.gold_items,
+        gold_answers: r.gold_answers,
+        discarded: r.discarded_answers,
+        rows,
+        chart: vec![chart],
+        confusion: r
+            .classes
+            .iter()
+            .zip(&r.confusion)
+            .map(|(c, cells)| ConfusionRow {
+                class: c.clone(),
+                cells: cells.clone(),
+            })
+            .collect(),
+        classes: r.classes,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ProgressQuery {
+    done: Option<String>,
 }
 
 pub async fn progress(
     state: web::Data<AppState>,
     s: SignedIn,
     req: HttpRequest,
+    q: web::Query<ProgressQuery>,
 ) -> Result<HttpResponse, PageError> {
     let id = path_id(&req, "id")?;
     let conn = &state.db.conn;
@@ -453,7 +721,7 @@ pub async fn progress(
     let pr = projects::progress(conn, &p).await?;
     let start = p.row.funded_at.unwrap_or(p.row.created_at);
     let last = views::last_answer_at(conn, id).await?.unwrap_or(start);
-    let end = if p.status() == ProjectStatus::Open {
+    let end = if matches!(p.status(), ProjectStatus::Open | ProjectStatus::Paused) {
         crate::db::now_ms()
     } else {
         last
@@ -482,8 +750,139 @@ pub async fn progress(
             percent: (finished * 100).checked_div(pr.items_total).unwrap_or(0),
             p: pr,
             charts,
+            can_pause: p.status() == ProjectStatus::Open,
+            can_resume: p.status() == ProjectStatus::Paused,
+            can_close: matches!(p.status(), ProjectStatus::Open | ProjectStatus::Paused),
+            close_key: random_hex(16),
+            exports: exports(id, p.row.task_type.as_str()),
+            q: quality_view(&state, &s.user(), id).await?,
+            notice: match q.done.as_deref() {
+                Some("paused") => Some(
+                    "The bounty is paused: no new tasks are handed out. Tasks already taken may still be answered.",
+                ),
+                Some("resumed") => Some("The bounty is open again."),
+                Some("closed") => Some(
+                    "The bounty is closed: unfinished items are cancelled and the unspent escrow is back in your balance.",
+                ),
+                _ => None,
+            },
         },
     )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn pause(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    s.v.check_form(&form.csrf)?;
+    let id = path_id(&req, "id")?;
+    projects::pause(&state.db, &s.user(), id).await?;
+    Ok(see_other(&format!("/projects/{id}/progress?done=paused")))
+}
+
+pub async fn resume(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    req: HttpRequest,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    s.v.check_form(&form.csrf)?;
+    let id = path_id(&req, "id")?;
+    let p = projects::resume(&state.db, &s.user(), id).await?;
+    queue::load_project(&state, p.row.id).await?;
+    Ok(see_other(&format!("/projects/{id}/progress?done=resumed")))
+}
+
+#[derive(Deserialize)]
+pub struct CloseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    idempotency_key: String,
+    confirm: Option<String>,
+}
+
+/// Closes the bounty for good and refunds the unspent escrow.
+pub async fn close(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    req: HttpRequest,
+    form: web::Form<CloseForm>,
+) -> Result<HttpResponse, PageError> {
+    s.v.check_form(&form.csrf)?;
+    let id = path_id(&req, "id")?;
+    if form.confirm.is_none() {
+        return Err(Error::invalid(
+            "close-not-confirmed",
+            "tick the box to confirm: closing cancels every unfinished item and cannot be undone",
+        )
+        .into());
+    }
+    projects::close(&state.db, &s.user(), id, &form.idempotency_key).await?;
+    // Committed; a stale queue only refuses by status.
+    if let Err(e) = state.queue.unload(id).await {
+        tracing::warn!(error = %e, project = id, "unloading a closed project from the queue failed");
+    }
+    Ok(see_other(&format!("/projects/{id}/progress?done=closed")))
+}
+
+#[derive(Deserialize)]
+pub struct PublishForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    price_per_record: String,
+    #[serde(default)]
+    price_per_export: String,
+}
+
+fn optional_price(raw: &str, what: &str) -> Result<Option<Micros>, Error> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(|_| {
+        Error::invalid(
+            "invalid-price",
+            format!("the price per {what} must be an amount such as 0.01, or empty"),
+        )
+    })
+}
+
+/// Publishes the finished bounty as its next dataset version.
+pub async fn publish(
+    state: web::Data<AppState>,
+    s: SignedIn,
+    req: HttpRequest,
+    form: web::Form<PublishForm>,
+) -> Result<HttpResponse, PageError> {
+    s.v.check_form(&form.csrf)?;
+    let id = path_id(&req, "id")?;
+    let d = crate::datasets::publish(
+        &state.db,
+        &s.user(),
+        id,
+        api::PublishDataset {
+            title: Some(form.title.clone()),
+            price_per_record: optional_price(&form.price_per_record, "record")?,
+            price_per_export: optional_price(&form.price_per_export, "export")?,
+        },
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/projects/{id}?published={}",
+        d.version
+    )))
 }
 
 #[derive(Template)]
@@ -538,6 +937,7 @@ mod tests {
             title: "T".into(),
             task_type: "classification".into(),
             classes: "a\r\n b \n\n c\n".into(),
+            schema_options: String::new(),
             instructions: String::new(),
             overlap: overlap.into(),
             reward: reward.into(),
@@ -569,6 +969,67 @@ mod tests {
         ] {
             assert!(validate(&form(o, r, b, i)).is_err(), "{o} {r} {b} {i}");
         }
+    }
+
+    /// One row per type: the lines, the options, and the schema (or the
+    /// start of the refusal).
+    #[test]
+    fn the_form_builds_each_types_schema() {
+        let cases: &[(&str, &str, &str, Result<serde_json::Value, &str>)] = &[
+            (
+                "multi_label",
+                "cat\ndog",
+                "",
+                Ok(json!({"classes": ["cat", "dog"]})),
+            ),
+            (
+                "text_spans",
+                "PER\nLOC",
+                "",
+                Ok(json!({"labels": ["PER", "LOC"]})),
+            ),
+            (
+                "bounding_boxes",
+                "car",
+                "{\"iou_threshold\": 0.6}",
+                Ok(json!({"labels": ["car"], "iou_threshold": 0.6})),
+            ),
+            (
+                "pairwise",
+                "",
+                "{\"allow_tie\": false}",
+                Ok(json!({"allow_tie": false})),
+            ),
+            (
+                "free_text",
+                "",
+                "{\"min_chars\": 20}",
+                Ok(json!({"min_chars": 20})),
+            ),
+            (
+                "file_collection",
+                "",
+                "{\"accept\": [\"image/png\"]}",
+                Ok(json!({"accept": ["image/png"], "max_bytes": 20_000_000})),
+            ),
+            ("free_text", "", "[1]", Err("must be a JSON object")),
+            ("free_text", "", "{oops", Err("not JSON")),
+        ];
+        for (t, lines, options, want) in cases {
+            let got = form_schema(TaskType::parse(t).unwrap(), lines, options);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(&g, w, "{t}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{t}: {e}"),
+                (g, w) => panic!("{t}: got {g:?}, want {w:?}"),
+            }
+        }
+        // And the type's parser still has the last word.
+        let mut f = form("3", "0.02", "6", "100");
+        f.task_type = "free_text".into();
+        f.schema_options = "{\"min_chars\": 50, \"max_chars\": 10}".into();
+        assert!(validate(&f).is_err());
+        f.schema_options = "{\"min_chars\": 5}".into();
+        assert_eq!(validate(&f).unwrap().schema.task_type(), TaskType::FreeText);
     }
 
     #[test]

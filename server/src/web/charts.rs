@@ -229,6 +229,66 @@ pub fn answers_per_hour(hours: &[(i64, i64)]) -> Chart {
     c
 }
 
+/// Most contributors drawn in the accuracy chart (the table lists all).
+pub const MAX_CONTRIBUTOR_BARS: usize = 24;
+
+/// Accuracy per contributor: one bar each, 0 to 100 percent, in the order
+/// given (at most [`MAX_CONTRIBUTOR_BARS`]). `rows` holds (name, accuracy
+/// as a fraction).
+pub fn contributor_accuracy(rows: &[(String, f64)]) -> Chart {
+    let mut c = Chart::new("chart-contributor-accuracy", "Accuracy per contributor");
+    c.y_ticks = [0i64, 50, 100]
+        .into_iter()
+        .map(|v| Tick {
+            pos: scale(v, 0, 100, BOTTOM, TOP),
+            label: format!("{v}%"),
+            anchor: "end",
+        })
+        .collect();
+    if rows.is_empty() {
+        c.summary = "No contributor has an accuracy estimate yet.".into();
+        return c;
+    }
+    let rows = &rows[..rows.len().min(MAX_CONTRIBUTOR_BARS)];
+    let n = rows.len() as i64;
+    let slot = ((RIGHT - LEFT) as i64 / n).min(MAX_BAR_SLOT);
+    let gap = (slot / 5).max(1);
+    let offset = ((RIGHT - LEFT) as i64 - slot * n) / 2;
+    let pct = |a: f64| (a.clamp(0.0, 1.0) * 100.0).round() as i64;
+    for (i, (name, acc)) in rows.iter().enumerate() {
+        let x = LEFT + (offset + slot * i as i64) as i32 + (gap / 2) as i32;
+        let y = scale(pct(*acc), 0, 100, BOTTOM, TOP);
+        c.bars.push(Bar {
+            x,
+            y,
+            w: (slot - gap).max(1) as i32,
+            h: BOTTOM - y,
+            label: format!("{name}: {}% accurate", pct(*acc)),
+        });
+    }
+    // Names only when they fit under their bars.
+    if n <= 8 {
+        c.x_ticks = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| Tick {
+                pos: LEFT + (offset + slot * i as i64 + slot / 2) as i32,
+                label: name.chars().take(8).collect(),
+                anchor: "middle",
+            })
+            .collect();
+    }
+    c.empty = false;
+    let (lo, hi) = rows.iter().fold((100, 0), |(lo, hi), (_, a)| {
+        (lo.min(pct(*a)), hi.max(pct(*a)))
+    });
+    c.summary = format!(
+        "{n} contributor{}, accuracy from {lo}% to {hi}%.",
+        if n == 1 { "" } else { "s" }
+    );
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +357,22 @@ mod tests {
         let c = answers_per_hour(&[]);
         assert!(c.empty && c.bars.is_empty());
         assert_eq!(c.summary, "No answers yet.");
+    }
+
+    #[test]
+    fn accuracy_bars_are_percentages_of_the_plot_height() {
+        let c = contributor_accuracy(&[
+            ("ann".into(), 1.0),
+            ("bob".into(), 0.5),
+            ("cy".into(), -1.0),
+        ]);
+        assert_eq!(c.bars.len(), 3);
+        assert_eq!(c.bars[0].y, TOP);
+        assert_eq!(c.bars[1].h, (BOTTOM - TOP) / 2);
+        assert_eq!(c.bars[2].h, 0);
+        assert_eq!(c.x_ticks[1].label, "bob");
+        assert!(c.bars.iter().all(|b| b.x >= LEFT && b.x + b.w <= RIGHT));
+        assert_eq!(c.summary, "3 contributors, accuracy from 0% to 100%.");
+        assert!(contributor_accuracy(&[]).empty);
     }
 }

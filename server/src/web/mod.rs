@@ -64,14 +64,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(contribute::work_submit),
     )
     .route("/bounties/{id}/skip", web::post().to(contribute::work_skip))
+    .route("/bounties/{id}/review", web::get().to(contribute::review))
     .route("/earnings", web::get().to(contribute::my_earnings))
     .route("/users/{id}/earnings", web::get().to(contribute::earnings))
+    .route(
+        "/earnings/payout-address",
+        web::post().to(contribute::set_payout_address),
+    )
+    .route(
+        "/earnings/withdrawals",
+        web::post().to(contribute::request_withdrawal),
+    )
+    .route("/quality", web::get().to(contribute::my_quality))
     .route("/projects", web::get().to(buyer::projects))
     .route("/projects/new", web::get().to(buyer::new_form))
     .route("/projects/new", web::post().to(buyer::create))
     .route("/projects/{id}", web::get().to(buyer::project))
     .route("/projects/{id}/import", web::post().to(buyer::import))
     .route("/projects/{id}/fund", web::post().to(buyer::fund))
+    .route("/projects/{id}/pause", web::post().to(buyer::pause))
+    .route("/projects/{id}/resume", web::post().to(buyer::resume))
+    .route("/projects/{id}/close", web::post().to(buyer::close))
+    .route("/projects/{id}/datasets", web::post().to(buyer::publish))
     .route("/projects/{id}/progress", web::get().to(buyer::progress))
     .route("/projects/{id}/items", web::get().to(buyer::items))
     .default_service(web::to(not_found));

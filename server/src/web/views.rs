@@ -1,6 +1,7 @@
 //! Read-only queries that only pages need: how many items a bounty has
 //! left, the lease a contributor already holds, chart series, resolved
-//! items with their answers. They read capability tables through the
+//! items with their answers, receipts of a page of history, where a
+//! contributor's data was used, their standing per bounty. They read capability tables through the
 //! capabilities' entities and never write; every change of state goes
 //! through the capability modules.
 
@@ -14,10 +15,16 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+use sahel_protocol::Micros;
+
 use crate::accounts::entity::user;
+use crate::consensus::quality::entity as quality_entity;
+use crate::datasets::entity::{contributor as dataset_contributor, dataset, usage};
 use crate::error::Result;
+use crate::ledger::AccountRef;
+use crate::ledger::entity::{account, posting, receipt, transaction};
 use crate::projects::Project;
-use crate::projects::entity::item;
+use crate::projects::entity::{item, project};
 use crate::queue::entity::{answer, lease};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -162,6 +169,46 @@ pub struct ResolvedItem {
 
 pub const ITEMS_PER_PAGE: u64 = 50;
 
+/// Worked examples for a bounty's page: the first items the crowd settled
+/// with every answer agreeing, as (item text, result in words). Gold items
+/// are never examples: that would give their answers away.
+pub async fn examples(
+    conn: &impl ConnectionTrait,
+    project: i64,
+    n: u64,
+) -> Result<Vec<(String, String)>> {
+    let gold = sea_orm::sea_query::Query::select()
+        .column(quality_entity::gold_item::Column::ItemId)
+        .from(quality_entity::gold_item::Entity)
+        .and_where(Expr::col(quality_entity::gold_item::Column::ProjectId).eq(project))
+        .to_owned();
+    let rows = item::Entity::find()
+        .filter(item::Column::ProjectId.eq(project))
+        .filter(item::Column::Status.eq("resolved"))
+        .filter(item::Column::Id.not_in_subquery(gold))
+        .order_by_asc(item::Column::Seq)
+        .limit(n * 10)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let result: Value = serde_json::from_str(r.result.as_deref()?).ok()?;
+            if result.get("agreement").and_then(Value::as_f64)? < 1.0 {
+                return None;
+            }
+            let data: Value = serde_json::from_str(&r.data).ok()?;
+            let text = data
+                .get("text")
+                .or(data.get("prompt"))
+                .and_then(Value::as_str)?
+                .to_owned();
+            Some((text, answer_summary(result.get("answer")?)))
+        })
+        .take(n as usize)
+        .collect())
+}
+
 /// One page of a project's finished items, newest first, with every
 /// answer and who gave it; and how many finished items there are.
 pub async fn resolved_items(
@@ -204,10 +251,7 @@ pub async fn resolved_items(
             .map(|u| (u.id, u.display_name))
             .collect()
     };
-    let label_of = |payload: &Value| match payload.get("label").and_then(Value::as_str) {
-        Some(l) => l.to_owned(),
-        None => payload.to_string(),
-    };
+    let label_of = answer_summary;
     let items = rows
         .into_iter()
         .map(|r| {
@@ -250,4 +294,347 @@ pub async fn resolved_items(
         })
         .collect();
     Ok((items, total))
+}
+
+/// The receipts of these ledger transactions, by transaction id.
+pub async fn receipts_for(
+    conn: &impl ConnectionTrait,
+    transaction_ids: &[i64],
+) -> Result<Vec<receipt::Model>> {
+    if transaction_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(receipt::Entity::find()
+        .filter(receipt::Column::TransactionId.is_in(transaction_ids.to_vec()))
+        .order_by_desc(receipt::Column::Seq)
+        .all(conn)
+        .await?)
+}
+
+/// A dataset version that contains a contributor's accepted work.
+pub struct DataUse {
+    pub dataset_id: i64,
+    pub title: String,
+    pub version: i32,
+    pub project_id: i64,
+    pub records: i64,
+    /// The contributor's share of the royalties, in basis points.
+    pub share_bps: i64,
+    /// Licensed uses (page reads and exports) so far.
+    pub uses: u64,
+    /// Royalties credited to the contributor from this dataset so far.
+    pub royalties: Micros,
+}
+
+/// Every dataset version holding `user`'s work, newest first, with its
+/// uses and the royalties it has paid them.
+pub async fn data_uses(conn: &impl ConnectionTrait, user: i64) -> Result<Vec<DataUse>> {
+    let mine = dataset_contributor::Entity::find()
+        .filter(dataset_contributor::Column::UserId.eq(user))
+        .all(conn)
+        .await?;
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = mine.iter().map(|m| m.dataset_id).collect();
+    let sets = dataset::Entity::find()
+        .filter(dataset::Column::Id.is_in(ids.clone()))
+        .order_by_desc(dataset::Column::Id)
+        .all(conn)
+        .await?;
+    let uses: HashMap<i64, i64> = usage::Entity::find()
+        .select_only()
+        .column(usage::Column::DatasetId)
+        .column_as(Expr::col(usage::Column::Id).count(), "n")
+        .filter(usage::Column::DatasetId.is_in(ids))
+        .group_by(usage::Column::DatasetId)
+        .into_tuple::<(i64, i64)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    // Royalty payments name their dataset in the memo.
+    let mut royalties: HashMap<i64, i64> = HashMap::new();
+    if let Some(acc) = account::Entity::find()
+        .filter(account::Column::Kind.eq(AccountRef::User(user).kind()))
+        .filter(account::Column::OwnerId.eq(user))
+        .one(conn)
+        .await?
+    {
+        let rows: Vec<(i64, String)> = posting::Entity::find()
+            .select_only()
+            .column(posting::Column::Amount)
+            .column_as(
+                Expr::col((transaction::Entity, transaction::Column::Memo)),
+                "memo",
+            )
+            .join(
+                sea_orm::JoinType::InnerJoin,
+                posting::Entity::belongs_to(transaction::Entity)
+                    .from(posting::Column::TransactionId)
+                    .to(transaction::Column::Id)
+                    .into(),
+            )
+            .filter(posting::Column::AccountId.eq(acc.id))
+            .filter(Expr::col((transaction::Entity, transaction::Column::Kind)).eq("royalty"))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (amount, memo) in rows {
+            let memo: Value = serde_json::from_str(&memo).unwrap_or(Value::Null);
+            if let Some(d) = memo.get("dataset_id").and_then(Value::as_i64) {
+                *royalties.entry(d).or_default() += amount;
+            }
+        }
+    }
+    Ok(sets
+        .into_iter()
+        .map(|d| {
+            let weight = mine
+                .iter()
+                .find(|m| m.dataset_id == d.id)
+                .map_or(0, |m| m.weight);
+            DataUse {
+                dataset_id: d.id,
+                title: d.title,
+                version: d.version,
+                project_id: d.project_id,
+                records: d.record_count,
+                share_bps: (i128::from(weight) * 10_000)
+                    .checked_div(i128::from(d.total_weight))
+                    .unwrap_or(0) as i64,
+                uses: uses.get(&d.id).copied().unwrap_or(0) as u64,
+                royalties: Micros(royalties.get(&d.id).copied().unwrap_or(0)),
+            }
+        })
+        .collect())
+}
+
+/// A contributor's standing on one bounty.
+pub struct MyQuality {
+    pub project_id: i64,
+    pub title: String,
+    pub accepted: i64,
+    pub rejected: i64,
+    pub pending: i64,
+    /// `None` on a bounty decided by plain vote (no quality engine).
+    pub standing: Option<quality_entity::contributor::Model>,
+}
+
+/// Every bounty `user` answered or was served on, newest first.
+pub async fn my_quality(conn: &impl ConnectionTrait, user: i64) -> Result<Vec<MyQuality>> {
+    let counts: Vec<(i64, String, i64)> = answer::Entity::find()
+        .select_only()
+        .column(answer::Column::ProjectId)
+        .column(answer::Column::Status)
+        .column_as(Expr::col(answer::Column::Id).count(), "n")
+        .filter(answer::Column::UserId.eq(user))
+        .group_by(answer::Column::ProjectId)
+        .group_by(answer::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let standings = quality_entity::contributor::Entity::find()
+        .filter(quality_entity::contributor::Column::UserId.eq(user))
+        .all(conn)
+        .await?;
+    let mut ids: Vec<i64> = counts
+        .iter()
+        .map(|c| c.0)
+        .chain(standings.iter().map(|s| s.project_id))
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let titles: HashMap<i64, String> = project::Entity::find()
+        .filter(project::Column::Id.is_in(ids.clone()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.title))
+        .collect();
+    let count = |p: i64, s: &str| {
+        counts
+            .iter()
+            .find(|c| c.0 == p && c.1 == s)
+            .map_or(0, |c| c.2)
+    };
+    Ok(ids
+        .into_iter()
+        .map(|id| MyQuality {
+            project_id: id,
+            title: titles.get(&id).cloned().unwrap_or_default(),
+            accepted: count(id, "accepted"),
+            rejected: count(id, "rejected"),
+            pending: count(id, "pending"),
+            standing: standings.iter().find(|s| s.project_id == id).cloned(),
+        })
+        .collect())
+}
+
+/// `user`'s reliability estimate (posterior mean accuracy) per bounty, for
+/// the bounties that have one.
+pub async fn reliability(
+    conn: &impl ConnectionTrait,
+    user: i64,
+    projects: &[i64],
+) -> Result<HashMap<i64, f64>> {
+    if projects.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(quality_entity::contributor::Entity::find()
+        .filter(quality_entity::contributor::Column::UserId.eq(user))
+        .filter(quality_entity::contributor::Column::ProjectId.is_in(projects.to_vec()))
+        .all(conn)
+        .await?
+        .into_iter()
+        // A fresh standing row holds zeros until its first estimate.
+        .filter(has_estimate)
+        .map(|r| (r.project_id, r.accuracy_mean))
+        .collect())
+}
+
+/// Whether a standing row has been estimated from any evidence yet.
+pub fn has_estimate(r: &quality_entity::contributor::Model) -> bool {
+    r.gold_total > 0 || r.peer_answers > 0
+}
+
+/// A bounty's published dataset versions, newest first.
+pub async fn datasets_of(conn: &impl ConnectionTrait, project: i64) -> Result<Vec<dataset::Model>> {
+    Ok(dataset::Entity::find()
+        .filter(dataset::Column::ProjectId.eq(project))
+        .order_by_desc(dataset::Column::Version)
+        .all(conn)
+        .await?)
+}
+
+/// Display names by user id.
+pub async fn names(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.to_vec()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.display_name))
+        .collect())
+}
+
+/// Per contributor on a bounty: (user, accepted, rejected, pending)
+/// answers, for bounties decided by plain vote, where agreement with the
+/// result is the accuracy there is.
+pub async fn answers_by_user(
+    conn: &impl ConnectionTrait,
+    project: i64,
+) -> Result<Vec<(i64, i64, i64, i64)>> {
+    let rows: Vec<(i64, String, i64)> = answer::Entity::find()
+        .select_only()
+        .column(answer::Column::UserId)
+        .column(answer::Column::Status)
+        .column_as(Expr::col(answer::Column::Id).count(), "n")
+        .filter(answer::Column::ProjectId.eq(project))
+        .group_by(answer::Column::UserId)
+        .group_by(answer::Column::Status)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut by: std::collections::BTreeMap<i64, (i64, i64, i64)> = Default::default();
+    for (u, s, n) in rows {
+        let e = by.entry(u).or_default();
+        match s.as_str() {
+            "accepted" => e.0 += n,
+            "rejected" => e.1 += n,
+            _ => e.2 += n,
+        }
+    }
+    Ok(by.into_iter().map(|(u, (a, r, p))| (u, a, r, p)).collect())
+}
+
+/// An answer in a few words, for tables: the class, the classes, the
+/// choice, the text, or what spans and boxes were drawn.
+pub fn answer_summary(answer: &Value) -> String {
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.get(key).and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    };
+    if let Some(l) = answer.get("label").and_then(Value::as_str) {
+        return l.to_owned();
+    }
+    if let Some(ls) = answer.get("labels").and_then(Value::as_array) {
+        let ls: Vec<&str> = ls.iter().filter_map(Value::as_str).collect();
+        return if ls.is_empty() {
+            "(none)".into()
+        } else {
+            ls.join(", ")
+        };
+    }
+    if let Some(c) = answer.get("choice").and_then(Value::as_str) {
+        return match c {
+            "tie" => "tie".into(),
+            c => format!("{} is better", c.to_uppercase()),
+        };
+    }
+    if let Some(t) = answer.get("text").and_then(Value::as_str) {
+        return t.to_owned();
+    }
+    if let Some(a) = answer.get("artifact").and_then(Value::as_str) {
+        return format!("file {}", &a[..a.len().min(12)]);
+    }
+    for (key, what) in [("spans", "span"), ("boxes", "box")] {
+        if let Some(list) = answer.get(key) {
+            let labels = names(list, "label");
+            let n = labels.len();
+            let plural = if n == 1 {
+                ""
+            } else if what == "box" {
+                "es"
+            } else {
+                "s"
+            };
+            return format!("{n} {what}{plural}: {}", labels.join(", "));
+        }
+    }
+    if let Some(list) = answer.as_array() {
+        return list
+            .iter()
+            .map(answer_summary)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    answer.to_string()
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::answer_summary;
+    use serde_json::json;
+
+    #[test]
+    fn each_answer_shape_reads_in_a_few_words() {
+        for (answer, want) in [
+            (json!({"label": "pos"}), "pos"),
+            (json!({"labels": ["a", "c"]}), "a, c"),
+            (json!({"labels": []}), "(none)"),
+            (json!({"choice": "b"}), "B is better"),
+            (json!({"text": "Why?"}), "Why?"),
+            (
+                json!({"spans": [{"start": 0, "end": 3, "label": "PER"}]}),
+                "1 span: PER",
+            ),
+            (
+                json!({"boxes": [{"label": "car"}, {"label": "person"}]}),
+                "2 boxes: car, person",
+            ),
+            (json!([{"text": "a"}, {"text": "b"}]), "a | b"),
+        ] {
+            assert_eq!(answer_summary(&answer), want);
+        }
+    }
 }

@@ -69,6 +69,7 @@ pub fn project_spec(overlap: u32, reward: i64, budget: i64) -> api::CreateProjec
         reward: Micros(reward),
         budget: Micros(budget),
         priority: 0,
+        reviews_per_answer: None,
     }
 }
 

@@ -2,6 +2,8 @@
 //! SQLite by default and PostgreSQL when DATABASE_URL is set.
 
 mod accounts;
+mod artifacts;
+mod formats;
 mod helpers;
 mod invariants;
 mod money;
@@ -13,5 +15,6 @@ mod queue;
 mod receipts;
 mod royalties;
 mod settlement;
+mod types;
 mod web;
 mod work;

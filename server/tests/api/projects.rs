@@ -243,3 +243,91 @@ fn an_empty_upload_is_refused() {
     assert_problem(b.import_items(p.id, "jsonl", b"\n\n"), 422, "import-empty");
     assert_problem(b.import_items(p.id, "xml", b"<x/>"), 422, "unknown-format");
 }
+
+#[test]
+fn a_paused_bounty_hands_out_no_task_but_takes_answers_to_leases_already_held_and_resumes() {
+    let app = spawn_app();
+    let (b, p) = funded_project(&app, 4, 1);
+    let (_, alice) = contributor(&app, "alice-pause");
+    let (_, bob) = contributor(&app, "bob-pause");
+    let held = alice.lease(p.id, 1).unwrap();
+    assert_eq!(held.len(), 1);
+
+    let paused = b.pause_project(p.id).unwrap();
+    assert_eq!(paused.status, ProjectStatus::Paused);
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Paused);
+    // No new lease, by project or across projects.
+    assert_problem(bob.lease(p.id, 2), 409, "project-paused");
+    assert!(bob.lease_any(2).unwrap().is_empty());
+    assert_eq!(answers_in_db(&app, p.id), 0);
+    // Pausing again changes nothing.
+    assert_eq!(b.pause_project(p.id).unwrap().status, ProjectStatus::Paused);
+    // The lease taken before the pause is still answered and paid.
+    let t = &held[0];
+    alice.submit(&answer(t, &truth(t))).unwrap();
+    assert_eq!(answers_in_db(&app, p.id), 1);
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 1);
+    assert_eq!(escrow_of(&app, p.id), Micros(30_000));
+
+    let resumed = b.resume_project(p.id).unwrap();
+    assert_eq!(resumed.status, ProjectStatus::Open);
+    assert_eq!(b.resume_project(p.id).unwrap().status, ProjectStatus::Open);
+    // Work continues to the end, and the bounty completes.
+    loop {
+        let tasks = bob.lease(p.id, 2).unwrap();
+        if tasks.is_empty() {
+            break;
+        }
+        for t in &tasks {
+            bob.submit(&answer(t, &truth(t))).unwrap();
+        }
+    }
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 4);
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Completed);
+    assert_eq!(escrow_of(&app, p.id), Micros(0));
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn a_paused_bounty_completes_when_its_last_held_lease_is_answered() {
+    let app = spawn_app();
+    let (b, p) = funded_project(&app, 2, 1);
+    let (_, alice) = contributor(&app, "alice-last");
+    let tasks = alice.lease(p.id, 2).unwrap();
+    b.pause_project(p.id).unwrap();
+    for t in &tasks {
+        alice.submit(&answer(t, &truth(t))).unwrap();
+    }
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Completed);
+    assert_problem(b.resume_project(p.id), 409, "project-not-paused");
+    assert_problem(b.pause_project(p.id), 409, "project-not-open");
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Completed);
+}
+
+#[test]
+fn only_the_buyer_pauses_only_open_bounties_and_a_paused_one_can_still_be_closed() {
+    let app = spawn_app();
+    let (b, p) = funded_project(&app, 3, 1);
+    let (_, other) = buyer(&app, "meddler", 1);
+    let (_, alice) = contributor(&app, "alice-meddle");
+    assert_problem(other.pause_project(p.id), 403, "not-project-owner");
+    assert_problem(alice.pause_project(p.id), 403, "not-project-owner");
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Open);
+    // Resuming an open bounty changes nothing.
+    assert_eq!(b.resume_project(p.id).unwrap().status, ProjectStatus::Open);
+    assert_problem(b.pause_project(999_999), 404, "project-not-found");
+    // A draft cannot be paused.
+    let draft = b.create_project(&project_spec(1, 10_000, 30_000)).unwrap();
+    assert_problem(b.pause_project(draft.id), 409, "project-not-open");
+    assert_eq!(b.project(draft.id).unwrap().status, ProjectStatus::Draft);
+
+    b.pause_project(p.id).unwrap();
+    assert_problem(other.resume_project(p.id), 403, "not-project-owner");
+    assert_eq!(b.project(p.id).unwrap().status, ProjectStatus::Paused);
+    // Closing a paused bounty refunds the escrow; it cannot be resumed.
+    let closed = b.close_project(p.id, "close-paused").unwrap();
+    assert_eq!(closed.refunded, Micros(30_000));
+    assert_eq!(closed.project.status, ProjectStatus::Closed);
+    assert_problem(b.resume_project(p.id), 409, "project-not-paused");
+    assert_ledger_clean(&app);
+}

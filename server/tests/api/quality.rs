@@ -236,7 +236,8 @@ fn gold_never_leaks_through_any_route_a_contributor_can_reach() {
 
 #[test]
 fn a_spammer_bot_over_http_is_suspended_and_its_answers_stop_counting() {
-    let app = spawn_app();
+    // Seeded gold placement: the bound below is not left to chance.
+    let app = TestApp::spawn(|c| c.gold_seed = Some(11));
     // Every gold answer is "positive" or "negative"; the bot always says
     // "neutral", so it never gets gold right.
     let gold: Vec<&str> = (0..14)
@@ -620,11 +621,12 @@ fn a_resolved_item_can_become_gold_with_its_result_as_the_answer() {
 }
 
 /// A small crowd end to end over HTTP: honest contributors right 90% of
-/// the time and spammers answering at random, gold at one in three.
+/// the time and spammers answering at random, gold at one in three. Gold
+/// placement is seeded like the crowd, so the run replays exactly.
 #[test]
 fn a_small_simulated_crowd_gets_accurate_labels_and_loses_its_spammers() {
     use sahel_server::consensus::quality::engine::sim::Rng;
-    let app = spawn_app();
+    let app = TestApp::spawn(|c| c.gold_seed = Some(7));
     let gold: Vec<&str> = (0..30).map(|i| CLASSES[i % 3]).collect();
     let (b, p) = quality_bounty(&app, 3, 90, &gold, json!({ "gold_every": 3 }));
     let mut crowd: Vec<(i64, Client, bool, Rng, bool)> = (0..9)
@@ -715,4 +717,60 @@ fn a_small_simulated_crowd_gets_accurate_labels_and_loses_its_spammers() {
     );
     assert_eq!(honest_out, 0, "{r:#?}");
     assert_ledger_clean(&app);
+}
+
+#[test]
+fn a_bounty_may_show_the_known_answer_right_after_a_gold_item_is_answered() {
+    // Seeded gold placement: the bound below is not left to chance.
+    let app = TestApp::spawn(|c| c.gold_seed = Some(11));
+    let gold = ["positive", "negative", "neutral", "positive"];
+    for shown in [true, false] {
+        let (_, p) = quality_bounty(
+            &app,
+            1,
+            8,
+            &gold,
+            json!({ "gold_every": 2, "gold_feedback": shown }),
+        );
+        let settings: api::QualitySettings = p_settings(&app, p.id);
+        assert_eq!(settings.gold_feedback, shown);
+        let gold_set = gold_ids(&app, p.id);
+        let (_, c) = contributor(&app, &format!("fb-{shown}"));
+        let (mut golds, mut others) = (0, 0);
+        for t in c.lease(p.id, 8).unwrap() {
+            // Wrong on purpose: the feedback must say so, with the answer.
+            let wrong = if truth(&t) == "positive" {
+                "negative"
+            } else {
+                "positive"
+            };
+            let s = c.submit(&answer(&t, wrong)).unwrap();
+            if gold_set.contains(&t.item_id) {
+                golds += 1;
+                match (&s.gold_feedback, shown) {
+                    (Some(f), true) => {
+                        assert!(!f.correct);
+                        assert_eq!(f.answer, json!({ "label": truth(&t) }));
+                    }
+                    (None, false) => {}
+                    (f, _) => panic!("gold feedback {f:?} with feedback {shown}"),
+                }
+            } else {
+                others += 1;
+                assert!(s.gold_feedback.is_none(), "only gold items say anything");
+            }
+        }
+        assert!(golds > 0 && others > 0, "{golds} gold, {others} others");
+    }
+}
+
+fn p_settings(app: &TestApp, project: i64) -> api::QualitySettings {
+    let (_, anyone) = contributor(app, &format!("reader-{project}"));
+    anyone
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{project}/quality/settings"),
+            None::<&()>,
+        )
+        .unwrap()
 }

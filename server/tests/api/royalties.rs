@@ -284,7 +284,7 @@ fn rounds_pay_thousands_of_contributors_in_batches_with_the_exact_split() {
                 pools.push(c.royalty_pool.0);
             }
         }
-        let (_, _, c) = datasets::export(&app.state.db, &licensee, d.id, None)
+        let (_, c) = datasets::charge_export(&app.state.db, &licensee, d.id, None)
             .await
             .unwrap();
         pools.push(c.royalty_pool.0);

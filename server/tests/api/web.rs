@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use sahel_protocol::Micros;
 use sahel_protocol::api::{ProjectStatus, Role};
 use sahel_server::projects::entity::project;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::helpers::*;
 
@@ -692,6 +692,18 @@ fn labeling_works_without_javascript_and_skip_moves_to_another_item() {
     let items = buyer.get(&format!("/projects/{id}/items"));
     assert!(items.body.contains("3 items finished"));
     assert_eq!(items.body.matches("class=\"resolved-item\"").count(), 3);
+    // Settled items become the bounty's worked examples, first ones first.
+    let bounty = c.get(&format!("/bounties/{id}"));
+    assert_eq!(
+        bounty
+            .body
+            .matches("class=\"example-answer\">positive<")
+            .count(),
+        3,
+        "{}",
+        bounty.body
+    );
+    assert!(bounty.body.find(">first</p>") < bounty.body.find(">second</p>"));
     assert_ledger_clean(&app);
     // No class picked: a page says so, nothing is recorded.
     let res = c.post(&work, &[("csrf", &page_csrf(&c)), ("lease_id", "1")]);
@@ -837,4 +849,329 @@ fn unknown_pages_are_html_for_browsers_and_problems_for_api_clients() {
         &[("if-none-match", &etag)],
     );
     assert_eq!(res.status, 304);
+}
+
+fn status_of(app: &TestApp, id: i64) -> String {
+    app.block_on(sahel_server::projects::get(app.db(), id))
+        .unwrap()
+        .row
+        .status
+}
+
+#[test]
+fn the_buyer_pauses_resumes_and_closes_from_the_progress_page_and_refusals_change_nothing() {
+    let app = spawn_app();
+    let (b, buyer_id, id) = web_bounty(
+        &app,
+        "Read it.",
+        "{\"text\": \"one\"}\n{\"text\": \"two\"}\n",
+    );
+    let (c, _) = Browser::sign_up(&app, "cleo", &[Role::Contributor]);
+    let progress = format!("/projects/{id}/progress");
+    let page = b.get(&progress);
+    assert!(page.body.contains("id=\"pause\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Without the form's token, or from someone else: a page that says no.
+    let res = b.post(&format!("/projects/{id}/pause"), &[]);
+    assert_eq!(res.status, 403);
+    assert!(res.body.contains("This form has expired"));
+    let other = c.get("/bounties").csrf();
+    let res = c.post(&format!("/projects/{id}/pause"), &[("csrf", &other)]);
+    assert_eq!(res.status, 403);
+    assert!(res.body.contains("This bounty belongs to someone else"));
+    assert_eq!(status_of(&app, id), "open");
+
+    let res = b.post(&format!("/projects/{id}/pause"), &[("csrf", &csrf)]);
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(
+        res.location.as_deref(),
+        Some(format!("{progress}?done=paused").as_str())
+    );
+    assert_eq!(status_of(&app, id), "paused");
+    let page = b.get(&format!("{progress}?done=paused"));
+    assert!(page.body.contains("id=\"resume\"") && !page.body.contains("id=\"pause\""));
+    assert!(page.body.contains("The bounty is paused"));
+
+    // The contributor's labeling page offers nothing, and no lease is made.
+    let work = c.get(&format!("/bounties/{id}/work"));
+    assert_eq!(work.status, 200);
+    assert!(work.body.contains("id=\"paused\""), "{}", work.body);
+    assert!(!work.body.contains("id=\"task\""));
+    let leases = app
+        .block_on(
+            sahel_server::queue::entity::lease::Entity::find()
+                .filter(sahel_server::queue::entity::lease::Column::ProjectId.eq(id))
+                .count(app.db()),
+        )
+        .unwrap();
+    assert_eq!(leases, 0);
+
+    let res = b.post(&format!("/projects/{id}/resume"), &[("csrf", &csrf)]);
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(status_of(&app, id), "open");
+    assert!(
+        c.get(&format!("/bounties/{id}/work"))
+            .body
+            .contains("id=\"task\"")
+    );
+
+    // Closing needs the ticked box; without it nothing moves.
+    let escrow = escrow_of(&app, id);
+    assert_eq!(escrow, Micros::from_tokens(10).unwrap());
+    let key = b.get(&progress).input("idempotency_key");
+    let res = b.post(
+        &format!("/projects/{id}/close"),
+        &[("csrf", &csrf), ("idempotency_key", &key)],
+    );
+    assert_eq!(res.status, 422);
+    assert!(res.body.contains("Tick the box"), "{}", res.body);
+    assert_eq!(status_of(&app, id), "open");
+    assert_eq!(escrow_of(&app, id), escrow);
+    let res = b.post(
+        &format!("/projects/{id}/close"),
+        &[
+            ("csrf", &csrf),
+            ("idempotency_key", &key),
+            ("confirm", "on"),
+        ],
+    );
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(status_of(&app, id), "closed");
+    assert_eq!(escrow_of(&app, id), Micros(0));
+    assert_eq!(
+        balance_of(&app, buyer_id),
+        Micros::from_tokens(100).unwrap()
+    );
+    // A closed bounty cannot be paused: the page says why.
+    let res = b.post(&format!("/projects/{id}/pause"), &[("csrf", &csrf)]);
+    assert_eq!(res.status, 409);
+    assert!(res.body.contains("cannot be paused"), "{}", res.body);
+    assert_eq!(status_of(&app, id), "closed");
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn a_contributor_sets_a_payout_address_and_withdraws_from_the_earnings_page() {
+    let app = spawn_app();
+    let (c, cid) = Browser::sign_up(&app, "wanda", &[Role::Contributor]);
+    app.deposit(cid, Micros::from_tokens(3).unwrap());
+    let page = c.get("/earnings");
+    assert!(page.body.contains("id=\"no-address\""));
+    let csrf = page.csrf();
+    let withdrawals = || {
+        app.block_on(sahel_server::ledger::payments::withdrawals(app.db(), cid))
+            .unwrap()
+    };
+
+    // No address yet: refused, nothing locked.
+    let res = c.post(
+        "/earnings/withdrawals",
+        &[("csrf", &csrf), ("amount", "1"), ("idempotency_key", "w0")],
+    );
+    assert_eq!(res.status, 409);
+    assert!(
+        res.body.contains("Set a payout address first"),
+        "{}",
+        res.body
+    );
+    // A malformed address is refused by name.
+    let res = c.post(
+        "/earnings/payout-address",
+        &[("csrf", &csrf), ("address", "0x1234")],
+    );
+    assert_eq!(res.status, 422);
+    assert!(res.body.contains("invalid-address"), "{}", res.body);
+    assert!(
+        app.block_on(sahel_server::ledger::payments::payout_address(
+            app.db(),
+            cid
+        ))
+        .unwrap()
+        .is_none()
+    );
+    let res = c.post(
+        "/earnings/payout-address",
+        &[
+            ("csrf", &csrf),
+            ("address", "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"),
+        ],
+    );
+    assert_eq!(res.status, 303, "{}", res.body);
+    let page = c.get(res.location.as_deref().unwrap());
+    assert!(page.body.contains("Your payout address is saved."));
+    // Shown with its EIP-55 checksum.
+    assert!(
+        page.body
+            .contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{}",
+        page.body
+    );
+
+    // A bad amount and an overdraft are refused and lock nothing.
+    for (amount, status) in [("lots", 422), ("-1", 422), ("5", 409)] {
+        let res = c.post(
+            "/earnings/withdrawals",
+            &[
+                ("csrf", &csrf),
+                ("amount", amount),
+                ("idempotency_key", amount),
+            ],
+        );
+        assert_eq!(res.status, status, "{amount}: {}", res.body);
+    }
+    assert!(withdrawals().is_empty());
+    assert_eq!(balance_of(&app, cid), Micros::from_tokens(3).unwrap());
+
+    // A withdrawal, posted twice (a double click): locked once.
+    let key = c.get("/earnings").input("idempotency_key");
+    for _ in 0..2 {
+        let res = c.post(
+            "/earnings/withdrawals",
+            &[
+                ("csrf", &csrf),
+                ("amount", "1.25"),
+                ("idempotency_key", &key),
+            ],
+        );
+        assert_eq!(res.status, 303, "{}", res.body);
+    }
+    let w = withdrawals();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].amount, Micros(1_250_000));
+    assert_eq!(balance_of(&app, cid), Micros(1_750_000));
+    let page = c.get("/earnings?done=withdrawal");
+    assert!(
+        page.body.contains("id=\"locked\">1.250000<"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"balance\">1.750000<"));
+    assert!(page.body.contains("badge pending"));
+    assert!(page.body.contains("Your withdrawal is requested"));
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn publishing_from_the_form_needs_a_finished_bounty_and_a_valid_price() {
+    let app = spawn_app();
+    let (b, _, id) = web_bounty(&app, "Read it.", "{\"text\": \"one\"}\n");
+    let csrf = b.get(&format!("/projects/{id}")).csrf();
+    let datasets = || {
+        app.block_on(sahel_server::datasets::entity::dataset::Entity::find().count(app.db()))
+            .unwrap()
+    };
+    let publish = |fields: &[(&str, &str)]| b.post(&format!("/projects/{id}/datasets"), fields);
+    let res = publish(&[("csrf", &csrf), ("price_per_export", "1")]);
+    assert_eq!(res.status, 409);
+    assert!(res.body.contains("completed or closed"), "{}", res.body);
+    let res = publish(&[("price_per_export", "1")]);
+    assert_eq!(res.status, 403);
+    // Label the one item, so the bounty completes.
+    let (c, _) = Browser::sign_up(&app, "lena", &[Role::Contributor]);
+    let work = c.get(&format!("/bounties/{id}/work"));
+    let res = c.post(
+        &format!("/bounties/{id}/work"),
+        &[
+            ("csrf", &work.csrf()),
+            ("lease_id", &work.input("lease_id")),
+            ("label", "positive"),
+        ],
+    );
+    assert_eq!(res.status, 303);
+    assert_eq!(status_of(&app, id), "completed");
+    for (fields, code) in [
+        (vec![("price_per_export", "cheap")], "invalid-price"),
+        (vec![], "invalid-price"),
+    ] {
+        let mut f = vec![("csrf", csrf.as_str())];
+        f.extend(fields);
+        let res = publish(&f);
+        assert_eq!(res.status, 422, "{}", res.body);
+        assert!(res.body.contains(code), "{}", res.body);
+    }
+    assert_eq!(datasets(), 0);
+    let res = publish(&[
+        ("csrf", &csrf),
+        ("title", ""),
+        ("price_per_record", "0.01"),
+        ("price_per_export", ""),
+    ]);
+    assert_eq!(res.status, 303, "{}", res.body);
+    assert_eq!(
+        res.location.as_deref(),
+        Some(format!("/projects/{id}?published=1").as_str())
+    );
+    assert_eq!(datasets(), 1);
+    let page = b.get(&format!("/projects/{id}?published=1"));
+    assert!(page.body.contains("Published dataset version 1."));
+    assert!(page.body.contains("0.010000"));
+    // The contributor's earnings list the dataset their answer is in, and
+    // the royalties a licensee's read paid them.
+    let earnings = c.get("/earnings");
+    assert!(earnings.body.contains("id=\"uses\""), "{}", earnings.body);
+    assert!(earnings.body.contains("100.00%"));
+    let (licensee, token) = app.create_user("licensee@web.sahel", &[Role::Buyer]);
+    app.deposit(licensee, Micros::from_tokens(1).unwrap());
+    let l = bearer(&app, &token);
+    let set = l.datasets().unwrap();
+    l.dataset_records(set[0].id, 1, 10, Some("read-1")).unwrap();
+    app.block_on(sahel_server::ledger::royalty::run_until_idle(
+        &app.state.db,
+        100,
+    ))
+    .unwrap();
+    // 0.01 charged: 20% to the buyer, the pool's 0.008 to the only contributor.
+    let earnings = c.get("/earnings");
+    let uses = &earnings.body[earnings.body.find("id=\"uses\"").unwrap()..];
+    assert!(uses.contains("0.008000"), "{uses}");
+    assert!(earnings.body.contains("Royalties from dataset"));
+    assert_ledger_clean(&app);
+}
+
+#[test]
+fn the_earnings_history_is_paged_with_the_receipt_of_every_entry_shown() {
+    let app = spawn_app();
+    let (c, cid) = Browser::sign_up(&app, "paula", &[Role::Contributor]);
+    for i in 1..=30 {
+        app.deposit(cid, Micros(i * 1_000));
+    }
+    let rows = |body: &str| body.matches("<a href=\"#receipt-").count();
+    let receipts = |body: &str| body.matches("class=\"receipt\" id=\"receipt-").count();
+    let first = c.get("/earnings");
+    assert_eq!(rows(&first.body), 25);
+    assert_eq!(receipts(&first.body), 25);
+    assert!(
+        first
+            .body
+            .contains("href=\"/earnings?page=2\" rel=\"next\"")
+    );
+    // Newest first: the last deposit (0.030000) leads.
+    let newest = first.body.find("+0.030000").unwrap();
+    assert!(newest < first.body.find("+0.006000").unwrap());
+    assert!(!first.body.contains("+0.005000"));
+    let second = c.get("/earnings?page=2");
+    assert_eq!(rows(&second.body), 5);
+    assert_eq!(receipts(&second.body), 5);
+    assert!(second.body.contains("+0.001000"));
+    assert!(!second.body.contains("rel=\"next\""));
+    // Every receipt shown is the database's, signed.
+    let all = app
+        .block_on(sahel_server::ledger::entity::receipt::Entity::find().all(app.db()))
+        .unwrap();
+    for r in &all {
+        let page = if second.body.contains(&r.hash) {
+            &second
+        } else {
+            &first
+        };
+        assert!(page.body.contains(&r.hash), "receipt {} is shown", r.seq);
+        let sig = r
+            .signature
+            .as_deref()
+            .expect("signed before the page read it");
+        assert!(page.body.contains(sig));
+    }
+    assert_eq!(all.len(), 30);
+    assert_eq!(c.get("/earnings?page=9").status, 200);
 }

@@ -9,6 +9,7 @@
 //! that the README shows, so they are regenerated, never drawn by hand.
 
 mod driver;
+mod types;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -112,15 +113,39 @@ async fn label_everything(
     skip_first: bool,
     shots: Option<&str>,
 ) -> usize {
+    label_some(c, fx, wrong_on, skip_first, shots, usize::MAX).await
+}
+
+/// [`label_everything`], stopping after `max` answers.
+async fn label_some(
+    c: &Client,
+    fx: &Fixture,
+    wrong_on: Option<&str>,
+    skip_first: bool,
+    shots: Option<&str>,
+    max: usize,
+) -> usize {
     let mut sent = 0;
     let mut last_lease = String::new();
     let mut skipped = !skip_first;
     loop {
-        wait_until!(
-            "a task or the end",
-            visible(c, "#done").await
-                || (exists(c, "#task").await && current_lease(c).await != last_lease)
-        );
+        if sent >= max {
+            return sent;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !(visible(c, "#done").await
+            || (exists(c, "#task").await && current_lease(c).await != last_lease))
+        {
+            if std::time::Instant::now() > deadline {
+                // Say what the page shows, so a failure explains itself.
+                let error = match visible(c, "#work-error").await {
+                    true => text_of(c, "#work-error").await,
+                    false => "no error shown".into(),
+                };
+                panic!("timed out waiting for a task or the end (lease {last_lease}): {error}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
         if visible(c, "#done").await {
             return sent;
         }
@@ -382,7 +407,17 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
                 .await
                 .unwrap()
                 .len(),
-            2
+            3,
+            "items done, answers per hour, accuracy per contributor"
+        );
+        // A plain-vote bounty: accuracy is agreement with the results, and
+        // the one wrong answer shows in the confusion matrix.
+        assert_eq!(
+            c.find_all(Locator::Css("#contributors tbody tr"))
+                .await
+                .unwrap()
+                .len(),
+            3
         );
         screenshot(&c, "progress").await;
         c.goto(&format!("{base}/projects/{project_id}/items"))
@@ -459,4 +494,314 @@ fn a_bounty_is_posted_labeled_by_three_contributors_with_the_keyboard_and_comple
         c.close().await.unwrap();
     });
     eprintln!("browser flow took {:.1?}", started.elapsed());
+}
+
+/// Logs in through the form and waits for the home page.
+async fn log_in(c: &Client, base: &str, email: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    fill(c, "#email", email).await;
+    fill(c, "#password", password).await;
+    press(c, ENTER).await;
+    wait_until!("the home page", { path(c).await == "/" });
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_buyer_pauses_and_publishes_and_a_contributor_sees_gold_results_and_receipts() {
+    use sahel_protocol::api;
+    use sahel_server::consensus::quality::entity::contributor as standing;
+    use sahel_server::datasets::entity::dataset;
+    use sahel_server::ledger::entity::receipt;
+    use sahel_worker::client::{Auth, Client as ApiClient};
+
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    let base = app.address.clone();
+    let fx = fixture();
+
+    // A quality-engine bounty with gold, set up over the API: five real
+    // items and three gold ones (their answers hidden in `_gold`).
+    let (buyer_id, token) =
+        app.create_user("bianca@browser.sahel", &[sahel_protocol::api::Role::Buyer]);
+    app.deposit(buyer_id, Micros::from_tokens(20).unwrap());
+    let b = ApiClient::new(&app.address, Auth::Bearer(token));
+    let p = b
+        .create_project(&api::CreateProject {
+            title: "Review sentiment with gold".into(),
+            instructions: "Pick the sentiment of the review.".into(),
+            task_type: api::TaskType::Classification,
+            schema: serde_json::json!({ "classes": CLASSES }),
+            overlap: 1,
+            reward: REWARD,
+            budget: Micros::from_tokens(5).unwrap(),
+            priority: 0,
+            reviews_per_answer: None,
+        })
+        .unwrap();
+    let _: api::QualitySettings = b
+        .call(
+            "PUT",
+            &format!("/api/v1/projects/{}/quality/settings", p.id),
+            // A one-question exam makes the first task gold whatever the
+            // dice say; after it, one task in two may be.
+            Some(&serde_json::json!({ "gold_every": 2, "exam_size": 1 })),
+        )
+        .unwrap();
+    let mut rows: Vec<(&String, &String)> = fx.expected.iter().collect();
+    rows.sort();
+    let mut body = String::new();
+    for (i, (text, label)) in rows.iter().enumerate() {
+        let mut line = serde_json::json!({ "text": text });
+        if i >= 5 {
+            line["_gold"] = serde_json::json!(label);
+        }
+        body.push_str(&format!("{line}\n"));
+    }
+    let report = b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
+    assert_eq!(report.imported, 5, "gold items are not counted");
+    b.fund(p.id, "fund-gold").unwrap();
+    let id = p.id;
+
+    app.block_on(async {
+        let c = driver.session(1280, 900, false).await;
+        let buyer = driver.session(1280, 1000, false).await;
+        sign_up(&c, &base, "dara", false).await;
+        c.goto(&format!("{base}/bounties/{id}/work")).await.unwrap();
+        wait_until!("the labeling page", { exists(&c, "#task").await });
+        let sent = label_some(&c, &fx, None, false, None, 2).await;
+        assert_eq!(sent, 2);
+        let dara = sahel_server::accounts::find_by_email(app.db(), "dara@browser.sahel")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let answered = || async {
+            sahel_server::queue::entity::answer::Entity::find()
+                .filter(sahel_server::queue::entity::answer::Column::UserId.eq(dara))
+                .count(app.db())
+                .await
+                .unwrap()
+        };
+        wait_until!("two answers stored", { answered().await == 2 });
+
+        // The buyer pauses the bounty from its progress page.
+        log_in(&buyer, &base, "bianca@browser.sahel", "password-123").await;
+        buyer
+            .goto(&format!("{base}/projects/{id}/progress"))
+            .await
+            .unwrap();
+        assert_controls_labelled(&buyer).await;
+        click(&buyer, "#pause").await;
+        wait_until!("the paused notice", { exists(&buyer, "#notice").await });
+        assert_eq!(text_of(&buyer, "#status").await, "paused");
+        assert!(exists(&buyer, "#resume").await && !exists(&buyer, "#pause").await);
+        assert_eq!(project_status(&app, id).await, "paused");
+
+        // The contributor's work page now offers no task.
+        c.goto(&format!("{base}/bounties/{id}/work")).await.unwrap();
+        wait_until!("the paused page", { exists(&c, "#paused").await });
+        assert!(
+            !exists(&c, "#task").await,
+            "a paused bounty hands out no task"
+        );
+        assert!(text_of(&c, "#paused").await.contains("paused"));
+        screenshot(&c, "work-paused").await;
+
+        // Resumed, work continues to the end.
+        click(&buyer, "#resume").await;
+        wait_until!("the open status", {
+            exists(&buyer, "#status").await && text_of(&buyer, "#status").await == "open"
+        });
+        assert_eq!(project_status(&app, id).await, "open");
+        // The bounty list shows the contributor's reliability on it: the
+        // engine's estimate once it has evidence, a dash before.
+        c.goto(&format!("{base}/bounties")).await.unwrap();
+        let row = standing::Entity::find()
+            .filter(standing::Column::ProjectId.eq(id))
+            .filter(standing::Column::UserId.eq(dara))
+            .one(app.db())
+            .await
+            .unwrap();
+        let expected = match row {
+            Some(r) if r.gold_total > 0 || r.peer_answers > 0 => {
+                format!("{}%", (r.accuracy_mean * 100.0).round())
+            }
+            _ => "–".to_owned(),
+        };
+        assert_eq!(text_of(&c, "#bounties .reliability").await, expected);
+        c.goto(&format!("{base}/bounties/{id}/work")).await.unwrap();
+        wait_until!("a task again", { exists(&c, "#task").await });
+        let more = label_everything(&c, &fx, None, false, None).await;
+        assert!(more >= 3, "the rest of the bounty was answered ({more})");
+        wait_until!("the bounty complete", {
+            project_status(&app, id).await == "completed"
+        });
+        sahel_server::consensus::quality::run::run_until_idle(&app.state, 10)
+            .await
+            .unwrap();
+
+        // The quality page shows the gold results the engine recorded.
+        let row = standing::Entity::find()
+            .filter(standing::Column::ProjectId.eq(id))
+            .filter(standing::Column::UserId.eq(dara))
+            .one(app.db())
+            .await
+            .unwrap()
+            .expect("a standing row");
+        assert!(row.gold_total > 0, "gold items were served and answered");
+        c.goto(&format!("{base}/quality")).await.unwrap();
+        assert_controls_labelled(&c).await;
+        let gold = text_of(&c, &format!("#quality-{id} .gold")).await;
+        assert_eq!(gold, format!("{} of {}", row.gold_correct, row.gold_total));
+        assert_eq!(
+            row.gold_correct, row.gold_total,
+            "every gold answer was right"
+        );
+        let reliability = text_of(&c, &format!("#quality-{id} .reliability")).await;
+        assert!(
+            reliability.starts_with(&format!("{}%", (row.accuracy_mean * 100.0).round())),
+            "{reliability} vs {}",
+            row.accuracy_mean
+        );
+        assert_eq!(
+            text_of(&c, &format!("#quality-{id} .standing")).await,
+            "active"
+        );
+        // Overall, across bounties (one here): the same gold counts.
+        let overall = text_of(&c, "#overall").await;
+        assert!(
+            overall.contains(&format!("{} of {} gold", row.gold_correct, row.gold_total)),
+            "{overall}"
+        );
+        screenshot(&c, "quality").await;
+
+        // The buyer sees the quality report, then publishes a version.
+        buyer
+            .goto(&format!("{base}/projects/{id}/progress"))
+            .await
+            .unwrap();
+        wait_until!("the quality report", { exists(&buyer, "#alpha").await });
+        assert_eq!(text_of(&buyer, "#status").await, "completed");
+        assert!(!exists(&buyer, "#pause").await);
+        assert_eq!(
+            buyer
+                .find_all(Locator::Css("#contributors tbody tr"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(exists(&buyer, "#chart-contributor-accuracy svg").await);
+        assert_eq!(
+            buyer
+                .find_all(Locator::Css("#confusion tbody tr"))
+                .await
+                .unwrap()
+                .len(),
+            CLASSES.len()
+        );
+        assert_eq!(
+            buyer
+                .find(Locator::Css("#export-jsonl"))
+                .await
+                .unwrap()
+                .attr("href")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(format!("/api/v1/projects/{id}/export?format=jsonl").as_str())
+        );
+        screenshot(&buyer, "progress-quality").await;
+        buyer.goto(&format!("{base}/projects/{id}")).await.unwrap();
+        wait_until!("the publish form", {
+            exists(&buyer, "#publish-form").await
+        });
+        assert_controls_labelled(&buyer).await;
+        fill(&buyer, "#dataset-title", "Review sentiment, first cut").await;
+        fill(&buyer, "#price-export", "1.5").await;
+        click(&buyer, "#publish").await;
+        wait_until!("the published notice", {
+            exists(&buyer, "#published").await
+        });
+        assert_eq!(
+            text_of(&buyer, "#published").await,
+            "Published dataset version 1."
+        );
+        let sets = dataset::Entity::find()
+            .filter(dataset::Column::ProjectId.eq(id))
+            .all(app.db())
+            .await
+            .unwrap();
+        assert_eq!(sets.len(), 1);
+        assert_eq!(sets[0].title, "Review sentiment, first cut");
+        assert_eq!(sets[0].price_per_export, Some(1_500_000));
+        assert_eq!(sets[0].price_per_record, None);
+        assert_eq!(sets[0].record_count, 5);
+        assert!(text_of(&buyer, "#datasets").await.contains("first cut"));
+        screenshot(&buyer, "publish").await;
+        buyer.close().await.unwrap();
+
+        // The contributor's earnings: the balance, and receipts that are
+        // the ledger's own, and the dataset their work is in.
+        c.goto(&format!("{base}/earnings")).await.unwrap();
+        assert_controls_labelled(&c).await;
+        let db_balance = ledger::balance(app.db(), AccountRef::User(dara))
+            .await
+            .unwrap();
+        assert!(db_balance.0 > 0);
+        assert_eq!(text_of(&c, "#balance").await, db_balance.to_string());
+        let first = c
+            .find(Locator::Css(".receipt"))
+            .await
+            .unwrap()
+            .attr("id")
+            .await
+            .unwrap()
+            .unwrap();
+        let seq: i64 = first.trim_start_matches("receipt-").parse().unwrap();
+        let row = receipt::Entity::find()
+            .filter(receipt::Column::Seq.eq(seq))
+            .one(app.db())
+            .await
+            .unwrap()
+            .expect("the receipt exists");
+        let shown = |what: &'static str| {
+            let c = &c;
+            let first = first.clone();
+            async move { text_of(c, &format!("#{first} .{what}")).await }
+        };
+        assert_eq!(shown("receipt-hash").await, row.hash);
+        assert_eq!(shown("receipt-prev").await, row.prev_hash);
+        assert_eq!(
+            Some(shown("receipt-signature").await),
+            row.signature,
+            "the receipt is shown signed"
+        );
+        assert_eq!(
+            text_of(&c, "#server-key").await,
+            app.state.server_key.public_hex()
+        );
+        assert!(text_of(&c, "#uses").await.contains("first cut"));
+        screenshot(&c, "earnings-receipts").await;
+        c.close().await.unwrap();
+    });
+    assert!(app.audit().is_clean());
+}
+
+async fn project_status(app: &TestApp, id: i64) -> String {
+    sahel_server::projects::get(app.db(), id)
+        .await
+        .unwrap()
+        .row
+        .status
 }

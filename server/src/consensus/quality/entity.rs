@@ -18,6 +18,8 @@ pub mod settings {
         pub exam_pass_mark: f64,
         pub speed_floor_ms: i64,
         pub created_at: i64,
+        /// Show the known answer right after a gold item is answered.
+        pub gold_feedback: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

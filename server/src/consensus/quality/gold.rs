@@ -33,14 +33,19 @@ use crate::state::AppState;
 pub const IMPORT_FIELD: &str = "_gold";
 
 /// The normalized answer of an import field: a class name or an answer
-/// object.
-fn normalize(schema: &LabelSchema, v: &Value) -> Result<Value, String> {
+/// object, checked against the item it comes with.
+fn normalize(schema: &LabelSchema, item: &Map<String, Value>, v: &Value) -> Result<Value, String> {
     let answer = match v {
+        // The shorthand is the voted field: a class, or a pairwise choice.
+        Value::String(s) if schema.task_type() == sahel_protocol::api::TaskType::Pairwise => {
+            serde_json::json!({ "choice": s })
+        }
         Value::String(s) => serde_json::json!({ "label": s }),
         other => other.clone(),
     };
     schema
-        .normalize_answer(&answer)
+        .kind()
+        .normalize_answer(Some(item), &answer)
         .map_err(|e| format!("\"{IMPORT_FIELD}\": {e}"))
 }
 
@@ -48,7 +53,7 @@ fn normalize(schema: &LabelSchema, v: &Value) -> Result<Value, String> {
 pub fn check_import(schema: &LabelSchema, obj: &Map<String, Value>) -> Result<(), String> {
     match obj.get(IMPORT_FIELD) {
         None => Ok(()),
-        Some(v) => normalize(schema, v).map(|_| ()),
+        Some(v) => normalize(schema, obj, v).map(|_| ()),
     }
 }
 
@@ -63,7 +68,10 @@ pub fn split_import(schema: &LabelSchema, data: &Value) -> (Value, Option<Value>
     };
     let mut rest = obj.clone();
     rest.remove(IMPORT_FIELD);
-    (Value::Object(rest), normalize(schema, g).ok())
+    // Imported pre-annotations would show a gold item's answer as a hint.
+    rest.remove("hints");
+    let gold = normalize(schema, &rest, g).ok();
+    (Value::Object(rest), gold)
 }
 
 /// Records an imported gold item.
@@ -124,14 +132,30 @@ pub async fn all(conn: &impl ConnectionTrait, project_id: i64) -> Result<Vec<(i6
         .collect())
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random source failed");
-    u64::from_le_bytes(b)
+/// Where gold placement draws from: the OS, unless the embedding code
+/// seeded it (`Config::gold_seed`) for a simulation that must replay.
+pub struct GoldDraw(Option<std::sync::Mutex<super::engine::sim::Rng>>);
+
+impl GoldDraw {
+    pub fn new(seed: Option<u64>) -> GoldDraw {
+        GoldDraw(seed.map(|s| std::sync::Mutex::new(super::engine::sim::Rng::new(s))))
+    }
+
+    fn next(&self) -> u64 {
+        match &self.0 {
+            Some(rng) => rng.lock().expect("gold rng lock").next_u64(),
+            None => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).expect("the OS random source failed");
+                u64::from_le_bytes(b)
+            }
+        }
+    }
 }
 
 /// Gold items `user` has neither answered nor holds, in random order.
 async fn unseen(
+    draw: &GoldDraw,
     conn: &impl ConnectionTrait,
     project_id: i64,
     user: i64,
@@ -164,7 +188,7 @@ async fn unseen(
         .filter(|g| !answered.contains(g) && !held.contains(g))
         .collect();
     for i in (1..out.len()).rev() {
-        let j = (random_u64() % (i as u64 + 1)) as usize;
+        let j = (draw.next() % (i as u64 + 1)) as usize;
         out.swap(i, j);
     }
     Ok(out)
@@ -220,7 +244,7 @@ pub async fn mix(
                 .count(conn)
                 .await? as u32;
             let n = count.min(left.saturating_sub(held)) as usize;
-            let gold: Vec<i64> = unseen(conn, p.row.id, user.id, now)
+            let gold: Vec<i64> = unseen(&state.gold_draw, conn, p.row.id, user.id, now)
                 .await?
                 .into_iter()
                 .take(n)
@@ -232,13 +256,13 @@ pub async fn mix(
                 return Ok((order, Vec::new()));
             }
             let mut allowance = gold_allowance(p) - spent(conn, p.row.id, now).await?;
-            let mut pool = unseen(conn, p.row.id, user.id, now).await?;
+            let mut pool = unseen(&state.gold_draw, conn, p.row.id, user.id, now).await?;
             let mut gold = Vec::new();
             for slot in order.iter_mut() {
                 if allowance <= 0 || pool.is_empty() {
                     break;
                 }
-                if !random_u64().is_multiple_of(s.gold_every as u64) {
+                if !state.gold_draw.next().is_multiple_of(s.gold_every as u64) {
                     continue;
                 }
                 let g = pool.pop().expect("pool is not empty");
@@ -345,4 +369,31 @@ pub async fn list(
             source: g.source,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sahel_protocol::api::TaskType;
+    use serde_json::json;
+
+    #[test]
+    fn a_gold_item_loses_its_hints_and_other_items_keep_them() {
+        let schema =
+            LabelSchema::parse(TaskType::Classification, &json!({"classes": ["a", "b"]})).unwrap();
+        let hints = json!([[{"type": "choices", "value": {"choices": ["a"]}}]]);
+        let (data, gold) = split_import(
+            &schema,
+            &json!({"text": "t", "_gold": "a", "hints": hints.clone()}),
+        );
+        assert_eq!(
+            data,
+            json!({"text": "t"}),
+            "a hint would give the answer away"
+        );
+        assert_eq!(gold, Some(json!({"label": "a"})));
+        let (data, gold) = split_import(&schema, &json!({"text": "t", "hints": hints.clone()}));
+        assert_eq!(data, json!({"text": "t", "hints": hints}));
+        assert_eq!(gold, None);
+    }
 }

@@ -53,7 +53,7 @@ use engine::em::{EmConfig, Model, argmax};
 use engine::reliability::{GoldRecord, PeerEvidence, SuspensionRule};
 use entity::{contributor, discard, settings};
 
-use super::{Decision, LabelSchema};
+use super::{Consensus, Decision};
 
 pub const DEFAULT_GOLD_EVERY: u32 = 10;
 pub const DEFAULT_TARGET: f64 = 0.95;
@@ -62,17 +62,16 @@ pub const DEFAULT_EXAM_PASS: f64 = 0.8;
 /// What a bounty with quality settings says about payment.
 pub const PAYMENT_RULE: &str = "An item is decided when its best class reaches the target confidence with at least the minimum answers, when one class has `overlap` agreeing answers, or at the maximum; the answers agreeing with the decision are paid the reward at that moment, once, and never taken back by later re-estimation. Gold answers are paid the reward when right, from the budget above overlap x items x reward.";
 
-/// The class names of a classification schema.
+/// The categories EM models: a classification's classes, a pairwise
+/// bounty's choices. Empty for the other types, which the engine refuses.
 pub fn classes(p: &Project) -> &[String] {
-    match &p.schema {
-        LabelSchema::Classification { classes } => classes,
-    }
+    p.schema.classes()
 }
 
 /// The class index of a normalized answer.
 pub fn class_of(p: &Project, answer: &Value) -> Option<u16> {
-    let label = answer.get("label")?.as_str()?;
-    classes(p).iter().position(|c| c == label).map(|i| i as u16)
+    let key = p.schema.vote_key(answer)?;
+    classes(p).iter().position(|c| *c == key).map(|i| i as u16)
 }
 
 pub async fn settings(
@@ -108,6 +107,7 @@ pub fn view(p: &Project, s: Option<&settings::Model>) -> api::QualitySettings {
             exam_size: s.exam_size as u32,
             exam_pass_mark: s.exam_pass_mark,
             speed_floor_ms: s.speed_floor_ms as u64,
+            gold_feedback: s.gold_feedback,
             payment_rule: PAYMENT_RULE.into(),
         },
         None => api::QualitySettings {
@@ -122,6 +122,7 @@ pub fn view(p: &Project, s: Option<&settings::Model>) -> api::QualitySettings {
             exam_size: 0,
             exam_pass_mark: 0.0,
             speed_floor_ms: 0,
+            gold_feedback: false,
             payment_rule: "Plurality vote: a unique top answer wins once `overlap` answers are in; a tie asks for one more, up to the maximum; the agreeing answers are paid.".into(),
         },
     }
@@ -140,6 +141,20 @@ pub async fn put_settings(
         return Err(Error::conflict(
             "project-not-draft",
             "quality settings are fixed once the bounty is funded",
+        ));
+    }
+    if p.schema.consensus() != Consensus::Vote {
+        return Err(Error::invalid(
+            "quality-not-supported",
+            format!(
+                "the quality engine (gold, EM) models categorical answers: classification and pairwise bounties; {} bounties are decided by {}",
+                p.schema.task_type().as_str(),
+                if p.schema.is_reviewed() {
+                    "review"
+                } else {
+                    "merging the answers"
+                }
+            ),
         ));
     }
     let k = classes(&p).len();
@@ -199,6 +214,7 @@ pub async fn put_settings(
         exam_pass_mark: Set(pass),
         speed_floor_ms: Set(floor as i64),
         created_at: Set(now_ms()),
+        gold_feedback: Set(req.gold_feedback.unwrap_or(false)),
     };
     settings::Entity::delete_by_id(project_id)
         .exec(&*tx)
@@ -461,8 +477,9 @@ pub async fn admit(conn: &impl ConnectionTrait, user: &AuthUser, p: &Project) ->
     Ok(Admission::Work(s))
 }
 
-fn same_answer(a: &Value, b: &Value) -> bool {
-    a.get("label").is_some() && a.get("label") == b.get("label")
+/// Canonical answers of a voted type are equal exactly when they agree.
+pub fn same_answer(a: &Value, b: &Value) -> bool {
+    !a.is_null() && a == b
 }
 
 /// Bookkeeping after an answer is inserted, in the same transaction:

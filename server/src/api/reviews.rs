@@ -1,0 +1,32 @@
+//! Review tasks for the reviewed task types (free text, file collection).
+
+use actix_web::{HttpResponse, web};
+use sahel_protocol::api::{ReviewLeaseResponse, SubmitReview};
+
+use super::extract::{Authed, Caller};
+use crate::consensus::review;
+use crate::error::Result;
+use crate::state::AppState;
+
+pub async fn lease(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let task = review::lease(&state, &user, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(ReviewLeaseResponse { task }))
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<SubmitReview>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(review::submit(&state, &user, path.into_inner(), req).await?))
+}
+
+/// Reviews of the caller's answers, newest first (verdict and reason).
+pub async fn mine(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
+    let reviews = crate::consensus::review::reviews_of_author(&state.db.conn, user.id, 100).await?;
+    Ok(HttpResponse::Ok().json(reviews))
+}
