@@ -270,6 +270,8 @@ fn setup(args: &Args, urls: &[String]) -> anyhow::Result<(i64, String, Vec<Label
         budget,
         priority: 0,
         reviews_per_answer: None,
+        review_reward: None,
+        gold_review_every: None,
     })?;
     let started = Instant::now();
     let mut chunk = String::new();

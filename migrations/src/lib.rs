@@ -19,6 +19,7 @@ mod m20261124_000300_create_web_sessions;
 mod m20261124_000400_create_artifacts;
 mod m20261124_000500_create_reviews;
 mod m20261124_000600_add_gold_feedback;
+mod m20261124_000700_create_review_quality;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000400_create_artifacts::Migration),
             Box::new(m20261124_000500_create_reviews::Migration),
             Box::new(m20261124_000600_add_gold_feedback::Migration),
+            Box::new(m20261124_000700_create_review_quality::Migration),
         ]
     }
 }

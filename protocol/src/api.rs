@@ -186,6 +186,15 @@ pub struct CreateProject {
     /// majority decides it, a tie rejects it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reviews_per_answer: Option<u32>,
+    /// Reviewed types: paid from escrow to the reviewer for each review
+    /// (default 0: the buyer's own reviewers). Funding then covers a
+    /// review of every answer an item may get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_reward: Option<Micros>,
+    /// Reviewed types: one review in this many is a gold review, when the
+    /// bounty has any (0: none; 2 to 1000; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_review_every: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -211,6 +220,12 @@ pub struct Project {
     /// which are not reviewed).
     #[serde(default = "one")]
     pub reviews_per_answer: u32,
+    /// Paid per review (reviewed types).
+    #[serde(default)]
+    pub review_reward: Micros,
+    /// One review in this many is a gold review (reviewed types; 0: none).
+    #[serde(default)]
+    pub gold_review_every: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -397,11 +412,12 @@ pub enum Verdict {
 /// An answer to review, on a lease (`POST /projects/{id}/reviews/lease`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+/// The answer's id is not shown: a reviewer judges the answer, not its
+/// history, and gold reviews must look like any other.
 pub struct ReviewTask {
     pub lease_id: i64,
     pub project_id: i64,
     pub item_id: i64,
-    pub answer_id: i64,
     pub expires_at: Timestamp,
     /// The item's data, as contributors saw it.
     pub data: Value,
@@ -430,6 +446,68 @@ pub struct SubmitReview {
     /// A retry with the same key returns the first result and changes
     /// nothing.
     pub idempotency_key: String,
+}
+
+/// A review as its reviewer gave it (`POST /reviews/{lease_id}`). It says
+/// nothing of the answer's fate: that would tell gold reviews apart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GivenReview {
+    pub id: i64,
+    pub lease_id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// An answer whose right verdict the buyer knows, mixed into reviewers'
+/// streams to measure them (`POST /projects/{id}/gold-reviews`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewGoldReview {
+    /// An item of the bounty: reviewers see its data with the answer.
+    pub item_id: i64,
+    /// An answer valid under the bounty's schema.
+    pub answer: Value,
+    /// What a good reviewer says of it.
+    pub verdict: Verdict,
+    /// Why (for the buyer's records; never shown to reviewers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GoldReview {
+    pub id: i64,
+    pub project_id: i64,
+    pub item_id: i64,
+    pub answer: Value,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    /// Reviewers who judged it, and how many got it right.
+    pub judged: u32,
+    pub judged_right: u32,
+    pub created_at: Timestamp,
+}
+
+/// A reviewer's record on one bounty (`GET /projects/{id}/reviewers`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewerStanding {
+    pub user_id: i64,
+    /// Reviews given, gold ones included.
+    pub reviews: u32,
+    pub gold_correct: u32,
+    pub gold_total: u32,
+    /// Posterior mean and lower credible bound of accuracy on gold
+    /// reviews (Beta, with the same prior and level as contributors').
+    pub accuracy_mean: f64,
+    pub accuracy_lower: f64,
+    pub suspended: bool,
+    pub suspension_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

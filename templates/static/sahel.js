@@ -21,8 +21,10 @@ function formatMicros(v) {
   return (neg ? "-" : "") + (a / MICROS).toString() + "." + frac;
 }
 
-// The bounty form: cost = overlap x items x reward, live. The budget
-// follows the cost until the buyer types their own.
+// The bounty form: cost = overlap x items x reward, plus for reviewed
+// types a paid review of every answer an item may get (2 x overlap - 1),
+// live, as the server computes it (projects::cost). The budget follows
+// the cost until the buyer types their own.
 function liveCost() {
   const form = document.getElementById("new-project");
   if (!form) return;
@@ -30,6 +32,19 @@ function liveCost() {
   const items = form.querySelector("#items");
   const reward = form.querySelector("#reward");
   const budget = form.querySelector("#budget");
+  const taskType = form.querySelector("#task_type");
+  const perAnswer = form.querySelector("#reviews_per_answer");
+  const perReview = form.querySelector("#review_reward");
+  const reviewsNote = document.getElementById("cost-reviews");
+  function reviewCost(o, n) {
+    const reviewed = ["free_text", "file_collection"].includes(taskType.value);
+    const rr = perReview.value.trim() === "" ? 0n : parseMicros(perReview.value);
+    const k = /^\d+$/.test(perAnswer.value.trim()) ? BigInt(perAnswer.value.trim()) : 1n;
+    reviewsNote.hidden = !reviewed || !rr;
+    if (!reviewed || !rr) return 0n;
+    const maxAnswers = o * 2n - 1n > 1n ? o * 2n - 1n : 1n;
+    return rr * (k > 1n ? k : 1n) * maxAnswers * n;
+  }
   const out = document.getElementById("cost");
   const note = document.getElementById("cost-note");
   let budgetTouched = false;
@@ -43,7 +58,7 @@ function liveCost() {
       note.textContent = "(fill in overlap, items and reward)";
       return;
     }
-    const cost = o * n * r;
+    const cost = o * n * r + reviewCost(o, n);
     out.textContent = formatMicros(cost);
     if (!budgetTouched) budget.value = formatMicros(cost);
     const b = parseMicros(budget.value);
@@ -55,7 +70,8 @@ function liveCost() {
       note.textContent = "(the budget covers it)";
     }
   }
-  for (const el of [overlap, items, reward]) el.addEventListener("input", update);
+  for (const el of [overlap, items, reward, perAnswer, perReview]) el.addEventListener("input", update);
+  taskType.addEventListener("change", update);
   update();
 }
 

@@ -82,6 +82,8 @@ fn image_bounty(app: &TestApp, images: &[Vec<u8>]) -> (Client, api::Project) {
             budget: Micros(50_000 * images.len() as i64),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     let mut items = String::new();
@@ -205,6 +207,8 @@ fn upload_prints_the_hash_and_refuses_what_the_bounty_does_not_accept() {
             budget: Micros(1),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     b2.set_artifact_limits(

@@ -64,6 +64,8 @@ fn bounty_of(app: &TestApp, n: usize) -> api::Project {
             budget: Micros(50_000 * n as i64),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     let items: String = (1..=n)

@@ -67,6 +67,8 @@ fn bounty(app: &TestApp, n: usize) -> (Client, api::Project) {
             budget: Micros(50_000 * n as i64),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     let items: String = (1..=n)

@@ -156,6 +156,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
                 web::post().to(reviews::lease),
             )
             .route("/reviews/{id}", web::post().to(reviews::submit))
+            .route(
+                "/projects/{id}/gold-reviews",
+                web::post().to(reviews::add_gold),
+            )
+            .route(
+                "/projects/{id}/gold-reviews",
+                web::get().to(reviews::list_gold),
+            )
+            .route(
+                "/projects/{id}/reviewers",
+                web::get().to(reviews::reviewers),
+            )
             .route("/me/reviews", web::get().to(reviews::mine))
             .route("/openapi.json", web::get().to(openapi::serve))
             // Unknown paths under /api/v1 answer problem+json; the rest of

@@ -1,10 +1,10 @@
 //! Review tasks for the reviewed task types (free text, file collection).
 
 use actix_web::{HttpResponse, web};
-use sahel_protocol::api::{ReviewLeaseResponse, SubmitReview};
+use sahel_protocol::api::{NewGoldReview, ReviewLeaseResponse, SubmitReview};
 
 use super::extract::{Authed, Caller};
-use crate::consensus::review;
+use crate::consensus::review::{self, gold};
 use crate::error::Result;
 use crate::state::AppState;
 
@@ -29,4 +29,31 @@ pub async fn submit(
 pub async fn mine(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
     let reviews = crate::consensus::review::reviews_of_author(&state.db.conn, user.id, 100).await?;
     Ok(HttpResponse::Ok().json(reviews))
+}
+
+/// Adds a gold review: an answer whose right verdict the buyer knows.
+pub async fn add_gold(
+    state: web::Data<AppState>,
+    Authed(user, req): Authed<NewGoldReview>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    let g = gold::create(&state.db, &user, path.into_inner(), req).await?;
+    Ok(HttpResponse::Created().json(g))
+}
+
+pub async fn list_gold(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(gold::list(&state.db.conn, &user, path.into_inner()).await?))
+}
+
+/// Reviewers' records on a bounty: reviews, gold accuracy, suspensions.
+pub async fn reviewers(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(gold::reviewers(&state.db.conn, &user, path.into_inner()).await?))
 }

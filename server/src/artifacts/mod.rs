@@ -125,7 +125,7 @@ pub async fn find(
 /// May `user` read this artifact? The uploaders, admins, the buyer of a
 /// bounty whose item or answer references it, a contributor holding a live
 /// lease on an item that references it, a reviewer holding a live review
-/// lease on such an answer or item. Everyone else is told it does not
+/// lease on such an answer or item, or on a gold review of that file. Everyone else is told it does not
 /// exist.
 pub async fn can_read(conn: &impl ConnectionTrait, user: &AuthUser, sha256: &str) -> Result<bool> {
     if user.roles.has(Role::Admin) {
@@ -146,6 +146,9 @@ pub async fn can_read(conn: &impl ConnectionTrait, user: &AuthUser, sha256: &str
                    LEFT JOIN answer_artifacts aa ON aa.answer_id = r.answer_id \
                    LEFT JOIN item_artifacts ia ON ia.item_id = r.item_id \
                    WHERE (aa.sha256 = ? OR ia.sha256 = ?) AND r.reviewer_id = ? \
+                   AND r.status = 'open' AND r.expires_at > ?) \
+        OR EXISTS (SELECT 1 FROM review_leases r JOIN gold_reviews g ON g.id = r.gold_review_id \
+                   WHERE g.artifact = ? AND r.reviewer_id = ? \
                    AND r.status = 'open' AND r.expires_at > ?)";
     let s = sha256.to_owned();
     let values: Vec<Value> = vec![
@@ -160,6 +163,9 @@ pub async fn can_read(conn: &impl ConnectionTrait, user: &AuthUser, sha256: &str
         user.id.into(),
         now_ms().into(),
         s.clone().into(),
+        s.clone().into(),
+        user.id.into(),
+        now_ms().into(),
         s.into(),
         user.id.into(),
         now_ms().into(),

@@ -27,6 +27,11 @@ pub mod project {
         pub importing_since: Option<i64>,
         /// Reviews each answer gets (reviewed task types only).
         pub reviews_per_answer: i32,
+        /// Paid per review (reviewed task types only).
+        pub review_reward: i64,
+        /// One review in this many is gold, when the bounty has gold
+        /// reviews (0: none).
+        pub gold_review_every: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

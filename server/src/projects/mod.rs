@@ -91,15 +91,45 @@ impl Project {
             item_count: r.item_count,
             created_at: Timestamp(r.created_at),
             reviews_per_answer: r.reviews_per_answer as u32,
+            review_reward: Micros(r.review_reward),
+            gold_review_every: r.gold_review_every as u32,
         }
     }
 
-    /// What paying every item's overlap would cost.
+    /// What paying every item's overlap would cost and, when reviews are
+    /// paid, reviewing every answer an item may get: see [`cost`].
     pub fn full_cost(&self, items: i64) -> Option<Micros> {
-        Micros(self.row.reward)
-            .checked_mul(self.row.overlap as i64)?
-            .checked_mul(items)
+        let r = &self.row;
+        let reviews = self
+            .schema
+            .is_reviewed()
+            .then_some((Micros(r.review_reward), r.reviews_per_answer as u32));
+        cost(Micros(r.reward), r.overlap as u32, items, reviews)
     }
+}
+
+/// What a bounty of `items` items costs at most: `overlap` accepted
+/// answers per item at `reward`, and, for reviewed types (`reviews` =
+/// reward per review and reviews per answer), a review of each of the
+/// `max_answers` answers an item may get (a rejection opens another
+/// slot). The escrow covers this worst case so that no answer or review
+/// ever goes unpaid; what is left is refunded when the buyer closes the
+/// bounty.
+pub fn cost(
+    reward: Micros,
+    overlap: u32,
+    items: i64,
+    reviews: Option<(Micros, u32)>,
+) -> Option<Micros> {
+    let answers = reward.checked_mul(overlap as i64)?.checked_mul(items)?;
+    let Some((per_review, per_answer)) = reviews else {
+        return Some(answers);
+    };
+    let reviews = per_review
+        .checked_mul(std::cmp::max(per_answer, 1) as i64)?
+        .checked_mul(crate::consensus::max_answers_for(overlap) as i64)?
+        .checked_mul(items)?;
+    answers.checked_add(reviews)
 }
 
 /// Projects' terms (schema, overlap, caps, reward, owner) by id. They never
@@ -137,7 +167,12 @@ pub struct NewProject {
     pub budget: Micros,
     pub priority: i32,
     pub reviews_per_answer: u32,
+    pub review_reward: Micros,
+    pub gold_review_every: u32,
 }
+
+/// One review in this many is gold unless the bounty says otherwise.
+pub const DEFAULT_GOLD_REVIEW_EVERY: u32 = 10;
 
 /// The most reviews a bounty may ask for per answer.
 pub const MAX_REVIEWS_PER_ANSWER: u32 = 5;
@@ -198,8 +233,49 @@ impl TryFrom<api::CreateProject> for NewProject {
                 ));
             }
         };
+        let reviewed_only = |code: &'static str, field: &str| {
+            Error::invalid(
+                code,
+                format!(
+                    "{} answers are not reviewed; {field} applies to free_text and file_collection",
+                    schema.task_type().as_str()
+                ),
+            )
+        };
+        let review_reward = match c.review_reward {
+            Some(_) if !schema.is_reviewed() => {
+                return Err(reviewed_only("invalid-review-reward", "review_reward"));
+            }
+            Some(r) if r.0 < 0 => {
+                return Err(Error::invalid(
+                    "invalid-review-reward",
+                    "the reward per review cannot be negative",
+                ));
+            }
+            Some(r) => r,
+            None => Micros::ZERO,
+        };
+        let gold_review_every = match c.gold_review_every {
+            Some(_) if !schema.is_reviewed() => {
+                return Err(reviewed_only(
+                    "invalid-gold-review-every",
+                    "gold_review_every",
+                ));
+            }
+            Some(n) if n == 1 || n > 1000 => {
+                return Err(Error::invalid(
+                    "invalid-gold-review-every",
+                    "gold_review_every is 0 (no gold reviews) or 2 to 1000",
+                ));
+            }
+            Some(n) => n,
+            None if schema.is_reviewed() => DEFAULT_GOLD_REVIEW_EVERY,
+            None => 0,
+        };
         Ok(NewProject {
             reviews_per_answer,
+            review_reward,
+            gold_review_every,
             title,
             instructions: c.instructions,
             schema,
@@ -230,6 +306,8 @@ pub async fn create(db: &Db, buyer: &AuthUser, new: NewProject) -> Result<Projec
         created_at: Set(now_ms()),
         funded_at: Set(None),
         reviews_per_answer: Set(new.reviews_per_answer as i32),
+        review_reward: Set(new.review_reward.0),
+        gold_review_every: Set(new.gold_review_every as i32),
         ..Default::default()
     }
     .insert(&*tx)
@@ -342,7 +420,10 @@ pub async fn fund(
         ));
     }
     // Gold answers (quality engine) are paid from a reserve on top.
-    let reserve = crate::consensus::quality::gold_reserve(&*tx, &p).await?;
+    let reserve = crate::consensus::quality::gold_reserve(&*tx, &p)
+        .await?
+        .checked_add(crate::consensus::review::gold::reserve(&*tx, &p).await?)
+        .ok_or_else(|| Error::invalid("budget-too-small", "the gold reserve overflows"))?;
     let cost = p
         .full_cost(p.row.item_count)
         .and_then(|c| c.checked_add(reserve))
@@ -357,7 +438,7 @@ pub async fn fund(
                 p.row.item_count,
                 Micros(p.row.reward),
                 if reserve.0 > 0 {
-                    format!(" + gold answers {reserve}")
+                    format!(" + gold {reserve}")
                 } else {
                     String::new()
                 },

@@ -97,6 +97,11 @@ pub struct ProjectForm {
     budget: String,
     #[serde(default)]
     items: String,
+    /// Reviewed types only.
+    #[serde(default)]
+    reviews_per_answer: String,
+    #[serde(default)]
+    review_reward: String,
 }
 
 #[derive(Template)]
@@ -120,6 +125,8 @@ pub async fn new_form(s: SignedIn) -> Result<HttpResponse, PageError> {
         reward: "0.02".into(),
         budget: "6".into(),
         items: "100".into(),
+        reviews_per_answer: String::new(),
+        review_reward: String::new(),
     };
     render(
         &s.v,
@@ -202,6 +209,27 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
         .budget
         .parse()
         .map_err(|_| bad("invalid-budget", "the budget must be an amount such as 6"))?;
+    let reviewed = matches!(task_type, TaskType::FreeText | TaskType::FileCollection);
+    let reviews_per_answer = match f.reviews_per_answer.trim() {
+        "" => None,
+        _ if !reviewed => None,
+        n => Some(n.parse::<u32>().map_err(|_| {
+            bad(
+                "invalid-reviews-per-answer",
+                "the reviews per answer must be a whole number",
+            )
+        })?),
+    };
+    let review_reward: Option<Micros> = match f.review_reward.trim() {
+        "" => None,
+        _ if !reviewed => None,
+        r => Some(r.parse().map_err(|_| {
+            bad(
+                "invalid-review-reward",
+                "the reward per review must be an amount such as 0.005",
+            )
+        })?),
+    };
     let new = NewProject::try_from(api::CreateProject {
         title: f.title.clone(),
         instructions: f.instructions.replace("\r\n", "\n"),
@@ -211,7 +239,9 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
         reward,
         budget,
         priority: 0,
-        reviews_per_answer: None,
+        reviews_per_answer,
+        review_reward,
+        gold_review_every: None,
     })?;
     if !f.items.trim().is_empty() {
         let items: i64 = f
@@ -226,15 +256,22 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
                     "the number of items must be a whole number",
                 )
             })?;
-        let cost = reward
-            .checked_mul(overlap as i64)
-            .and_then(|c| c.checked_mul(items))
+        let reviews = (reviewed && new.review_reward.0 > 0)
+            .then_some((new.review_reward, new.reviews_per_answer));
+        let cost = crate::projects::cost(reward, overlap, items, reviews)
             .ok_or_else(|| bad("budget-too-small", "overlap x items x reward is too large"))?;
         if budget < cost {
+            let reviews = match reviews {
+                Some((r, k)) => format!(
+                    " + {k} review(s) x {} answers x {items} items x {r}",
+                    crate::consensus::max_answers_for(overlap)
+                ),
+                None => String::new(),
+            };
             return Err(Error::invalid(
                 "budget-too-small",
                 format!(
-                    "the budget {budget} does not cover overlap {overlap} x {items} items x reward {reward} = {cost}"
+                    "the budget {budget} does not cover overlap {overlap} x {items} items x reward {reward}{reviews} = {cost}"
                 ),
             ));
         }
@@ -943,6 +980,8 @@ mod tests {
             reward: reward.into(),
             budget: budget.into(),
             items: items.into(),
+            reviews_per_answer: String::new(),
+            review_reward: String::new(),
         }
     }
 

@@ -117,6 +117,8 @@ struct Bounty {
     is_owner: bool,
     /// Answers of this type are reviewed by contributors.
     reviewed: bool,
+    /// Paid per review (reviewed types).
+    review_reward: Micros,
     /// Settled items shown as worked examples: (item, result).
     examples: Vec<(String, String)>,
 }
@@ -152,6 +154,7 @@ pub async fn bounty(
                 api::TaskType::FreeText | api::TaskType::FileCollection
             ),
             examples: views::examples(conn, id, 3).await?,
+            review_reward: Micros(r.review_reward),
         },
     )
 }

@@ -70,6 +70,8 @@ pub fn project_spec(overlap: u32, reward: i64, budget: i64) -> api::CreateProjec
         budget: Micros(budget),
         priority: 0,
         reviews_per_answer: None,
+        review_reward: None,
+        gold_review_every: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod provenance;
 mod quality;
 mod queue;
 mod receipts;
+mod reviewers;
 mod royalties;
 mod settlement;
 mod types;

@@ -5,7 +5,7 @@
 
 use sahel_protocol::Micros;
 use sahel_protocol::api::{self, AnswerStatus, Role, TaskType};
-use sahel_server::consensus::review::entity::review;
+use sahel_server::consensus::review::entity::{review, review_lease};
 use sahel_server::projects::entity::item;
 use sahel_server::queue::entity::answer;
 use sahel_worker::client::Client;
@@ -16,7 +16,12 @@ use crate::helpers::*;
 
 const REWARD: i64 = 10_000;
 
-fn spec(task_type: TaskType, schema: Value, overlap: u32, items: i64) -> api::CreateProject {
+pub(crate) fn spec(
+    task_type: TaskType,
+    schema: Value,
+    overlap: u32,
+    items: i64,
+) -> api::CreateProject {
     api::CreateProject {
         title: format!("A {} bounty", task_type.as_str()),
         instructions: "Do it well.".into(),
@@ -27,6 +32,8 @@ fn spec(task_type: TaskType, schema: Value, overlap: u32, items: i64) -> api::Cr
         budget: Micros(REWARD * overlap as i64 * items),
         priority: 0,
         reviews_per_answer: None,
+        review_reward: None,
+        gold_review_every: None,
     }
 }
 
@@ -46,7 +53,11 @@ fn fixture_sha(name: &str) -> String {
 }
 
 /// A funded bounty of `task_type` with the given JSONL items.
-fn bounty(app: &TestApp, req: api::CreateProject, items: &str) -> (i64, Client, api::Project) {
+pub(crate) fn bounty(
+    app: &TestApp,
+    req: api::CreateProject,
+    items: &str,
+) -> (i64, Client, api::Project) {
     let (buyer_id, b) = buyer(
         app,
         &format!("buyer-{}", sahel_server::accounts::random_hex(3)),
@@ -571,13 +582,13 @@ fn review_lease(c: &Client, project: i64) -> Option<api::ReviewTask> {
     r.task
 }
 
-fn review(
+pub(crate) fn review(
     c: &Client,
     lease: i64,
     verdict: api::Verdict,
     reason: Option<&str>,
     key: &str,
-) -> Result<api::Review, sahel_worker::client::ApiError> {
+) -> Result<api::GivenReview, sahel_worker::client::ApiError> {
     c.call(
         "POST",
         &format!("/api/v1/reviews/{lease}"),
@@ -587,6 +598,21 @@ fn review(
             idempotency_key: key.into(),
         }),
     )
+}
+
+/// The answer a review lease is on (reviewers are not told).
+fn leased_answer(app: &TestApp, lease: i64) -> i64 {
+    app.block_on(review_lease::Entity::find_by_id(lease).one(app.db()))
+        .unwrap()
+        .expect("the review lease")
+        .answer_id
+}
+
+fn answer_status(app: &TestApp, id: i64) -> String {
+    app.block_on(answer::Entity::find_by_id(id).one(app.db()))
+        .unwrap()
+        .expect("the answer")
+        .status
 }
 
 fn reviews_in_db(app: &TestApp, project: i64) -> u64 {
@@ -640,7 +666,7 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
 
     // The reviewer gets the oldest answer first, with its item.
     let l1 = review_lease(&r, p.id).expect("a review task");
-    assert_eq!(l1.answer_id, s1.id);
+    assert_eq!(leased_answer(&app, l1.lease_id), s1.id);
     assert_eq!(
         l1.answer,
         json!({"text": "Welcome! We are glad you are here."})
@@ -651,14 +677,14 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
     );
     assert_eq!(l1.task_type, TaskType::FreeText);
     let done = review(&r, l1.lease_id, api::Verdict::Accept, None, "rev-1").unwrap();
-    assert_eq!(done.answer_status, AnswerStatus::Accepted);
+    assert_eq!(answer_status(&app, s1.id), "accepted");
     // A retry with the same key changes nothing.
     let again = review(&r, l1.lease_id, api::Verdict::Accept, None, "rev-1").unwrap();
     assert_eq!(again.id, done.id);
     assert_eq!(balance_of(&app, w1_id), Micros(REWARD));
 
     let l2 = review_lease(&r, p.id).expect("the second answer");
-    assert_eq!(l2.answer_id, s2.id);
+    assert_eq!(leased_answer(&app, l2.lease_id), s2.id);
     // A rejection needs a reason; without one nothing is recorded.
     assert_problem(
         review(&r, l2.lease_id, api::Verdict::Reject, None, "rev-2"),
@@ -674,7 +700,7 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
         "rev-2",
     )
     .unwrap();
-    assert_eq!(rejected.answer_status, AnswerStatus::Rejected);
+    assert_eq!(answer_status(&app, s2.id), "rejected");
     assert_eq!(
         rejected.reason.as_deref(),
         Some("Not a greeting: random letters.")
@@ -702,9 +728,10 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
     assert_eq!(t3.item_id, t1.item_id);
     let s3 = submit(&w3, &t3, json!({"text": "Hello and welcome to our hotel!"}));
     let l3 = review_lease(&r, p.id).expect("the third answer");
-    assert_eq!(l3.answer_id, s3.id);
+    assert_eq!(leased_answer(&app, l3.lease_id), s3.id);
     let last = review(&r, l3.lease_id, api::Verdict::Accept, None, "rev-3").unwrap();
-    assert_eq!(last.answer_status, AnswerStatus::Accepted);
+    assert_eq!(last.lease_id, l3.lease_id);
+    assert_eq!(answer_status(&app, s3.id), "accepted");
 
     // Two accepted answers: the item resolves with both, in order.
     let it = item_row(&app, t1.item_id);
@@ -760,13 +787,14 @@ fn a_reviewer_never_reviews_their_own_answer_or_the_same_answer_twice() {
     // The author gets nothing to review: the only answer is theirs.
     assert!(review_lease(&w, p.id).is_none());
     let l = review_lease(&r1, p.id).expect("a review");
-    assert_eq!(l.answer_id, s.id);
+    assert_eq!(leased_answer(&app, l.lease_id), s.id);
     // While r1 holds a lease on it, r1 is not offered it again.
     assert!(review_lease(&r1, p.id).is_none());
     let first = review(&r1, l.lease_id, api::Verdict::Accept, None, "k1").unwrap();
+    assert_eq!(first.verdict, api::Verdict::Accept);
     assert_eq!(
-        first.answer_status,
-        AnswerStatus::PendingReview,
+        answer_status(&app, s.id),
+        "pending_review",
         "1 of 3 reviews"
     );
     // Reviewed once: never offered to r1 again.
@@ -839,6 +867,17 @@ fn the_openapi_document_describes_review_routes_and_every_task_type() {
         review_schema["answer_status"].is_object(),
         "{review_schema}"
     );
+    // What a reviewer receives never names the answer nor its fate: gold
+    // reviews must look like the rest.
+    for name in ["ReviewTask", "GivenReview"] {
+        let props = doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap();
+        assert!(
+            !props.contains_key("answer_id") && !props.contains_key("answer_status"),
+            "{name}: {props:?}"
+        );
+    }
 }
 
 /// Leases with retries while a flushed Redis queue is rebuilt (503).

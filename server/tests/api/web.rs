@@ -743,6 +743,36 @@ fn the_bounty_form_revalidates_the_cost_and_the_import_reports_bad_lines() {
         "the form keeps what was typed"
     );
     assert_eq!(project_count(&app), 0);
+    // A writing bounty with paid reviews also covers a review of every
+    // answer an item may get: 3 x 10 x 0.1 + 2 x 5 x 10 x 0.01 = 4.
+    let mut writing = fields.clone();
+    writing[1] = ("title", "Paid reviews");
+    writing[2] = ("task_type", "free_text");
+    writing[3] = ("classes", "");
+    writing[6] = ("budget", "3.999999");
+    writing.push(("reviews_per_answer", "2"));
+    writing.push(("review_reward", "0.01"));
+    let res = b.post("/projects/new", &writing);
+    assert_eq!(res.status, 422, "{}", res.body);
+    assert!(
+        res.body
+            .contains("reward 0.100000 + 2 review(s) x 5 answers x 10 items x 0.010000 = 4.000000"),
+        "{}",
+        res.body
+    );
+    assert_eq!(project_count(&app), 0);
+    writing[6] = ("budget", "4");
+    let res = b.post("/projects/new", &writing);
+    assert_eq!(res.status, 303, "{}", res.body);
+    let p = app
+        .block_on(
+            sahel_server::projects::entity::project::Entity::find()
+                .filter(sahel_server::projects::entity::project::Column::Title.eq("Paid reviews"))
+                .one(app.db()),
+        )
+        .unwrap()
+        .expect("the writing bounty");
+    assert_eq!((p.review_reward, p.reviews_per_answer), (10_000, 2));
     fields[6] = ("budget", "3");
     let res = b.post("/projects/new", &fields);
     assert_eq!(res.status, 303);

@@ -546,6 +546,8 @@ fn a_buyer_pauses_and_publishes_and_a_contributor_sees_gold_results_and_receipts
             budget: Micros::from_tokens(5).unwrap(),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     let _: api::QualitySettings = b

@@ -37,6 +37,8 @@ fn bounty(b: &ApiClient, task_type: TaskType, schema: Value, items: &[Value]) ->
             budget: Micros(REWARD.0 * items.len() as i64),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .unwrap();
     let body: String = items.iter().map(|i| format!("{i}\n")).collect();

@@ -141,7 +141,7 @@ impl GoldDraw {
         GoldDraw(seed.map(|s| std::sync::Mutex::new(super::engine::sim::Rng::new(s))))
     }
 
-    fn next(&self) -> u64 {
+    pub fn next(&self) -> u64 {
         match &self.0 {
             Some(rng) => rng.lock().expect("gold rng lock").next_u64(),
             None => {

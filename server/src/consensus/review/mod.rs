@@ -13,8 +13,12 @@
 //!
 //! Budget: an item's slots are `overlap` plus one per rejection, so its
 //! accepted and still-pending answers together never exceed `overlap`, and
-//! funding `overlap x items x reward` covers every payment. Reviews are not
-//! paid (the bounty has no review reward to escrow yet).
+//! funding `overlap x items x reward` covers every answer paid. Each review
+//! is paid the bounty's `review_reward` when it is given (whatever the
+//! verdict: reviewers are measured by gold reviews, [`gold`], not by
+//! agreeing with each other); funding covers `reviews_per_answer` reviews
+//! of each of the `max_answers` answers an item may get, plus the gold
+//! reviews' reserve.
 
 use sahel_protocol::Timestamp;
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role, Verdict};
@@ -37,6 +41,8 @@ use crate::queue::entity::answer;
 use crate::state::AppState;
 use entity::{review, review_lease};
 
+pub mod gold;
+
 /// The advisory-lock namespace of a bounty's reviews ("SR"): leasing and
 /// deciding reviews of one bounty take turns on PostgreSQL, so an answer
 /// never gets more review leases than it needs nor two decisions.
@@ -56,6 +62,7 @@ pub mod entity {
             pub id: i64,
             pub project_id: i64,
             pub item_id: i64,
+            /// 0 on a gold review's lease.
             pub answer_id: i64,
             pub reviewer_id: i64,
             /// `open`, `submitted` or `released`; an open lease past
@@ -63,6 +70,8 @@ pub mod entity {
             pub status: String,
             pub expires_at: i64,
             pub created_at: i64,
+            /// Set when the lease serves a gold review.
+            pub gold_review_id: Option<i64>,
         }
 
         #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -118,6 +127,14 @@ fn verdict_str(v: Verdict) -> &'static str {
     }
 }
 
+fn parse_verdict(s: &str) -> Verdict {
+    if s == "accept" {
+        Verdict::Accept
+    } else {
+        Verdict::Reject
+    }
+}
+
 fn status_of(a: &answer::Model) -> AnswerStatus {
     crate::queue::to_api_submission(a).status
 }
@@ -129,11 +146,7 @@ fn to_api(r: &review::Model, answer_status: AnswerStatus) -> api::Review {
         project_id: r.project_id,
         item_id: r.item_id,
         answer_id: r.answer_id,
-        verdict: if r.verdict == "accept" {
-            Verdict::Accept
-        } else {
-            Verdict::Reject
-        },
+        verdict: parse_verdict(&r.verdict),
         reason: r.reason.clone(),
         answer_status,
         created_at: Timestamp(r.created_at),
@@ -216,6 +229,7 @@ pub async fn lease(
         ));
     }
     refuse_suspended(&state.db.conn, user.id).await?;
+    gold::refuse_suspended(&state.db.conn, project_id, user.id).await?;
     let tx = state.db.write().await?;
     lock_reviews(&*tx, project_id).await?;
     // A reviewer never judges a rival answer on an item they answer or hold.
@@ -284,19 +298,27 @@ pub async fn lease(
     let Some(a) = found else {
         return Ok(None);
     };
-    let it = item::Entity::find_by_id(a.item_id)
+    // Gold only stands in for a real answer: a reviewer with nothing to
+    // review gets nothing, gold or not.
+    let (item_id, answer_id, payload, gold_review_id) =
+        match gold::pick(state, &*tx, &p, user.id, now).await? {
+            Some(g) => (g.item_id, 0, g.answer, Some(g.id)),
+            None => (a.item_id, a.id, a.payload, None),
+        };
+    let it = item::Entity::find_by_id(item_id)
         .one(&*tx)
         .await?
-        .ok_or_else(|| anyhow::anyhow!("item {} of answer {} vanished", a.item_id, a.id))?;
+        .ok_or_else(|| anyhow::anyhow!("item {item_id} under review vanished"))?;
     let expires_at = now + state.config.lease_secs as i64 * 1000;
     let l = review_lease::ActiveModel {
         project_id: Set(project_id),
-        item_id: Set(a.item_id),
-        answer_id: Set(a.id),
+        item_id: Set(item_id),
+        answer_id: Set(answer_id),
         reviewer_id: Set(user.id),
         status: Set("open".into()),
         expires_at: Set(expires_at),
         created_at: Set(now),
+        gold_review_id: Set(gold_review_id),
         ..Default::default()
     }
     .insert(&*tx)
@@ -305,11 +327,10 @@ pub async fn lease(
     Ok(Some(api::ReviewTask {
         lease_id: l.id,
         project_id,
-        item_id: a.item_id,
-        answer_id: a.id,
+        item_id,
         expires_at: Timestamp(expires_at),
         data: serde_json::from_str(&it.data).unwrap_or(Value::Null),
-        answer: serde_json::from_str(&a.payload).unwrap_or(Value::Null),
+        answer: serde_json::from_str(&payload).unwrap_or(Value::Null),
         task_type: p.schema.task_type(),
         schema: p.schema.to_json(),
     }))
@@ -334,7 +355,7 @@ pub async fn submit(
     user: &AuthUser,
     lease_id: i64,
     req: api::SubmitReview,
-) -> Result<api::Review> {
+) -> Result<api::GivenReview> {
     let key = ledger::payments::check_key(&req.idempotency_key)?.to_owned();
     let reason = req
         .reason
@@ -370,31 +391,76 @@ pub async fn submit(
     }
 }
 
-/// The review a key already names: `Ok` for the same request, `Err` for
-/// a different one.
+/// The review a key already names, real or gold: `Ok` for the same
+/// request, `Err` for a different one.
 async fn previous(
     conn: &impl ConnectionTrait,
     reviewer: i64,
     key: &str,
     hash: &str,
-) -> Result<Option<std::result::Result<api::Review, Error>>> {
-    let Some(prev) = review::Entity::find()
+) -> Result<Option<std::result::Result<api::GivenReview, Error>>> {
+    let reused = || {
+        Error::conflict(
+            "idempotency-key-reused",
+            "this idempotency key was used for a different review",
+        )
+    };
+    if let Some(prev) = review::Entity::find()
         .filter(review::Column::ReviewerId.eq(reviewer))
         .filter(review::Column::IdempotencyKey.eq(key))
         .one(conn)
         .await?
-    else {
-        return Ok(None);
-    };
-    if prev.request_hash != hash {
-        return Ok(Some(Err(Error::conflict(
-            "idempotency-key-reused",
-            "this idempotency key was used for a different review",
-        ))));
+    {
+        if prev.request_hash != hash {
+            return Ok(Some(Err(reused())));
+        }
+        return Ok(Some(Ok(given(&prev))));
     }
-    let a = answer::Entity::find_by_id(prev.answer_id).one(conn).await?;
-    let status = a.as_ref().map_or(AnswerStatus::PendingReview, status_of);
-    Ok(Some(Ok(to_api(&prev, status))))
+    if let Some(prev) = gold::previous(conn, reviewer, key).await? {
+        if prev.request_hash != hash {
+            return Ok(Some(Err(reused())));
+        }
+        let item_id = review_lease::Entity::find_by_id(prev.lease_id)
+            .one(conn)
+            .await?
+            .map_or(0, |l| l.item_id);
+        return Ok(Some(Ok(gold::given(&prev, item_id))));
+    }
+    Ok(None)
+}
+
+fn given(r: &review::Model) -> api::GivenReview {
+    api::GivenReview {
+        id: r.id,
+        lease_id: r.lease_id,
+        project_id: r.project_id,
+        item_id: r.item_id,
+        verdict: parse_verdict(&r.verdict),
+        reason: r.reason.clone(),
+        created_at: Timestamp(r.created_at),
+    }
+}
+
+/// Pays a reviewer the bounty's review reward, once per review `key`.
+async fn pay(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    item_id: i64,
+    reviewer_id: i64,
+    key: &str,
+) -> Result<()> {
+    if p.row.review_reward > 0 {
+        ledger::payments::pay_review(
+            conn,
+            p.row.id,
+            Some(item_id),
+            reviewer_id,
+            sahel_protocol::Micros(p.row.review_reward),
+            key,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn record(
@@ -405,7 +471,7 @@ async fn record(
     reason: Option<&str>,
     key: &str,
     hash: &str,
-) -> Result<api::Review> {
+) -> Result<api::GivenReview> {
     let tx = state.db.write().await?;
     if let Some(prev) = previous(&*tx, user.id, key, hash).await? {
         return prev;
@@ -449,6 +515,11 @@ async fn record(
             "project-closed",
             "this project was closed by its buyer",
         ));
+    }
+    if let Some(g) = l.gold_review_id {
+        let r = gold::record(&*tx, &p, &l, g, verdict, reason, key, hash, now).await?;
+        tx.commit().await?;
+        return Ok(r);
     }
     let a = answer::Entity::find_by_id(l.answer_id)
         .one(&*tx)
@@ -500,17 +571,13 @@ async fn record(
         .all(&*tx)
         .await?;
     let mut outcome = Outcome::Pending;
-    let mut status = AnswerStatus::PendingReview;
     if verdicts.len() >= p.row.reviews_per_answer.max(1) as usize {
         let accepts = verdicts.iter().filter(|v| *v == "accept").count();
         let accepted = 2 * accepts > verdicts.len();
         outcome = decide_answer(&*tx, &p, &a, accepted, now).await?;
-        status = if accepted {
-            AnswerStatus::Accepted
-        } else {
-            AnswerStatus::Rejected
-        };
     }
+    gold::count_review(&*tx, p.row.id, user.id, None, now).await?;
+    pay(&*tx, &p, l.item_id, user.id, &r.id.to_string()).await?;
     tx.commit().await?;
     let q = &state.queue;
     let told = match outcome {
@@ -521,7 +588,7 @@ async fn record(
     if let Err(e) = told {
         tracing::warn!(error = %e, "queue update after a review failed");
     }
-    Ok(to_api(&r, status))
+    Ok(given(&r))
 }
 
 /// Applies the reviews' verdict on one answer, then settles its item:

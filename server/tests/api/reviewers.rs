@@ -1,0 +1,408 @@
+//! Reviewers are paid per review and measured by gold reviews: answers
+//! whose right verdict the buyer knows, served like any other review.
+
+use std::collections::BTreeSet;
+
+use sahel_protocol::Micros;
+use sahel_protocol::api::{self, TaskType, Verdict};
+use sahel_server::consensus::review::entity::review;
+use sahel_server::consensus::review::gold::entity::gold_verdict;
+use sahel_server::queue::entity::answer;
+use sahel_worker::client::Client;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::types::{review, spec};
+
+const REWARD: i64 = 10_000;
+const REVIEW_REWARD: i64 = 2_000;
+const ITEMS: i64 = 60;
+const GOOD: &str = "Welcome to our hotel, we hope you enjoy your stay.";
+const SPAM: &str = "asdf qwer zxcv asdf qwer";
+
+fn reviewed_spec(budget: i64) -> api::CreateProject {
+    let mut req = spec(TaskType::FreeText, json!({"min_chars": 10}), 1, ITEMS);
+    req.review_reward = Some(Micros(REVIEW_REWARD));
+    req.gold_review_every = Some(2);
+    req.budget = Micros(budget);
+    req
+}
+
+fn add_gold(
+    b: &Client,
+    project: i64,
+    item_id: i64,
+    text: &str,
+    verdict: Verdict,
+) -> api::GoldReview {
+    b.call(
+        "POST",
+        &format!("/api/v1/projects/{project}/gold-reviews"),
+        Some(&api::NewGoldReview {
+            item_id,
+            answer: json!({ "text": text }),
+            verdict,
+            reason: Some("known".into()),
+        }),
+    )
+    .expect("gold review")
+}
+
+fn reviewers(b: &Client, project: i64) -> Vec<api::ReviewerStanding> {
+    b.call(
+        "GET",
+        &format!("/api/v1/projects/{project}/reviewers"),
+        None::<&()>,
+    )
+    .unwrap()
+}
+
+fn gold_verdicts(app: &TestApp, reviewer: i64) -> Vec<gold_verdict::Model> {
+    app.block_on(
+        gold_verdict::Entity::find()
+            .filter(gold_verdict::Column::ReviewerId.eq(reviewer))
+            .all(app.db()),
+    )
+    .unwrap()
+}
+
+fn real_reviews(app: &TestApp, reviewer: i64) -> u64 {
+    app.block_on(
+        review::Entity::find()
+            .filter(review::Column::ReviewerId.eq(reviewer))
+            .count(app.db()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn review_settings_are_refused_on_types_that_are_not_reviewed_and_create_nothing() {
+    let app = spawn_app();
+    let (_, b) = buyer(&app, "plain-buyer", 10);
+    let mut req = spec(
+        TaskType::Classification,
+        json!({"classes": ["a", "b"]}),
+        1,
+        1,
+    );
+    req.review_reward = Some(Micros(1));
+    assert_problem(b.create_project(&req), 422, "invalid-review-reward");
+    req.review_reward = None;
+    req.gold_review_every = Some(5);
+    assert_problem(b.create_project(&req), 422, "invalid-gold-review-every");
+    let mut req = reviewed_spec(0);
+    req.gold_review_every = Some(1);
+    assert_problem(b.create_project(&req), 422, "invalid-gold-review-every");
+    let mut req = reviewed_spec(0);
+    req.review_reward = Some(Micros(-1));
+    assert_problem(b.create_project(&req), 422, "invalid-review-reward");
+    let projects = app
+        .block_on(sahel_server::projects::entity::project::Entity::find().count(app.db()))
+        .unwrap();
+    assert_eq!(projects, 0);
+}
+
+/// Writers answer every item, half of them with spam. A careful reviewer
+/// judges by the text; a rubber stamp accepts everything. One review in
+/// two may be gold (12 known good, 12 known bad answers). Every review is
+/// paid; the stamp is suspended by its gold record, the careful reviewer
+/// never is, and nothing a reviewer receives tells gold apart.
+#[test]
+fn reviewers_are_paid_per_review_and_a_rubber_stamp_is_caught_by_gold_reviews() {
+    let app = TestApp::spawn(|c| c.gold_seed = Some(3));
+    let (buyer_id, b) = buyer(&app, "review-buyer", 100);
+    let answers_cost = REWARD * ITEMS;
+    // One review of each of the item's `max_answers` (1 at overlap 1).
+    let reviews_cost = REVIEW_REWARD * ITEMS;
+    // Gold reviews at one in two: one per real review at most.
+    let gold_reserve = REVIEW_REWARD * ITEMS;
+    let budget = answers_cost + reviews_cost + gold_reserve;
+    let p = b.create_project(&reviewed_spec(budget - 1)).unwrap();
+    assert_eq!(
+        (p.review_reward, p.gold_review_every),
+        (Micros(REVIEW_REWARD), 2)
+    );
+    let body: String = (0..ITEMS)
+        .map(|i| format!("{}\n", json!({ "text": format!("Greet guest {i}") })))
+        .collect();
+    b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
+    let items: Vec<i64> = app
+        .block_on(
+            sahel_server::projects::entity::item::Entity::find()
+                .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+
+    // Bad gold reviews are refused and store nothing.
+    assert_problem(
+        b.call::<api::GoldReview>(
+            "POST",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            Some(&json!({"item_id": items[0], "answer": {"text": "short"}, "verdict": "reject"})),
+        ),
+        422,
+        "invalid-answer",
+    );
+    assert_problem(
+        b.call::<api::GoldReview>(
+            "POST",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            Some(&json!({"item_id": -5, "answer": {"text": GOOD}, "verdict": "accept"})),
+        ),
+        404,
+        "item-not-found",
+    );
+    let (_, outsider) = contributor(&app, "outsider");
+    assert_problem(
+        outsider.call::<api::GoldReview>(
+            "POST",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            Some(&json!({"item_id": items[0], "answer": {"text": GOOD}, "verdict": "accept"})),
+        ),
+        // A draft is not shown to anyone but its buyer.
+        404,
+        "project-not-found",
+    );
+    for i in 0..12 {
+        add_gold(
+            &b,
+            p.id,
+            items[i],
+            &format!("{GOOD} ({i})"),
+            Verdict::Accept,
+        );
+        add_gold(
+            &b,
+            p.id,
+            items[i + 12],
+            &format!("{SPAM} {i}"),
+            Verdict::Reject,
+        );
+    }
+
+    // Funding must cover every answer, a paid review of each, and the
+    // gold reviews' reserve: one micro short is refused.
+    let short = b.fund(p.id, "fund-short").unwrap_err();
+    assert_eq!(short.code(), Some("budget-too-small"), "{short}");
+    assert!(short.to_string().contains("gold"), "{short}");
+    assert_eq!(escrow_of(&app, p.id), Micros(0));
+    let p = {
+        let mut req = reviewed_spec(budget);
+        req.title = "Paid reviews".into();
+        let p = b.create_project(&req).unwrap();
+        b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
+        let its: Vec<i64> = app
+            .block_on(
+                sahel_server::projects::entity::item::Entity::find()
+                    .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
+                    .all(app.db()),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        for i in 0..12 {
+            add_gold(&b, p.id, its[i], &format!("{GOOD} ({i})"), Verdict::Accept);
+            add_gold(
+                &b,
+                p.id,
+                its[i + 12],
+                &format!("{SPAM} {i}"),
+                Verdict::Reject,
+            );
+        }
+        b.fund(p.id, "fund-1").expect("the exact budget funds")
+    };
+    assert_eq!(escrow_of(&app, p.id), Micros(budget));
+
+    // Every item gets one answer; every other one is spam.
+    let writers: Vec<(i64, Client)> = (0..4)
+        .map(|i| contributor(&app, &format!("writer{i}")))
+        .collect();
+    let mut written = 0;
+    'write: for round in 0.. {
+        for (_, w) in &writers {
+            let tasks = w.lease(p.id, 5).unwrap();
+            if tasks.is_empty() && round > 0 {
+                break 'write;
+            }
+            for t in tasks {
+                let text = if t.item_id % 2 == 0 { GOOD } else { SPAM };
+                w.submit(&api::SubmitAnswer {
+                    lease_id: t.lease_id,
+                    answer: json!({ "text": format!("{text} #{}", t.item_id) }),
+                    idempotency_key: format!("w-{}", t.lease_id),
+                    signature: None,
+                })
+                .unwrap();
+                written += 1;
+            }
+        }
+        assert!(round < 50);
+    }
+    assert_eq!(written, ITEMS);
+
+    let (careful_id, careful) = contributor(&app, "careful");
+    let (stamp_id, stamp) = contributor(&app, "stamp");
+    let mut keys = BTreeSet::new();
+    let mut stamp_refusal = None;
+    let mut careful_done = false;
+    for step in 0..200 {
+        if careful_done && stamp_refusal.is_some() {
+            break;
+        }
+        let turn_careful = step % 2 == 0;
+        if turn_careful && careful_done || !turn_careful && stamp_refusal.is_some() {
+            continue;
+        }
+        let (c, name) = if turn_careful {
+            (&careful, "careful")
+        } else {
+            (&stamp, "stamp")
+        };
+        let raw = c
+            .raw(
+                "POST",
+                &format!("/api/v1/projects/{}/reviews/lease", p.id),
+                Some(b"{}"),
+                "application/json",
+            )
+            .unwrap();
+        if raw.status == 403 {
+            assert!(
+                !turn_careful,
+                "the careful reviewer was refused: {}",
+                raw.text()
+            );
+            let v: Value = serde_json::from_str(&raw.text()).unwrap();
+            assert_eq!(v["type"], "urn:sahel:problem:review-suspended", "{v}");
+            stamp_refusal = Some(v);
+            continue;
+        }
+        assert_eq!(raw.status, 200, "{}", raw.text());
+        let v: Value = serde_json::from_str(&raw.text()).unwrap();
+        if v["task"].is_null() {
+            if turn_careful {
+                careful_done = true;
+            } else {
+                panic!("the stamp ran out of reviews before being caught");
+            }
+            continue;
+        }
+        // Gold or not, a task has the same fields.
+        let fields: BTreeSet<&str> = v["task"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.insert(fields.into_iter().map(str::to_owned).collect::<Vec<_>>());
+        let task: api::ReviewTask = serde_json::from_value(v["task"].clone()).unwrap();
+        let text = task.answer["text"].as_str().unwrap().to_owned();
+        let verdict = if turn_careful && text.contains("asdf") {
+            Verdict::Reject
+        } else {
+            Verdict::Accept
+        };
+        let reason = (verdict == Verdict::Reject).then_some("Random letters.");
+        let key = format!("{name}-{}", task.lease_id);
+        let given = match review(c, task.lease_id, verdict, reason, &key) {
+            Ok(g) => g,
+            Err(e) if !turn_careful && e.code() == Some("review-lease-released") => continue,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!((given.lease_id, given.verdict), (task.lease_id, verdict));
+        // A retry returns the same review and pays nothing more.
+        let again = review(c, task.lease_id, verdict, reason, &key).unwrap();
+        assert_eq!(again.id, given.id);
+    }
+    assert_eq!(keys.len(), 1, "gold and real tasks differ: {keys:?}");
+    let refusal = stamp_refusal.expect("the rubber stamp was suspended");
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gold reviews right"),
+        "{refusal}"
+    );
+
+    let stamp_gold = gold_verdicts(&app, stamp_id);
+    let careful_gold = gold_verdicts(&app, careful_id);
+    assert!(
+        (8..=20).contains(&stamp_gold.len()),
+        "suspended after {} gold reviews",
+        stamp_gold.len()
+    );
+    assert!(!careful_gold.is_empty());
+    assert!(careful_gold.iter().all(|v| v.correct));
+    assert!(stamp_gold.iter().any(|v| !v.correct));
+    let standings = reviewers(&b, p.id);
+    let of = |id: i64| standings.iter().find(|s| s.user_id == id).unwrap().clone();
+    let (s_stamp, s_careful) = (of(stamp_id), of(careful_id));
+    assert!(s_stamp.suspended && !s_careful.suspended, "{standings:?}");
+    assert!(
+        s_stamp
+            .suspension_reason
+            .unwrap()
+            .contains("gold reviews right")
+    );
+    assert_eq!(s_stamp.gold_total as usize, stamp_gold.len());
+    assert_eq!(
+        s_careful.gold_correct as usize,
+        careful_gold.len(),
+        "{s_careful:?}"
+    );
+    assert!(s_careful.accuracy_lower > s_stamp.accuracy_lower);
+
+    // Paid per review, gold ones too, exactly once each.
+    for (id, gold) in [(stamp_id, &stamp_gold), (careful_id, &careful_gold)] {
+        let given = real_reviews(&app, id) + gold.len() as u64;
+        let s = of(id);
+        assert_eq!(s.reviews as u64, given);
+        assert_eq!(balance_of(&app, id), Micros(REVIEW_REWARD * given as i64));
+    }
+    // Gold never became an answer: the answers are the writers' alone,
+    // and each was decided by real reviews only.
+    let rows = app
+        .block_on(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
+        .unwrap();
+    assert_eq!(rows.len() as i64, ITEMS);
+    assert!(
+        rows.iter()
+            .all(|a| writers.iter().any(|(w, _)| *w == a.user_id))
+    );
+    let gold_list: Vec<api::GoldReview> = b
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            None::<&()>,
+        )
+        .unwrap();
+    assert_eq!(gold_list.len(), 24);
+    assert_eq!(
+        gold_list.iter().map(|g| g.judged as usize).sum::<usize>(),
+        stamp_gold.len() + careful_gold.len()
+    );
+    // The escrow paid exactly the accepted answers and every review.
+    let paid_answers: i64 = rows.iter().map(|a| a.paid).sum();
+    let reviews_paid = balance_of(&app, stamp_id).0 + balance_of(&app, careful_id).0;
+    assert_eq!(
+        escrow_of(&app, p.id),
+        Micros(budget - paid_answers - reviews_paid)
+    );
+    assert!(escrow_of(&app, p.id).0 >= 0);
+    assert_eq!(
+        balance_of(&app, buyer_id),
+        Micros(Micros::from_tokens(100).unwrap().0 - budget)
+    );
+    assert_ledger_clean(&app);
+}
