@@ -125,8 +125,8 @@ pub async fn find(
 /// May `user` read this artifact? The uploaders, admins, the buyer of a
 /// bounty whose item or answer references it, a contributor holding a live
 /// lease on an item that references it, a reviewer holding a live review
-/// lease on such an answer or item, or on a gold review of that file. Everyone else is told it does not
-/// exist.
+/// lease on such an answer or item, or on a gold review of that file.
+/// Everyone else is told it does not exist.
 pub async fn can_read(conn: &impl ConnectionTrait, user: &AuthUser, sha256: &str) -> Result<bool> {
     if user.roles.has(Role::Admin) {
         return Ok(true);
