@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
-use crate::types::{review, spec};
+use crate::types::{bounty, fixture, review, spec};
 
 const REWARD: i64 = 10_000;
 const REVIEW_REWARD: i64 = 2_000;
@@ -405,4 +405,92 @@ fn reviewers_are_paid_per_review_and_a_rubber_stamp_is_caught_by_gold_reviews() 
         Micros(Micros::from_tokens(100).unwrap().0 - budget)
     );
     assert_ledger_clean(&app);
+}
+
+/// A gold review of a file-collection bounty names a file of the buyer's:
+/// the reviewer holding it may download that file, as with a real answer,
+/// and nobody else may.
+#[test]
+fn a_gold_reviews_file_is_readable_by_its_reviewer_only() {
+    let app = TestApp::spawn(|c| c.gold_seed = Some(5));
+    let mut req = spec(
+        TaskType::FileCollection,
+        json!({"accept": ["audio/wav", "image/png"], "max_bytes": 1_000_000}),
+        1,
+        6,
+    );
+    req.gold_review_every = Some(2);
+    let body: String = (0..6)
+        .map(|i| format!("{}\n", json!({ "text": format!("Say {i}") })))
+        .collect();
+    let (_, b, p) = bounty(&app, req, &body);
+    // `bounty` uploaded the buyer's image; it becomes a known bad answer.
+    let png = sha256_hex(&fixture("gradient-200x100.png"));
+    let items: Vec<i64> = app
+        .block_on(
+            sahel_server::projects::entity::item::Entity::find()
+                .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    let _: api::GoldReview = b
+        .call(
+            "POST",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            Some(&json!({"item_id": items[0], "answer": {"artifact": png}, "verdict": "reject"})),
+        )
+        .unwrap();
+    let (_, w) = contributor(&app, "speaker");
+    let wav = w.upload_artifact(&fixture("tone.wav"), Some(p.id)).unwrap();
+    for t in w.lease(p.id, 6).unwrap() {
+        w.submit(&api::SubmitAnswer {
+            lease_id: t.lease_id,
+            answer: json!({ "artifact": wav.sha256 }),
+            idempotency_key: format!("w-{}", t.lease_id),
+            signature: None,
+        })
+        .unwrap();
+    }
+    let (_, r) = contributor(&app, "listener");
+    let (_, stranger) = contributor(&app, "stranger");
+    let path = format!("/api/v1/artifacts/{png}");
+    assert_eq!(r.raw("GET", &path, None, "").unwrap().status, 404);
+    let mut heard_gold = false;
+    for _ in 0..6 {
+        let Some(task) = crate::types::review_lease(&r, p.id) else {
+            break;
+        };
+        if task.answer["artifact"] == png {
+            let got = r.raw("GET", &path, None, "").unwrap();
+            assert_eq!(got.body, fixture("gradient-200x100.png"));
+            assert_eq!(stranger.raw("GET", &path, None, "").unwrap().status, 404);
+            heard_gold = true;
+        }
+        let reason = (task.answer["artifact"] == png).then_some("Not a recording.");
+        let verdict = if reason.is_some() {
+            Verdict::Reject
+        } else {
+            Verdict::Accept
+        };
+        review(
+            &r,
+            task.lease_id,
+            verdict,
+            reason,
+            &format!("k{}", task.lease_id),
+        )
+        .unwrap();
+    }
+    assert!(heard_gold, "the gold review was served");
+    // Its lease spent, the reviewer no longer reads the buyer's file.
+    assert_eq!(r.raw("GET", &path, None, "").unwrap().status, 404);
+    assert_ledger_clean(&app);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }

@@ -37,7 +37,7 @@ pub(crate) fn spec(
     }
 }
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/web")
@@ -571,7 +571,7 @@ fn file_collection_answers_must_name_an_artifact_by_sha256() {
 
 // ------------------------------------------------------------------ review
 
-fn review_lease(c: &Client, project: i64) -> Option<api::ReviewTask> {
+pub(crate) fn review_lease(c: &Client, project: i64) -> Option<api::ReviewTask> {
     let r: api::ReviewLeaseResponse = c
         .call(
             "POST",
