@@ -153,7 +153,7 @@ pub async fn bounty(
                 p.schema.task_type(),
                 api::TaskType::FreeText | api::TaskType::FileCollection
             ),
-            examples: views::examples(conn, id, 3).await?,
+            examples: views::examples(conn, id).await?,
             review_reward: Micros(r.review_reward),
         },
     )

@@ -19,6 +19,7 @@ use sahel_protocol::Micros;
 
 use crate::accounts::entity::user;
 use crate::consensus::quality::entity as quality_entity;
+use crate::consensus::quality::gold;
 use crate::datasets::entity::{contributor as dataset_contributor, dataset, usage};
 use crate::error::Result;
 use crate::ledger::AccountRef;
@@ -169,34 +170,13 @@ pub struct ResolvedItem {
 
 pub const ITEMS_PER_PAGE: u64 = 50;
 
-/// Worked examples for a bounty's page: the first items the crowd settled
-/// with every answer agreeing, as (item text, result in words). Gold items
-/// are never examples: that would give their answers away.
-pub async fn examples(
-    conn: &impl ConnectionTrait,
-    project: i64,
-    n: u64,
-) -> Result<Vec<(String, String)>> {
-    let gold = sea_orm::sea_query::Query::select()
-        .column(quality_entity::gold_item::Column::ItemId)
-        .from(quality_entity::gold_item::Entity)
-        .and_where(Expr::col(quality_entity::gold_item::Column::ProjectId).eq(project))
-        .to_owned();
-    let rows = item::Entity::find()
-        .filter(item::Column::ProjectId.eq(project))
-        .filter(item::Column::Status.eq("resolved"))
-        .filter(item::Column::Id.not_in_subquery(gold))
-        .order_by_asc(item::Column::Seq)
-        .limit(n * 10)
-        .all(conn)
-        .await?;
-    Ok(rows
+/// The bounty page's worked examples as (item text, answer summary): see
+/// [`gold::worked_examples`], which also keeps them from becoming gold.
+pub async fn examples(conn: &impl ConnectionTrait, project: i64) -> Result<Vec<(String, String)>> {
+    Ok(gold::worked_examples(conn, project)
+        .await?
         .into_iter()
-        .filter_map(|r| {
-            let result: Value = serde_json::from_str(r.result.as_deref()?).ok()?;
-            if result.get("agreement").and_then(Value::as_f64)? < 1.0 {
-                return None;
-            }
+        .filter_map(|(r, result)| {
             let data: Value = serde_json::from_str(&r.data).ok()?;
             let text = data
                 .get("text")
@@ -205,7 +185,6 @@ pub async fn examples(
                 .to_owned();
             Some((text, answer_summary(result.get("answer")?)))
         })
-        .take(n as usize)
         .collect())
 }
 

@@ -587,8 +587,15 @@ fn a_resolved_item_can_become_gold_with_its_result_as_the_answer() {
     let app = spawn_app();
     let (b, p) = quality_bounty(&app, 1, 4, &[], json!({ "gold_every": 0 }));
     let (_, c) = contributor(&app, "first");
-    let t = c.lease(p.id, 1).unwrap().remove(0);
-    c.submit(&answer(&t, &truth(&t))).unwrap();
+    // The first three settle unanimously: the bounty page shows them as
+    // worked examples.
+    let examples: Vec<api::Task> = (0..3)
+        .map(|_| {
+            let t = c.lease(p.id, 1).unwrap().remove(0);
+            c.submit(&answer(&t, &truth(&t))).unwrap();
+            t
+        })
+        .collect();
     let open = c.lease(p.id, 1).unwrap().remove(0);
     let path = format!("/api/v1/projects/{}/gold", p.id);
     let mark = |item_id: i64, answer: Option<Value>| {
@@ -596,6 +603,10 @@ fn a_resolved_item_can_become_gold_with_its_result_as_the_answer() {
     };
     assert_problem(mark(open.item_id, None), 409, "item-not-resolved");
     assert_problem(mark(999_999, None), 404, "item-not-found");
+    // An example's answer is public: it cannot become gold.
+    assert_problem(mark(examples[0].item_id, None), 409, "item-is-example");
+    c.submit(&answer(&open, &truth(&open))).unwrap();
+    let t = open;
     assert_problem(
         mark(t.item_id, Some(json!({"label": "maybe"}))),
         422,

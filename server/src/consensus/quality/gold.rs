@@ -13,7 +13,7 @@
 use sahel_protocol::api::{self, ProjectStatus};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QuerySelect, Set,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Map, Value};
 
@@ -278,8 +278,48 @@ pub async fn mix(
     }
 }
 
+/// How many worked examples a bounty page shows.
+pub const WORKED_EXAMPLES: usize = 3;
+
+/// The bounty page's worked examples: the first resolved items, in import
+/// order, that every answer agreed on, never gold, with their results.
+/// They show everyone an answer, so [`mark`] refuses to make them gold.
+pub async fn worked_examples(
+    conn: &impl ConnectionTrait,
+    project_id: i64,
+) -> Result<Vec<(item::Model, Value)>> {
+    let gold = sea_orm::sea_query::Query::select()
+        .column(gold_item::Column::ItemId)
+        .from(gold_item::Entity)
+        .and_where(sea_orm::sea_query::ExprTrait::eq(
+            sea_orm::sea_query::Expr::col(gold_item::Column::ProjectId),
+            project_id,
+        ))
+        .to_owned();
+    let rows = item::Entity::find()
+        .filter(item::Column::ProjectId.eq(project_id))
+        .filter(item::Column::Status.eq("resolved"))
+        .filter(item::Column::Id.not_in_subquery(gold))
+        .order_by_asc(item::Column::Seq)
+        .limit(WORKED_EXAMPLES as u64 * 10)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let result: Value = serde_json::from_str(r.result.as_deref()?).ok()?;
+            if result.get("agreement").and_then(Value::as_f64)? < 1.0 {
+                return None;
+            }
+            Some((r, result))
+        })
+        .take(WORKED_EXAMPLES)
+        .collect())
+}
+
 /// Marks a resolved item gold, with a given answer or its result
-/// (`POST /projects/{id}/gold`).
+/// (`POST /projects/{id}/gold`). Not a worked example: its answer is
+/// already public.
 pub async fn mark(
     db: &Db,
     owner: &AuthUser,
@@ -326,6 +366,16 @@ pub async fn mark(
         return Err(Error::conflict(
             "project-not-open",
             "mark gold on a draft with the \"_gold\" import field",
+        ));
+    }
+    if worked_examples(&*tx, project_id)
+        .await?
+        .iter()
+        .any(|(e, _)| e.id == it.id)
+    {
+        return Err(Error::conflict(
+            "item-is-example",
+            "this item is a worked example on the bounty page: its answer is public, so it cannot be gold",
         ));
     }
     let row = gold_item::ActiveModel {
