@@ -126,6 +126,25 @@
     }
   }
 
+  // Gives the answer back for someone else; it is not offered here again.
+  async function skip() {
+    if (!current || busy) return;
+    busy = true;
+    try {
+      const r = await api("DELETE", "/api/v1/reviews/" + current.lease_id);
+      if (r.ok || r.status === 409 || r.status === 410) {
+        errorBox.hidden = true;
+        await next();
+      } else {
+        showError((r.data && r.data.detail) || "The server refused (HTTP " + r.status + ").");
+      }
+    } catch (e) {
+      showError("Could not reach the server to skip the answer.");
+    } finally {
+      busy = false;
+    }
+  }
+
   function tick() {
     if (!current) return;
     const left = Math.max(0, Math.floor((current.expires - Date.now()) / 1000));
@@ -135,6 +154,7 @@
 
   document.getElementById("accept").addEventListener("click", () => decide("accept"));
   document.getElementById("reject").addEventListener("click", () => decide("reject"));
+  document.getElementById("skip").addEventListener("click", skip);
   document.addEventListener("keydown", (e) => {
     if (!current || e.altKey || e.ctrlKey || e.metaKey) return;
     if (e.target === reason) {
@@ -150,6 +170,9 @@
     } else if (e.key === "r" || e.key === "R") {
       e.preventDefault();
       reason.focus();
+    } else if (e.key === "s" || e.key === "S") {
+      e.preventDefault();
+      skip();
     }
   });
   setInterval(tick, 1000);

@@ -156,6 +156,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
                 web::post().to(reviews::lease),
             )
             .route("/reviews/{id}", web::post().to(reviews::submit))
+            .route("/reviews/{id}", web::delete().to(reviews::release))
             .route(
                 "/projects/{id}/gold-reviews",
                 web::post().to(reviews::add_gold),

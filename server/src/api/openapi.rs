@@ -423,6 +423,13 @@ pub const ROUTES: &[Route] = &[
         Some("GivenReview"),
     ),
     r(
+        "delete",
+        "/reviews/{id}",
+        "Give a review lease back unused (skip): the answer goes to someone else",
+        None,
+        None,
+    ),
+    r(
         "post",
         "/projects/{id}/gold-reviews",
         "Add a gold review: an answer and the verdict a good reviewer gives it (owner)",

@@ -25,6 +25,16 @@ pub async fn submit(
     Ok(HttpResponse::Ok().json(review::submit(&state, &user, path.into_inner(), req).await?))
 }
 
+/// Gives a review lease back unused (a skip).
+pub async fn release(
+    state: web::Data<AppState>,
+    Caller(user): Caller,
+    path: web::Path<i64>,
+) -> Result<HttpResponse> {
+    review::release(&state, &user, path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Reviews of the caller's answers, newest first (verdict and reason).
 pub async fn mine(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
     let reviews = crate::consensus::review::reviews_of_author(&state.db.conn, user.id, 100).await?;

@@ -494,3 +494,62 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn a_skipped_review_goes_to_someone_else_and_not_back_to_the_skipper() {
+    let app = spawn_app();
+    let (_, _b, p) = bounty(
+        &app,
+        spec(TaskType::FreeText, json!({}), 1, 1),
+        "{\"text\": \"Describe a sunrise\"}\n",
+    );
+    let (_, w) = contributor(&app, "writer");
+    let t = w.lease(p.id, 1).unwrap().remove(0);
+    w.submit(&api::SubmitAnswer {
+        lease_id: t.lease_id,
+        answer: json!({"text": "Gold light over a grey sea."}),
+        idempotency_key: "w".into(),
+        signature: None,
+    })
+    .unwrap();
+    let (_, r1) = contributor(&app, "skipper");
+    let (_, r2) = contributor(&app, "taker");
+    let l1 = crate::types::review_lease(&r1, p.id).expect("a review");
+    // Held by r1: nobody else gets it.
+    assert!(crate::types::review_lease(&r2, p.id).is_none());
+    let release =
+        |c: &Client, lease: i64| c.raw("DELETE", &format!("/api/v1/reviews/{lease}"), None, "");
+    assert_eq!(
+        release(&r2, l1.lease_id).unwrap().status,
+        404,
+        "not r2's lease"
+    );
+    assert_eq!(release(&r1, l1.lease_id).unwrap().status, 204);
+    assert_eq!(
+        release(&r1, l1.lease_id).unwrap().status,
+        204,
+        "again: no change"
+    );
+    assert_problem(
+        review(&r1, l1.lease_id, Verdict::Accept, None, "late"),
+        410,
+        "review-lease-released",
+    );
+    // Skipped: never offered to r1 again, offered to r2 now.
+    assert!(crate::types::review_lease(&r1, p.id).is_none());
+    let l2 = crate::types::review_lease(&r2, p.id).expect("the skipped answer");
+    assert_eq!(l2.item_id, l1.item_id);
+    review(&r2, l2.lease_id, Verdict::Accept, None, "take").unwrap();
+    let used = release(&r2, l2.lease_id).unwrap();
+    assert_eq!(used.status, 409, "{}", used.text());
+    let reviews = app
+        .block_on(
+            review::Entity::find()
+                .filter(review::Column::ProjectId.eq(p.id))
+                .all(app.db()),
+        )
+        .unwrap();
+    assert_eq!(reviews.len(), 1);
+    assert_eq!(reviews[0].lease_id, l2.lease_id);
+    assert_ledger_clean(&app);
+}

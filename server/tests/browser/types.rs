@@ -10,7 +10,7 @@ use sahel_protocol::Micros;
 use sahel_protocol::api::{self, Role, TaskType};
 use sahel_server::queue::entity::answer;
 use sahel_worker::client::{Auth, Client as ApiClient};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use super::{REWARD, sign_up};
@@ -298,6 +298,23 @@ fn every_task_type_is_labeled_on_its_page_and_reviewed_in_the_queue() {
         wait_until!("the file answer", { stored(&app, files).await.len() == 1 });
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fixture_bytes("tone.wav")));
         assert_eq!(stored(&app, files).await[0], json!({"artifact": sha}));
+
+        // A reviewer skips the written answer with S: nothing else waits
+        // for them, and it goes to the next reviewer.
+        let sam = driver.session(1280, 1000, false).await;
+        sign_up(&sam, &base, "sam", false).await;
+        sam.goto(&format!("{base}/bounties/{write}/review")).await.unwrap();
+        wait_until!("a review task", { visible(&sam, "#review-task").await });
+        press(&sam, 's').await;
+        wait_until!("nothing more for sam", { visible(&sam, "#review-done").await });
+        let released = sahel_server::consensus::review::entity::review_lease::Entity::find()
+            .filter(
+                sahel_server::consensus::review::entity::review_lease::Column::Status.eq("released"),
+            )
+            .count(app.db())
+            .await
+            .unwrap();
+        assert_eq!(released, 1);
 
         // Review: a second contributor reviews the written answer and the
         // file: accepts the text with A, rejects the file with a reason.

@@ -284,8 +284,20 @@ pub async fn lease(
             .into_tuple()
             .all(&*tx)
             .await?;
+        let skipped: Vec<i64> = review_lease::Entity::find()
+            .select_only()
+            .column(review_lease::Column::AnswerId)
+            .filter(review_lease::Column::AnswerId.is_in(page.iter().map(|a| a.id)))
+            .filter(review_lease::Column::ReviewerId.eq(user.id))
+            .filter(review_lease::Column::Status.eq("released"))
+            .into_tuple()
+            .all(&*tx)
+            .await?;
         let pick = page.into_iter().find(|a| {
-            if own_items.contains(&a.item_id) || held_items.contains(&a.item_id) {
+            if own_items.contains(&a.item_id)
+                || held_items.contains(&a.item_id)
+                || skipped.contains(&a.id)
+            {
                 return false;
             }
             let marks = || done.iter().chain(held.iter()).filter(|(id, _)| *id == a.id);
@@ -334,6 +346,41 @@ pub async fn lease(
         task_type: p.schema.task_type(),
         schema: p.schema.to_json(),
     }))
+}
+
+/// Gives a review lease back unused (`DELETE /reviews/{lease}`): the
+/// answer goes to another reviewer and is not offered to this one again
+/// (they skipped it). Releasing a released lease changes nothing.
+pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<()> {
+    let tx = state.db.write().await?;
+    let l = review_lease::Entity::find_by_id(lease_id)
+        .one(&*tx)
+        .await?
+        .filter(|l| l.reviewer_id == user.id)
+        .ok_or_else(|| {
+            Error::not_found(
+                "review-lease-not-found",
+                format!("you have no review lease {lease_id}"),
+            )
+        })?;
+    match l.status.as_str() {
+        "released" => return Ok(()),
+        "submitted" => {
+            return Err(Error::conflict(
+                "review-lease-used",
+                "this review lease already has a review",
+            ));
+        }
+        _ => {}
+    }
+    review_lease::Entity::update_many()
+        .col_expr(review_lease::Column::Status, Expr::value("released"))
+        .filter(review_lease::Column::Id.eq(l.id))
+        .filter(review_lease::Column::Status.eq("open"))
+        .exec(&*tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 fn request_hash(lease_id: i64, verdict: Verdict, reason: Option<&str>) -> String {
