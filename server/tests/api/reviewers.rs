@@ -553,3 +553,65 @@ fn a_skipped_review_goes_to_someone_else_and_not_back_to_the_skipper() {
     assert_eq!(reviews[0].lease_id, l2.lease_id);
     assert_ledger_clean(&app);
 }
+
+/// Nobody judges and answers one item, gold or not: a reviewer is never
+/// served a gold review on an item they answered.
+#[test]
+fn no_gold_review_is_served_on_an_item_its_reviewer_answered() {
+    let app = TestApp::spawn(|c| c.gold_seed = Some(9));
+    let mut req = spec(TaskType::FreeText, json!({}), 1, 6);
+    req.gold_review_every = Some(2);
+    let body: String = (0..6)
+        .map(|i| format!("{}\n", json!({ "text": format!("Describe place {i}") })))
+        .collect();
+    let (_, b, p) = bounty(&app, req, &body);
+    let (_, both) = contributor(&app, "writes-and-reviews");
+    let (_, w) = contributor(&app, "writer");
+    let mine: Vec<i64> = [&both, &both, &both, &w, &w, &w]
+        .into_iter()
+        .map(|c| {
+            let t = c.lease(p.id, 1).unwrap().remove(0);
+            c.submit(&api::SubmitAnswer {
+                lease_id: t.lease_id,
+                answer: json!({"text": "A long and careful description."}),
+                idempotency_key: format!("a-{}", t.lease_id),
+                signature: None,
+            })
+            .unwrap();
+            t.item_id
+        })
+        .collect::<Vec<_>>()[..3]
+        .to_vec();
+    // Gold reviews only on the items `both` answered.
+    for item in &mine {
+        let _: api::GoldReview = b
+            .call(
+                "POST",
+                &format!("/api/v1/projects/{}/gold-reviews", p.id),
+                Some(&json!({"item_id": item, "answer": {"text": "asdf asdf asdf asdf"}, "verdict": "reject"})),
+            )
+            .unwrap();
+    }
+    let mut served = Vec::new();
+    while let Some(task) = crate::types::review_lease(&both, p.id) {
+        served.push(task.item_id);
+        review(
+            &both,
+            task.lease_id,
+            Verdict::Accept,
+            None,
+            &format!("k{}", task.lease_id),
+        )
+        .unwrap();
+        assert!(served.len() <= 3);
+    }
+    assert_eq!(served.len(), 3, "the three answers of the other writer");
+    assert!(
+        served.iter().all(|i| !mine.contains(i)),
+        "{served:?} vs {mine:?}"
+    );
+    let judged = app
+        .block_on(gold_verdict::Entity::find().count(app.db()))
+        .unwrap();
+    assert_eq!(judged, 0, "no gold was served to them");
+}

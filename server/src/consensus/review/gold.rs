@@ -412,12 +412,15 @@ pub async fn reserve(conn: &impl ConnectionTrait, p: &Project) -> Result<Micros>
 }
 
 /// The gold review to serve `user` instead of the real answer found for
-/// them, if the draw says so and the budget allows. Under the review lock.
+/// them, if the draw says so and the budget allows; never on an item in
+/// `barred` (items they answer or hold: nobody judges and answers one
+/// item, gold or not). Under the review lock.
 pub(super) async fn pick(
     state: &AppState,
     conn: &impl ConnectionTrait,
     p: &Project,
     user_id: i64,
+    barred: &[i64],
     now: i64,
 ) -> Result<Option<gold_review::Model>> {
     let every = p.row.gold_review_every as u64;
@@ -451,7 +454,7 @@ pub(super) async fn pick(
         .all(conn)
         .await?
         .into_iter()
-        .filter(|g| !seen.contains(&g.id))
+        .filter(|g| !seen.contains(&g.id) && !barred.contains(&g.item_id))
         .collect();
     if pool.is_empty() {
         return Ok(None);

@@ -312,11 +312,19 @@ pub async fn lease(
     };
     // Gold only stands in for a real answer: a reviewer with nothing to
     // review gets nothing, gold or not.
-    let (item_id, answer_id, payload, gold_review_id) =
-        match gold::pick(state, &*tx, &p, user.id, now).await? {
-            Some(g) => (g.item_id, 0, g.answer, Some(g.id)),
-            None => (a.item_id, a.id, a.payload, None),
-        };
+    let (item_id, answer_id, payload, gold_review_id) = match gold::pick(
+        state,
+        &*tx,
+        &p,
+        user.id,
+        &[own_items, held_items].concat(),
+        now,
+    )
+    .await?
+    {
+        Some(g) => (g.item_id, 0, g.answer, Some(g.id)),
+        None => (a.item_id, a.id, a.payload, None),
+    };
     let it = item::Entity::find_by_id(item_id)
         .one(&*tx)
         .await?
