@@ -7,6 +7,7 @@ use std::hash::Hash;
 
 use crate::Interner;
 use crate::em::{self, Answer, Dataset, EmConfig, Estimate};
+use crate::multi_label::{self, MultiEstimate, SetAnswer};
 
 /// A fitted aggregation with its keys.
 #[derive(Clone, Debug)]
@@ -64,6 +65,55 @@ where
         workers,
         data,
         gold,
+        estimate,
+    })
+}
+
+/// A fitted multi-label aggregation with its keys.
+#[derive(Clone, Debug)]
+pub struct FittedSets<I, W> {
+    pub items: Interner<I>,
+    pub workers: Interner<W>,
+    pub estimate: MultiEstimate,
+}
+
+impl<I: Hash + Eq + Clone, W: Hash + Eq + Clone> FittedSets<I, W> {
+    /// The label set (class indices) and confidence of an item, if it is
+    /// known.
+    pub fn labels(&self, item: &I) -> Option<(Vec<u16>, f64)> {
+        self.items
+            .get(item)
+            .map(|i| self.estimate.labels(i as usize))
+    }
+}
+
+/// [`fit`] for multi-label answers (`item, worker, class indices`) and
+/// gold sets: one binary EM per class ([`crate::multi_label`]).
+pub fn fit_sets<I, W>(
+    classes: usize,
+    answers: impl IntoIterator<Item = (I, W, Vec<u16>)>,
+    gold: impl IntoIterator<Item = (I, Vec<u16>)>,
+    cfg: &EmConfig,
+) -> Result<FittedSets<I, W>, String>
+where
+    I: Hash + Eq + Clone,
+    W: Hash + Eq + Clone,
+{
+    let mut items = Interner::new();
+    let mut workers = Interner::new();
+    let mut rows = Vec::new();
+    for (i, w, labels) in answers {
+        rows.push(SetAnswer {
+            item: items.id(&i),
+            worker: workers.id(&w),
+            labels,
+        });
+    }
+    let gold: Vec<(u32, Vec<u16>)> = gold.into_iter().map(|(i, s)| (items.id(&i), s)).collect();
+    let estimate = multi_label::estimate(classes, items.len(), workers.len(), &rows, &gold, cfg)?;
+    Ok(FittedSets {
+        items,
+        workers,
         estimate,
     })
 }

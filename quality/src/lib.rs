@@ -4,6 +4,7 @@
 //! offline aggregation and the server's decisions are the same code.
 //!
 //! - [`em`]: Dawid-Skene aggregation by EM, seeded by gold.
+//! - [`multi_label`]: multi-label answers as one binary EM per class.
 //! - [`agreement`]: Krippendorff's alpha, confusion, per-worker agreement.
 //! - [`reliability`]: Beta posterior accuracy and the suspension rule.
 //! - [`signals`]: too-fast, one-class and collusion signals.
@@ -13,6 +14,7 @@
 pub mod aggregate;
 pub mod agreement;
 pub mod em;
+pub mod multi_label;
 pub mod offline;
 pub mod reliability;
 pub mod signals;

@@ -857,3 +857,158 @@ pub fn evaluate(s: &Scenario) -> Evaluation {
         engine: run(&s.crowd, &Policy::engine(classes, s.engine)),
     }
 }
+
+/// A multi-label crowd: each of `classes` classes is in an item's true set
+/// with probability `density`. Honest contributors get each class right
+/// with their `skill`; spammers tick each class with probability one
+/// half; adversaries invert every class. Each real and gold item gets
+/// `overlap` answers from distinct contributors, picked by log-normal
+/// activity weights.
+#[derive(Clone, Debug)]
+pub struct MultiCrowd {
+    pub seed: u64,
+    pub classes: u16,
+    pub items: usize,
+    pub gold_items: usize,
+    pub density: f64,
+    pub overlap: u32,
+    pub honest: usize,
+    pub spammers: usize,
+    pub adversaries: usize,
+    pub skill: (f64, f64),
+    pub activity_sigma: f64,
+}
+
+impl MultiCrowd {
+    /// 4 classes at density 0.3, 1,000 items and 50 gold, overlap 3, 20
+    /// honest contributors (skills 0.7-0.95 per class), 5 spammers and
+    /// one adversary.
+    pub fn standard(seed: u64) -> MultiCrowd {
+        MultiCrowd {
+            seed,
+            classes: 4,
+            items: 1000,
+            gold_items: 50,
+            density: 0.3,
+            overlap: 3,
+            honest: 20,
+            spammers: 5,
+            adversaries: 1,
+            skill: (0.7, 0.95),
+            activity_sigma: 0.8,
+        }
+    }
+}
+
+/// How one aggregation did on a [`MultiCrowd`]'s real items.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SetScore {
+    /// Share of items whose set is exactly the true set.
+    pub exact: f64,
+    /// Share of (item, class) pairs decided right.
+    pub per_class: f64,
+}
+
+/// Per-class majority and per-class EM on the same answers.
+#[derive(Clone, Debug)]
+pub struct MultiOutcome {
+    pub majority: SetScore,
+    /// EM seeded by the gold items.
+    pub em: SetScore,
+    /// EM on the same answers with no gold given.
+    pub em_without_gold: SetScore,
+    /// EM's mean per-class accuracy of each contributor, by kind.
+    pub accuracy: Vec<(Kind, f64)>,
+}
+
+/// Plays a multi-label bounty at fixed overlap and scores per-class
+/// majority vote against per-class EM ([`crate::multi_label`]).
+pub fn run_multi(crowd: &MultiCrowd) -> MultiOutcome {
+    use crate::multi_label::{self, SetAnswer};
+    let mut rng = Rng::new(crowd.seed ^ 0x4D55_17ED);
+    let k = crowd.classes;
+    let mut workers: Vec<(Kind, f64, f64)> = Vec::new();
+    for (kind, n) in [
+        (Kind::Honest, crowd.honest),
+        (Kind::Spammer, crowd.spammers),
+        (Kind::Adversary, crowd.adversaries),
+    ] {
+        for _ in 0..n {
+            let skill = crowd.skill.0 + (crowd.skill.1 - crowd.skill.0) * rng.f64();
+            let weight = (crowd.activity_sigma * rng.normal()).exp();
+            workers.push((kind, skill, weight));
+        }
+    }
+    let total = crowd.items + crowd.gold_items;
+    let truth: Vec<Vec<u16>> = (0..total)
+        .map(|_| (0..k).filter(|_| rng.chance(crowd.density)).collect())
+        .collect();
+    let mut answers = Vec::with_capacity(total * crowd.overlap as usize);
+    for (i, t) in truth.iter().enumerate() {
+        let mut picked: Vec<usize> = Vec::new();
+        while picked.len() < (crowd.overlap as usize).min(workers.len()) {
+            let sum: f64 = (0..workers.len())
+                .filter(|w| !picked.contains(w))
+                .map(|w| workers[w].2)
+                .sum();
+            let mut x = rng.f64() * sum;
+            let w = (0..workers.len())
+                .filter(|w| !picked.contains(w))
+                .find(|&w| {
+                    x -= workers[w].2;
+                    x < 0.0
+                })
+                .unwrap_or_else(|| (0..workers.len()).rfind(|w| !picked.contains(w)).unwrap());
+            picked.push(w);
+            let (kind, skill, _) = workers[w];
+            let labels: Vec<u16> = (0..k)
+                .filter(|c| {
+                    let has = t.contains(c);
+                    match kind {
+                        Kind::Honest => has == rng.chance(skill),
+                        Kind::Adversary => !has,
+                        _ => rng.chance(0.5),
+                    }
+                })
+                .collect();
+            answers.push(SetAnswer {
+                item: i as u32,
+                worker: w as u32,
+                labels,
+            });
+        }
+    }
+    let gold: Vec<(u32, Vec<u16>)> = (crowd.items..total)
+        .map(|i| (i as u32, truth[i].clone()))
+        .collect();
+    let cfg = EmConfig::default();
+    let fit = |gold: &[(u32, Vec<u16>)]| {
+        multi_label::estimate(k as usize, total, workers.len(), &answers, gold, &cfg)
+            .expect("simulated answers are in range")
+    };
+    let score = |label: &dyn Fn(usize) -> Vec<u16>| {
+        let (mut exact, mut right) = (0usize, 0usize);
+        for (i, t) in truth.iter().enumerate().take(crowd.items) {
+            let got = label(i);
+            exact += usize::from(got == *t);
+            right += (0..k).filter(|c| got.contains(c) == t.contains(c)).count();
+        }
+        SetScore {
+            exact: exact as f64 / crowd.items as f64,
+            per_class: right as f64 / (crowd.items * k as usize) as f64,
+        }
+    };
+    let seeded = fit(&gold);
+    let blind = fit(&[]);
+    let votes = multi_label::majority_vote(&seeded.data);
+    MultiOutcome {
+        majority: score(&|i| votes[i].clone().unwrap_or_default()),
+        em: score(&|i| seeded.labels(i).0),
+        em_without_gold: score(&|i| blind.labels(i).0),
+        accuracy: workers
+            .iter()
+            .enumerate()
+            .map(|(w, x)| (x.0, seeded.accuracy(w)))
+            .collect(),
+    }
+}

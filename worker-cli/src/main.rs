@@ -198,6 +198,11 @@ enum Command {
         /// Where to write the labels (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Multi-label answers: the label column holds classes separated
+        /// by `|` (empty: none); each class is aggregated on its own, and
+        /// the output is `item,labels,confidence`.
+        #[arg(long)]
+        multi_label: bool,
         /// No summary on stderr.
         #[arg(long)]
         quiet: bool,
@@ -625,8 +630,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             answers,
             gold,
             out,
+            multi_label,
             quiet,
-        } => sahel_worker::aggregate::run(&answers, gold.as_deref(), out.as_deref(), quiet)?,
+        } => sahel_worker::aggregate::run(
+            &answers,
+            gold.as_deref(),
+            out.as_deref(),
+            multi_label,
+            quiet,
+        )?,
         Command::Keys { action } => keys(&ctx, action)?,
         Command::Receipts { command } => receipts(&ctx, command)?,
         Command::PayoutAddress { address } => {

@@ -153,3 +153,36 @@ fn aggregate_refuses_a_malformed_file_with_the_line_and_exit_code_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/answers.csv"));
 }
+
+#[test]
+fn aggregate_multi_label_reads_bar_separated_sets_and_writes_one_per_item() {
+    // Two careful workers and one who ticks everything: per class, the
+    // careful pair outvotes them.
+    let answers = "item,worker,labels\n\
+                   p1,w1,cat\np1,w2,cat\np1,w3,bird|cat|dog\n\
+                   p2,w1,dog|bird\np2,w2,bird|dog\np2,w3,bird|cat|dog\n\
+                   p3,w1,\np3,w2,\np3,w3,bird|cat|dog\n";
+    let out = sahel(&["aggregate", "--multi-label", "--answers", "-"], answers);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("item,labels,confidence"));
+    let rows: Vec<(String, String)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let conf: f64 = f[2].parse().unwrap();
+            assert!(conf > 0.5 && conf <= 1.0, "{l}");
+            (f[0].to_owned(), f[1].to_owned())
+        })
+        .collect();
+    let want = [("p1", "cat"), ("p2", "bird|dog"), ("p3", "")];
+    assert_eq!(
+        rows,
+        want.map(|(i, l)| (i.to_owned(), l.to_owned())).to_vec()
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 classes, one EM each"));
+}

@@ -61,6 +61,17 @@ impl LabelSchema {
         self.0.classes()
     }
 
+    /// The classes of a multi-label type, each a present/absent question
+    /// for the quality engine; empty for the others.
+    pub fn set_classes(&self) -> &[String] {
+        self.0.set_classes()
+    }
+
+    /// The classes a canonical multi-label answer picks.
+    pub fn label_set(&self, answer: &Value) -> Option<Vec<String>> {
+        self.0.label_set(answer)
+    }
+
     pub fn to_json(&self) -> Value {
         self.0.to_json()
     }

@@ -785,3 +785,186 @@ fn p_settings(app: &TestApp, project: i64) -> api::QualitySettings {
         )
         .unwrap()
 }
+
+/// A multi-label crowd over HTTP: four honest contributors (each class
+/// right 95% of the time) and a spammer ticking each class at random,
+/// gold at one in three. Every class is decided by its own EM, gold is
+/// scored per class, and the spammer goes.
+#[test]
+fn a_multi_label_crowd_gets_its_label_sets_and_loses_its_spammer() {
+    use sahel_protocol::api::TaskType;
+    use sahel_server::consensus::quality::engine::sim::Rng;
+    const ML: [&str; 3] = ["bird", "cat", "dog"];
+    // The classes of item `i`: the bits of `i % 8`, so every subset
+    // (the empty one too) is some item's truth.
+    let set = |i: usize| -> Vec<&str> {
+        (0..3)
+            .filter(|b| (i % 8) >> b & 1 == 1)
+            .map(|b| ML[b])
+            .collect()
+    };
+    let app = TestApp::spawn(|c| c.gold_seed = Some(5));
+    let (_, b) = buyer(&app, "mlbuyer", 1_000);
+    let (real, overlap) = (30usize, 3u32);
+    let p = b
+        .create_project(&api::CreateProject {
+            title: "What is in the picture".into(),
+            instructions: "Tick every animal you see.".into(),
+            task_type: TaskType::MultiLabel,
+            schema: json!({ "classes": ML }),
+            overlap,
+            reward: sahel_protocol::Micros(REWARD),
+            budget: sahel_protocol::Micros(REWARD * overlap as i64 * real as i64 * 3),
+            priority: 0,
+            reviews_per_answer: None,
+        })
+        .expect("project");
+    let s: api::QualitySettings = b
+        .call(
+            "PUT",
+            &format!("/api/v1/projects/{}/quality/settings", p.id),
+            Some(&json!({ "gold_every": 3 })),
+        )
+        .expect("settings");
+    assert_eq!(s.aggregation, "em");
+    let mut body = String::new();
+    for i in 0..real {
+        body.push_str(&format!(
+            "{}\n",
+            json!({ "text": format!("photo {i}"), "truth": set(i) })
+        ));
+    }
+    for g in 0..16 {
+        // Gold as the shorthand array and as the answer object.
+        let known = set(g + 3);
+        let gold = if g % 2 == 0 {
+            json!(known)
+        } else {
+            json!({ "labels": known })
+        };
+        body.push_str(&format!(
+            "{}\n",
+            json!({ "text": format!("gold photo {g}"), "truth": known, "_gold": gold })
+        ));
+    }
+    b.import_items(p.id, "jsonl", body.as_bytes())
+        .expect("import");
+    let p = b.fund(p.id, "fund-1").expect("fund");
+    assert_eq!(gold_ids(&app, p.id).len(), 16);
+
+    // (id, client, is the spammer, its randomness, still working)
+    let mut crowd: Vec<(i64, Client, bool, Rng, bool)> = (0..5)
+        .map(|i| {
+            let (id, c) = contributor(&app, &format!("ml{i}"));
+            (id, c, i == 4, Rng::new(300 + i as u64), true)
+        })
+        .collect();
+    for round in 0..200 {
+        let mut any = false;
+        for (_, c, spammer, rng, working) in crowd.iter_mut() {
+            if !*working {
+                continue;
+            }
+            let tasks = match c.lease(p.id, 1) {
+                Ok(t) => t,
+                Err(e) if e.code() == Some("suspended") => {
+                    *working = false;
+                    continue;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let Some(t) = tasks.first() else {
+                *working = false;
+                continue;
+            };
+            let truth: Vec<&str> = t.data["truth"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let labels: Vec<&str> = ML
+                .iter()
+                .copied()
+                .filter(|class| {
+                    if *spammer {
+                        rng.chance(0.5)
+                    } else {
+                        truth.contains(class) == rng.chance(0.95)
+                    }
+                })
+                .collect();
+            let submitted = c.submit(&api::SubmitAnswer {
+                lease_id: t.lease_id,
+                answer: json!({ "labels": labels }),
+                idempotency_key: format!("lease-{}", t.lease_id),
+                signature: None,
+            });
+            match submitted {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("suspended") => *working = false,
+                Err(e) => panic!("{e}"),
+            }
+            any = true;
+        }
+        if round % 3 == 2 {
+            run_background(&app);
+        }
+        if !any {
+            break;
+        }
+    }
+    run_background(&app);
+    assert_eq!(items_with_status(&app, p.id, "resolved"), real as u64);
+    let resolved = app
+        .block_on(
+            item::Entity::find()
+                .filter(item::Column::ProjectId.eq(p.id))
+                .filter(item::Column::Status.eq("resolved"))
+                .all(app.db()),
+        )
+        .unwrap();
+    let right = resolved
+        .iter()
+        .filter(|it| {
+            let data: Value = serde_json::from_str(&it.data).unwrap();
+            let result: Value = serde_json::from_str(it.result.as_deref().unwrap()).unwrap();
+            assert!(result["confidence"].as_f64().is_some(), "{result}");
+            result["answer"]["labels"] == data["truth"]
+        })
+        .count();
+    assert!(right >= 29, "{right} of {real} label sets right");
+    // Never more than `overlap` answers paid on an item.
+    let accepted = app
+        .block_on(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(p.id))
+                .filter(answer::Column::Status.eq("accepted"))
+                .all(app.db()),
+        )
+        .unwrap();
+    for it in &resolved {
+        let paid = accepted.iter().filter(|a| a.item_id == it.id).count();
+        assert!(paid <= overlap as usize, "item {}: {paid} paid", it.id);
+    }
+    let r = quality_report(&b, p.id);
+    let row = |id: i64| r.contributors.iter().find(|c| c.user_id == id).unwrap();
+    for (id, _, spammer, _, _) in &crowd {
+        let c = row(*id);
+        assert_eq!(c.suspended, *spammer, "{c:?}");
+        // Gold is scored per class: three judgements per gold answer.
+        assert_eq!(c.gold_total % 3, 0, "{c:?}");
+    }
+    let spammer = row(crowd[4].0);
+    assert!(
+        spammer
+            .suspension_reason
+            .as_deref()
+            .unwrap()
+            .contains("class judgements on gold items"),
+        "{spammer:?}"
+    );
+    assert!(spammer.gold_total > 0, "{spammer:?}");
+    assert!(r.alpha.is_some());
+    assert_ledger_clean(&app);
+}

@@ -460,8 +460,8 @@ fn quality_settings_are_refused_for_types_em_does_not_model() {
     let (_, b) = buyer(&app, "quality", 10);
     let p = b
         .create_project(&spec(
-            TaskType::MultiLabel,
-            json!({"classes": ["a", "b"]}),
+            TaskType::TextSpans,
+            json!({"labels": ["PER", "LOC"]}),
             1,
             1,
         ))
@@ -474,7 +474,23 @@ fn quality_settings_are_refused_for_types_em_does_not_model() {
     let e = r.expect_err("refused");
     assert_eq!(e.status, 422, "{e}");
     assert_eq!(e.code(), Some("quality-not-supported"));
-    assert!(e.problem.unwrap().detail.contains("multi_label"));
+    assert!(e.problem.unwrap().detail.contains("text_spans"));
+    for (task_type, schema) in [
+        (TaskType::BoundingBoxes, json!({"labels": ["car"]})),
+        (TaskType::FreeText, json!({})),
+        (
+            TaskType::FileCollection,
+            json!({"accept": ["audio/wav"], "max_bytes": 1000000}),
+        ),
+    ] {
+        let p = b.create_project(&spec(task_type, schema, 1, 1)).unwrap();
+        let r: Result<api::QualitySettings, _> = b.call(
+            "PUT",
+            &format!("/api/v1/projects/{}/quality/settings", p.id),
+            Some(&json!({})),
+        );
+        assert_problem(r, 422, "quality-not-supported");
+    }
     let s: api::QualitySettings = b
         .call(
             "GET",
@@ -495,6 +511,26 @@ fn quality_settings_are_refused_for_types_em_does_not_model() {
         )
         .expect("pairwise bounties may use EM");
     assert_eq!(s.aggregation, "em");
+    // So are each class of a multi-label bounty: present or absent, so
+    // chance is one half whatever the number of classes.
+    let ml = b
+        .create_project(&spec(
+            TaskType::MultiLabel,
+            json!({"classes": ["a", "b", "c", "d"]}),
+            3,
+            1,
+        ))
+        .unwrap();
+    let s: api::QualitySettings = b
+        .call(
+            "PUT",
+            &format!("/api/v1/projects/{}/quality/settings", ml.id),
+            Some(&json!({"gold_every": 0})),
+        )
+        .expect("multi-label bounties may use EM");
+    assert_eq!(s.aggregation, "em");
+    assert!((s.accuracy_threshold - 0.625).abs() < 1e-12, "{s:?}");
+    assert!(s.payment_rule.contains("Jaccard"), "{}", s.payment_rule);
 }
 
 #[test]

@@ -41,6 +41,8 @@ fn normalize(schema: &LabelSchema, item: &Map<String, Value>, v: &Value) -> Resu
             serde_json::json!({ "choice": s })
         }
         Value::String(s) => serde_json::json!({ "label": s }),
+        // And a multi-label bounty's set of classes.
+        Value::Array(set) => serde_json::json!({ "labels": set }),
         other => other.clone(),
     };
     schema

@@ -16,7 +16,9 @@
 //!   the best class reaches the target with at least `min_answers`, when
 //!   one class has `overlap` agreeing answers, or at `max_answers`;
 //!   otherwise it asks for one more answer. Answers agreeing with the
-//!   decided class are paid at once, and never taken back.
+//!   decided class are paid at once, and never taken back. A multi-label
+//!   bounty is decided per class ([`decide_sets`]): one binary EM per
+//!   class, the set of classes above 0.5, paid by agreement with it.
 //! - **Gold** ([`gold`]): mixed into each contributor's tasks at one in
 //!   `gold_every`, as ordinary tasks; gold answers update the
 //!   contributor's record in the same transaction and are decided (paid
@@ -50,10 +52,11 @@ use crate::projects::{self, Project};
 use crate::queue::entity::answer;
 use crate::state::AppState;
 use engine::em::{EmConfig, Model, argmax};
+use engine::multi_label::{self, MultiModel};
 use engine::reliability::{GoldRecord, PeerEvidence, SuspensionRule};
 use entity::{contributor, discard, settings};
 
-use super::{Consensus, Decision};
+use super::{ACCEPT_AGREEMENT, Decision};
 
 pub const DEFAULT_GOLD_EVERY: u32 = 10;
 pub const DEFAULT_TARGET: f64 = 0.95;
@@ -62,10 +65,104 @@ pub const DEFAULT_EXAM_PASS: f64 = 0.8;
 /// What a bounty with quality settings says about payment.
 pub const PAYMENT_RULE: &str = "An item is decided when its best class reaches the target confidence with at least the minimum answers, when one class has `overlap` agreeing answers, or at the maximum; the answers agreeing with the decision are paid the reward at that moment, once, and never taken back by later re-estimation. Gold answers are paid the reward when right, from the budget above overlap x items x reward.";
 
-/// The categories EM models: a classification's classes, a pairwise
-/// bounty's choices. Empty for the other types, which the engine refuses.
+/// The same for a multi-label bounty ([`decide_sets`]).
+pub const PAYMENT_RULE_SETS: &str = "Each class is decided on its own (present when its posterior is above 0.5); an item is decided when every class is at least as sure as the target confidence with at least the minimum answers, when `overlap` answers agree with the decided set, or at the maximum. Answers agreeing with the decided set (Jaccard at least 0.5, as without the engine) are paid the reward at that moment, at most `overlap` of them, once, and never taken back by later re-estimation. Gold answers are paid by the same agreement with the known set, from the budget above overlap x items x reward.";
+
+/// What a bounty's EM models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One category per answer: classification, pairwise.
+    Categorical,
+    /// Any subset of the classes (multi-label): one binary EM per class
+    /// ([`engine::multi_label`]).
+    PerClass,
+    /// Types the engine does not model.
+    Unsupported,
+}
+
+pub fn shape(p: &Project) -> Shape {
+    if !p.schema.classes().is_empty() {
+        Shape::Categorical
+    } else if !p.schema.set_classes().is_empty() {
+        Shape::PerClass
+    } else {
+        Shape::Unsupported
+    }
+}
+
+/// The classes EM models: a classification's classes, a pairwise
+/// bounty's choices, a multi-label bounty's classes. Empty for the other
+/// types, which the engine refuses.
 pub fn classes(p: &Project) -> &[String] {
-    p.schema.classes()
+    match shape(p) {
+        Shape::Categorical => p.schema.classes(),
+        Shape::PerClass => p.schema.set_classes(),
+        Shape::Unsupported => &[],
+    }
+}
+
+/// How many categories one judgement of a contributor chooses among:
+/// the classes, or present/absent when each class is judged on its own.
+/// Chance, the suspension rule's default threshold and the target's
+/// floor follow from it.
+pub fn judged_categories(p: &Project) -> usize {
+    match shape(p) {
+        Shape::PerClass => 2,
+        _ => classes(p).len(),
+    }
+}
+
+/// The class indices of a normalized multi-label answer, in class order.
+pub fn set_of(p: &Project, answer: &Value) -> Option<Vec<u16>> {
+    let picked = p.schema.label_set(answer)?;
+    Some(
+        classes(p)
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| picked.contains(c))
+            .map(|(i, _)| i as u16)
+            .collect(),
+    )
+}
+
+/// A multi-label result in canonical form: the classes of `set`, sorted
+/// by name as answers are.
+pub fn set_answer(p: &Project, set: &[u16]) -> Value {
+    let mut names: Vec<&str> = set
+        .iter()
+        .filter_map(|&c| classes(p).get(c as usize))
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    json!({ "labels": names })
+}
+
+/// A gold answer scored for the contributor's record, as `(right, of)`:
+/// one judgement for a categorical answer, one per class for a
+/// multi-label one (each class right when the answer and the gold agree
+/// on its presence).
+pub fn gold_score(p: &Project, given: &Value, gold: &Value) -> (i32, i32) {
+    match (shape(p), set_of(p, given), set_of(p, gold)) {
+        (Shape::PerClass, Some(a), Some(g)) => {
+            let k = classes(p).len() as u16;
+            let right = (0..k).filter(|c| a.contains(c) == g.contains(c)).count();
+            (right as i32, k as i32)
+        }
+        (Shape::PerClass, _, _) => (0, classes(p).len() as i32),
+        _ => (i32::from(same_answer(given, gold)), 1),
+    }
+}
+
+/// Whether a gold answer is paid: right, for a categorical answer; for a
+/// multi-label one, the rule of real items (agreement with the known set
+/// of at least [`ACCEPT_AGREEMENT`]).
+pub fn gold_paid(p: &Project, given: &Value, gold: &Value) -> bool {
+    match shape(p) {
+        Shape::PerClass => {
+            given.get("labels").is_some() && p.schema.agreement(given, gold) >= ACCEPT_AGREEMENT
+        }
+        _ => given.get("label").is_some() && given.get("label") == gold.get("label"),
+    }
 }
 
 /// The class index of a normalized answer.
@@ -87,7 +184,7 @@ pub fn rule(p: &Project, s: &settings::Model) -> SuspensionRule {
     SuspensionRule {
         threshold: s.accuracy_threshold,
         min_gold: s.min_gold as u32,
-        ..SuspensionRule::for_classes(classes(p).len())
+        ..SuspensionRule::for_classes(judged_categories(p))
     }
 }
 
@@ -108,7 +205,12 @@ pub fn view(p: &Project, s: Option<&settings::Model>) -> api::QualitySettings {
             exam_pass_mark: s.exam_pass_mark,
             speed_floor_ms: s.speed_floor_ms as u64,
             gold_feedback: s.gold_feedback,
-            payment_rule: PAYMENT_RULE.into(),
+            payment_rule: if shape(p) == Shape::PerClass {
+                PAYMENT_RULE_SETS
+            } else {
+                PAYMENT_RULE
+            }
+            .into(),
         },
         None => api::QualitySettings {
             project_id: p.row.id,
@@ -143,11 +245,11 @@ pub async fn put_settings(
             "quality settings are fixed once the bounty is funded",
         ));
     }
-    if p.schema.consensus() != Consensus::Vote {
+    if shape(&p) == Shape::Unsupported {
         return Err(Error::invalid(
             "quality-not-supported",
             format!(
-                "the quality engine (gold, EM) models categorical answers: classification and pairwise bounties; {} bounties are decided by {}",
+                "the quality engine (gold, EM) models categorical answers: classification, pairwise and multi-label (each class) bounties; {} bounties are decided by {}",
                 p.schema.task_type().as_str(),
                 if p.schema.is_reviewed() {
                     "review"
@@ -157,7 +259,7 @@ pub async fn put_settings(
             ),
         ));
     }
-    let k = classes(&p).len();
+    let k = judged_categories(&p);
     let chance = 1.0 / k as f64;
     let gold_every = req.gold_every.unwrap_or(DEFAULT_GOLD_EVERY);
     if gold_every == 1 || gold_every > 1000 {
@@ -299,10 +401,7 @@ async fn model_for(conn: &impl ConnectionTrait, p: &Project, users: &[i64]) -> R
         match stored {
             Some(m) => confusion.extend(m),
             None => {
-                let (c, n) = row.map_or((0, 0), |r| (r.gold_correct, r.gold_total));
-                let acc = (cfg.prior_strength * cfg.prior_accuracy + c as f64)
-                    / (cfg.prior_strength + n as f64);
-                let acc = acc.clamp(0.01, 0.99);
+                let acc = newcomer_accuracy(row, &cfg);
                 for t in 0..k {
                     for l in 0..k {
                         confusion.push(if t == l {
@@ -318,6 +417,147 @@ async fn model_for(conn: &impl ConnectionTrait, p: &Project, users: &[i64]) -> R
     Ok(Model::from_parts(priors, confusion, &cfg))
 }
 
+/// The accuracy a contributor not yet estimated is given: their gold
+/// record on top of the EM prior (the prior's accuracy when they have
+/// none).
+fn newcomer_accuracy(row: Option<&contributor::Model>, cfg: &EmConfig) -> f64 {
+    let (c, n) = row.map_or((0, 0), |r| (r.gold_correct, r.gold_total));
+    let acc =
+        (cfg.prior_strength * cfg.prior_accuracy + c as f64) / (cfg.prior_strength + n as f64);
+    acc.clamp(0.01, 0.99)
+}
+
+/// [`model_for`] for a multi-label bounty: per class, the stored priors
+/// (`[class][absent, present]`) and each contributor's 2x2 matrix
+/// (`[class][true][given]`, stored flat), or the newcomer's guess.
+async fn model_for_sets(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    users: &[i64],
+) -> Result<MultiModel> {
+    let k = classes(p).len();
+    let cfg = em_config();
+    let priors = match entity::state::Entity::find_by_id(p.row.id)
+        .one(conn)
+        .await?
+    {
+        Some(st) => serde_json::from_str::<Vec<f64>>(&st.priors)
+            .ok()
+            .filter(|v| v.len() == 2 * k && v.iter().all(|x| *x > 0.0)),
+        None => None,
+    }
+    .unwrap_or_else(|| vec![0.5; 2 * k]);
+    let rows = contributor::Entity::find()
+        .filter(contributor::Column::ProjectId.eq(p.row.id))
+        .filter(contributor::Column::UserId.is_in(users.to_vec()))
+        .all(conn)
+        .await?;
+    let matrices: Vec<Vec<f64>> = users
+        .iter()
+        .map(|u| {
+            let row = rows.iter().find(|r| r.user_id == *u);
+            row.and_then(|r| r.confusion.as_deref())
+                .and_then(|c| serde_json::from_str::<Vec<f64>>(c).ok())
+                .filter(|m| m.len() == 4 * k)
+                .unwrap_or_else(|| {
+                    let acc = newcomer_accuracy(row, &cfg);
+                    [acc, 1.0 - acc, 1.0 - acc, acc].repeat(k)
+                })
+        })
+        .collect();
+    let per_class = (0..k)
+        .map(|c| {
+            let confusion = matrices
+                .iter()
+                .flat_map(|m| m[4 * c..4 * c + 4].iter().copied())
+                .collect();
+            Model::from_parts(priors[2 * c..2 * c + 2].to_vec(), confusion, &cfg)
+        })
+        .collect();
+    Ok(MultiModel { per_class })
+}
+
+/// The engine's decision on a multi-label item's counted answers: each
+/// class's posterior under the stored per-class models, the set of the
+/// classes above 0.5, its confidence the least sure class's.
+///
+/// Payment follows the multi-label rule without the engine: an answer is
+/// accepted when its agreement (Jaccard) with the decided set reaches
+/// [`ACCEPT_AGREEMENT`], the best agreeing first, then the earliest, at
+/// most `overlap` of them. An exact-match rule (the literal analogue of a
+/// classification's "same class") would pay an honest contributor who is
+/// right on 90% of each of 4 classes only two times in three, and pay
+/// differently from the same bounty without the engine. The item also
+/// resolves once `overlap` answers agree with the decided set, the
+/// analogue of a class with `overlap` votes, so it asks for no answer it
+/// could not pay.
+async fn decide_sets(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    s: &settings::Model,
+    rows: &[answer::Model],
+) -> Result<Decision> {
+    let n = rows.len();
+    let answers: Vec<Value> = rows
+        .iter()
+        .map(|a| serde_json::from_str(&a.payload).unwrap_or(Value::Null))
+        .collect();
+    let sets: Vec<Option<Vec<u16>>> = answers.iter().map(|v| set_of(p, v)).collect();
+    let users: Vec<i64> = rows.iter().map(|a| a.user_id).collect();
+    let model = model_for_sets(conn, p, &users).await?;
+    let votes: Vec<(u32, &[u16])> = sets
+        .iter()
+        .enumerate()
+        .filter_map(|(j, set)| set.as_deref().map(|set| (j as u32, set)))
+        .collect();
+    let (set, confidence) = multi_label::decide(&model.present(&votes));
+    let result = set_answer(p, &set);
+    let mut scored: Vec<(f64, i64)> = answers
+        .iter()
+        .zip(rows)
+        .map(|(v, a)| {
+            let agree = if v.get("labels").is_some() {
+                p.schema.agreement(v, &result)
+            } else {
+                0.0
+            };
+            (agree, a.id)
+        })
+        .collect();
+    scored.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    let overlap = p.row.overlap as usize;
+    let agreeing = scored
+        .iter()
+        .filter(|(a, _)| *a >= ACCEPT_AGREEMENT)
+        .count();
+    let settled = agreeing >= overlap
+        || (n >= s.min_answers as usize && confidence >= s.target_confidence)
+        || n >= p.row.max_answers as usize;
+    if !settled {
+        return Ok(Decision::NeedMore {
+            needed: n as u32 + 1,
+        });
+    }
+    let accepted: Vec<i64> = scored
+        .iter()
+        .filter(|(a, _)| *a >= ACCEPT_AGREEMENT)
+        .take(overlap)
+        .map(|(_, id)| *id)
+        .collect();
+    let rejected = rows
+        .iter()
+        .map(|a| a.id)
+        .filter(|id| !accepted.contains(id))
+        .collect();
+    Ok(Decision::Resolved {
+        result,
+        agreement: scored.iter().map(|(a, _)| a).sum::<f64>() / n as f64,
+        accepted,
+        rejected,
+        confidence: Some(confidence),
+    })
+}
+
 /// The engine's decision on an item's counted answers (`rows`, pending
 /// and not discarded). See the module doc for the rule. Every answer that
 /// agrees with the decided class is accepted; at most `overlap` can,
@@ -331,6 +571,9 @@ pub async fn decide(
     let n = rows.len();
     if n == 0 {
         return Ok(Decision::NeedMore { needed: 1 });
+    }
+    if shape(p) == Shape::PerClass {
+        return decide_sets(conn, p, s, rows).await;
     }
     let names = classes(p);
     let labels: Vec<Option<u16>> = rows
@@ -512,16 +755,19 @@ pub async fn after_answer(
             Expr::col(contributor::Column::AnswersFast).add(i32::from(fast)),
         )
         .col_expr(contributor::Column::UpdatedAt, Expr::value(now));
+    // The exam counts whole answers; the record, judgements (one per
+    // class on a multi-label bounty).
     let correct = gold.map(|g| same_answer(given, g));
-    if let Some(ok) = correct {
+    if let (Some(ok), Some(g)) = (correct, gold) {
+        let (right, of) = gold_score(p, given, g);
         update = update
             .col_expr(
                 contributor::Column::GoldTotal,
-                Expr::col(contributor::Column::GoldTotal).add(1),
+                Expr::col(contributor::Column::GoldTotal).add(of),
             )
             .col_expr(
                 contributor::Column::GoldCorrect,
-                Expr::col(contributor::Column::GoldCorrect).add(i32::from(ok)),
+                Expr::col(contributor::Column::GoldCorrect).add(right),
             );
         if s.exam_size > 0 && r.exam == "none" {
             update = update
@@ -592,9 +838,14 @@ pub async fn refresh_accuracy(
         return Ok(false);
     }
     let reason = format!(
-        "accuracy too low: {} of {} gold answers right{}; the 95% lower bound of accuracy is {:.2}, under this bounty's threshold {:.2}",
+        "accuracy too low: {} of {} {} right{}; the 95% lower bound of accuracy is {:.2}, under this bounty's threshold {:.2}",
         g.correct,
         g.total,
+        if shape(p) == Shape::PerClass {
+            "class judgements on gold items"
+        } else {
+            "gold answers"
+        },
         if peer.answers > 0 {
             format!(
                 ", and {:.0} of {} answers agree with what the other contributors settled",

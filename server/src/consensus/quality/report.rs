@@ -9,7 +9,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFi
 use serde_json::Value;
 
 use super::entity::{contributor, discard, state as qstate};
-use super::{class_of, classes, engine, gold, settings, view};
+use super::{Shape, class_of, classes, engine, gold, settings, shape, view};
 use crate::accounts::AuthUser;
 use crate::error::Result;
 use crate::projects;
@@ -84,8 +84,19 @@ pub async fn report(
             }
         }
     }
-    let alpha = engine::agreement::alpha_nominal(k, units.values().map(Vec::as_slice));
     let st = qstate::Entity::find_by_id(project_id).one(conn).await?;
+    // A multi-label bounty's answers are not one category each: its alpha
+    // is the last estimation's mean over the classes, and a confusion of
+    // sets is not a K x K table.
+    let per_class = shape(&p) == Shape::PerClass;
+    let alpha = if per_class {
+        st.as_ref().and_then(|s| s.alpha)
+    } else {
+        engine::agreement::alpha_nominal(k, units.values().map(Vec::as_slice))
+    };
+    if per_class {
+        confusion.clear();
+    }
     let rows = contributor::Entity::find()
         .filter(contributor::Column::ProjectId.eq(project_id))
         .all(conn)

@@ -15,7 +15,10 @@ use sea_orm::{
 use serde_json::{Value, json};
 
 use super::entity::{contributor, discard, settings, state as qstate};
-use super::{class_of, classes, em_config, engine, gold, refresh_accuracy, standing, suspend};
+use super::{
+    Shape, class_of, classes, em_config, engine, gold, gold_paid, refresh_accuracy, set_of, shape,
+    standing, suspend,
+};
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::now_ms;
 use crate::error::{Error, Result};
@@ -24,6 +27,7 @@ use crate::projects;
 use crate::projects::entity::item;
 use crate::queue::entity::answer;
 use crate::state::AppState;
+use engine::reliability::PeerEvidence;
 use engine::signals::{self, SignalConfig};
 
 /// How often the server runs [`run_once`] in the background.
@@ -180,8 +184,6 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         return Ok((RunReport::default(), false));
     };
     let now = now_ms();
-    let k = classes(&p).len();
-    let names: Vec<String> = classes(&p).to_vec();
     let discarded: HashSet<i64> = discard::Entity::find()
         .select_only()
         .column(discard::Column::AnswerId)
@@ -200,28 +202,11 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         .filter(|a| !discarded.contains(&a.id))
         .collect();
     let golds = gold::all(conn, project_id).await?;
-    let gold_class: HashMap<i64, u16> = golds
-        .iter()
-        .filter_map(|(i, v)| class_of(&p, v).map(|c| (*i, c)))
-        .collect();
-    let answers = rows.iter().filter_map(|a| {
-        let v: Value = serde_json::from_str(&a.payload).ok()?;
-        class_of(&p, &v).map(|c| (a.item_id, a.user_id, c))
-    });
-    let fitted = engine::aggregate::fit(
-        k,
-        answers,
-        gold_class.iter().map(|(i, c)| (*i, *c)),
-        &em_config(),
-    )
-    .map_err(|e| Error::Unexpected(anyhow::anyhow!("estimating bounty {project_id}: {e}")))?;
-    let est = &fitted.estimate;
-    let model = &est.model;
-    let peer = engine::reliability::peer_evidence(&fitted.data, est, &fitted.gold);
+    let fit = match shape(&p) {
+        Shape::PerClass => fit_sets(&p, &rows, &golds)?,
+        _ => fit_categorical(&p, &rows, &golds)?,
+    };
     let cfg = SignalConfig::default();
-    let bias = signals::class_bias(&fitted.data, &cfg);
-    let pairs = signals::collusion(&fitted.data, est, &cfg);
-    let user_of = |w: u32| *fitted.workers.key(w);
 
     let mut report = RunReport {
         estimated: 1,
@@ -232,19 +217,9 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
     // Each contributor's model, evidence and signals: standings only.
     let mut strong: Vec<(i64, String)> = Vec::new();
     let tx = state.db.write().await?;
-    for (w, &user) in fitted.workers.keys().iter().enumerate() {
+    for (w, &user) in fit.users.iter().enumerate() {
         let r = standing(&*tx, project_id, user).await?;
-        let mut notes: Vec<String> = Vec::new();
-        let b = &bias[w];
-        if b.flagged {
-            notes.push(format!(
-                "one class: chose {:?} in {:.0}% of {} answers where the others chose it {:.0}% of the time",
-                names[b.class as usize],
-                b.share * 100.0,
-                b.answers,
-                b.crowd_share * 100.0
-            ));
-        }
+        let mut notes: Vec<String> = fit.class_notes[w].iter().cloned().collect();
         let speed = signals::speed_counts(
             std::cmp::max(r.answers_fast, 0) as u32,
             std::cmp::max(r.answers_timed, 0) as u32,
@@ -257,19 +232,7 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
                 speed.fast, speed.total, s.speed_floor_ms
             ));
         }
-        for pair in pairs
-            .iter()
-            .filter(|x| x.flagged && (x.a == w as u32 || x.b == w as u32))
-        {
-            let other = if pair.a == w as u32 { pair.b } else { pair.a };
-            notes.push(format!(
-                "collusion: agrees with contributor {} on {} of {} contested items, where independent contributors would agree on {:.1}",
-                user_of(other),
-                pair.agreed,
-                pair.shared,
-                pair.expected
-            ));
-        }
+        notes.extend(fit.pair_notes[w].iter().cloned());
         if let Some(why) = notes
             .iter()
             .find(|n| n.starts_with("too fast") || n.starts_with("collusion"))
@@ -279,19 +242,19 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         contributor::Entity::update_many()
             .col_expr(
                 contributor::Column::Confusion,
-                Expr::value(json!(model.confusion(w)).to_string()),
+                Expr::value(fit.confusion[w].to_string()),
             )
             .col_expr(
                 contributor::Column::EmAccuracy,
-                Expr::value(model.accuracy(w)),
+                Expr::value(fit.accuracy[w]),
             )
             .col_expr(
                 contributor::Column::PeerAgreement,
-                Expr::value(peer[w].agreement),
+                Expr::value(fit.peer[w].agreement),
             )
             .col_expr(
                 contributor::Column::PeerAnswers,
-                Expr::value(peer[w].answers as i32),
+                Expr::value(fit.peer[w].answers as i32),
             )
             .col_expr(
                 contributor::Column::Signals,
@@ -306,7 +269,7 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
 
     // The rule on gold and checked answers, then the strong signals: one
     // transaction per contributor.
-    for &user in fitted.workers.keys() {
+    for &user in &fit.users {
         let tx = state.db.write().await?;
         let r = standing(&*tx, project_id, user).await?;
         if r.suspended_at.is_some() {
@@ -334,7 +297,7 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
             continue;
         };
         let given: Value = serde_json::from_str(&a.payload).unwrap_or(Value::Null);
-        let right = given.get("label").is_some() && given.get("label") == g.get("label");
+        let right = gold_paid(&p, &given, g);
         let (status, paid) = if right {
             ("accepted", p.row.reward)
         } else {
@@ -394,37 +357,32 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
         .filter(item::Column::Status.eq("resolved"))
         .all(conn)
         .await?;
+    let gold_items: HashSet<i64> = golds.iter().map(|(i, _)| *i).collect();
     let mut revised = 0;
     for it in resolved {
         let decided = it
             .result
             .as_deref()
             .and_then(|r| serde_json::from_str::<Value>(r).ok())
-            .and_then(|r| r["answer"]["label"].as_str().map(str::to_owned));
-        if let (Some(d), Some((now_label, _))) = (decided, fitted.label(&it.id))
-            && names[now_label as usize] != d
-            && !gold_class.contains_key(&it.id)
+            .map(|r| r["answer"].clone());
+        if let (Some(d), Some(now_label)) = (decided, fit.labels.get(&it.id))
+            && d != *now_label
+            && !gold_items.contains(&it.id)
         {
             revised += 1;
         }
     }
 
-    let alpha = engine::agreement::dataset_alpha(&fitted.data);
-    let flagged: Vec<(i64, i64)> = pairs
-        .iter()
-        .filter(|x| x.flagged)
-        .map(|x| (user_of(x.a), user_of(x.b)))
-        .collect();
     let tx = state.db.write().await?;
     let st = ensure_state(&*tx, project_id).await?;
     let estimations = st.estimations + 1;
     let mut st: qstate::ActiveModel = st.into();
-    st.priors = Set(json!(model.priors()).to_string());
-    st.alpha = Set(alpha);
+    st.priors = Set(fit.priors.to_string());
+    st.alpha = Set(fit.alpha);
     st.estimations = Set(estimations);
     st.last_answer_id = Set(newest);
     st.revised_items = Set(revised);
-    st.pairs = Set(json!(flagged).to_string());
+    st.pairs = Set(json!(fit.flagged).to_string());
     st.estimated_at = Set(Some(now));
     st.update(&*tx).await?;
     projects::complete_if_done(&*tx, project_id).await?;
@@ -444,4 +402,175 @@ pub async fn run_until_idle(state: &AppState, max: usize) -> Result<RunReport> {
         total.add(r);
     }
     Ok(total)
+}
+
+/// What one estimation says about a bounty, whatever EM modelled.
+struct Fit {
+    /// The contributors, in the fit's worker order; the vectors below
+    /// follow it.
+    users: Vec<i64>,
+    /// Each contributor's confusion matrices as stored: `[true][given]`
+    /// flat, one after the other per class on a multi-label bounty.
+    confusion: Vec<Value>,
+    accuracy: Vec<f64>,
+    peer: Vec<PeerEvidence>,
+    /// The one-class signal, when it fired.
+    class_notes: Vec<Option<String>>,
+    /// The collusion signal, one note per flagged partner.
+    pair_notes: Vec<Vec<String>>,
+    flagged: Vec<(i64, i64)>,
+    /// The class priors as stored (`[class][absent, present]` flat on a
+    /// multi-label bounty).
+    priors: Value,
+    alpha: Option<f64>,
+    /// The result's `answer` the fit gives each item it saw.
+    labels: HashMap<i64, Value>,
+}
+
+fn fit_error(p: &projects::Project, e: String) -> Error {
+    Error::Unexpected(anyhow::anyhow!("estimating bounty {}: {e}", p.row.id))
+}
+
+/// Classification and pairwise: one Dawid-Skene over the categories.
+fn fit_categorical(
+    p: &projects::Project,
+    rows: &[answer::Model],
+    golds: &[(i64, Value)],
+) -> Result<Fit> {
+    let names = classes(p);
+    let gold_class: HashMap<i64, u16> = golds
+        .iter()
+        .filter_map(|(i, v)| class_of(p, v).map(|c| (*i, c)))
+        .collect();
+    let answers = rows.iter().filter_map(|a| {
+        let v: Value = serde_json::from_str(&a.payload).ok()?;
+        class_of(p, &v).map(|c| (a.item_id, a.user_id, c))
+    });
+    let fitted = engine::aggregate::fit(
+        names.len(),
+        answers,
+        gold_class.iter().map(|(i, c)| (*i, *c)),
+        &em_config(),
+    )
+    .map_err(|e| fit_error(p, e))?;
+    let est = &fitted.estimate;
+    let model = &est.model;
+    let cfg = SignalConfig::default();
+    let bias = signals::class_bias(&fitted.data, &cfg);
+    let pairs = signals::collusion(&fitted.data, est, &cfg);
+    let user_of = |w: u32| *fitted.workers.key(w);
+    let workers = fitted.workers.len();
+    let class_notes = bias
+        .iter()
+        .map(|b| {
+            b.flagged.then(|| {
+                format!(
+                    "one class: chose {:?} in {:.0}% of {} answers where the others chose it {:.0}% of the time",
+                    names[b.class as usize],
+                    b.share * 100.0,
+                    b.answers,
+                    b.crowd_share * 100.0
+                )
+            })
+        })
+        .collect();
+    let pair_notes = (0..workers as u32)
+        .map(|w| {
+            pairs
+                .iter()
+                .filter(|x| x.flagged && (x.a == w || x.b == w))
+                .map(|pair| {
+                    let other = if pair.a == w { pair.b } else { pair.a };
+                    format!(
+                        "collusion: agrees with contributor {} on {} of {} contested items, where independent contributors would agree on {:.1}",
+                        user_of(other),
+                        pair.agreed,
+                        pair.shared,
+                        pair.expected
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Fit {
+        users: fitted.workers.keys().to_vec(),
+        confusion: (0..workers).map(|w| json!(model.confusion(w))).collect(),
+        accuracy: (0..workers).map(|w| model.accuracy(w)).collect(),
+        peer: engine::reliability::peer_evidence(&fitted.data, est, &fitted.gold),
+        class_notes,
+        pair_notes,
+        flagged: pairs
+            .iter()
+            .filter(|x| x.flagged)
+            .map(|x| (user_of(x.a), user_of(x.b)))
+            .collect(),
+        priors: json!(model.priors()),
+        alpha: engine::agreement::dataset_alpha(&fitted.data),
+        labels: fitted
+            .items
+            .keys()
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, json!({ "label": names[est.label(i).0 as usize] })))
+            .collect(),
+    })
+}
+
+/// Multi-label: one binary Dawid-Skene per class. The one-class and
+/// collusion signals are not computed (they compare categorical
+/// answers); speed and the suspension rule apply as everywhere.
+fn fit_sets(p: &projects::Project, rows: &[answer::Model], golds: &[(i64, Value)]) -> Result<Fit> {
+    let k = classes(p).len();
+    let answers = rows.iter().filter_map(|a| {
+        let v: Value = serde_json::from_str(&a.payload).ok()?;
+        set_of(p, &v).map(|set| (a.item_id, a.user_id, set))
+    });
+    let fitted = engine::aggregate::fit_sets(
+        k,
+        answers,
+        golds
+            .iter()
+            .filter_map(|(i, v)| set_of(p, v).map(|set| (*i, set))),
+        &em_config(),
+    )
+    .map_err(|e| fit_error(p, e))?;
+    let est = &fitted.estimate;
+    let workers = fitted.workers.len();
+    let alphas: Vec<f64> = est
+        .data
+        .iter()
+        .filter_map(engine::agreement::dataset_alpha)
+        .collect();
+    Ok(Fit {
+        users: fitted.workers.keys().to_vec(),
+        confusion: (0..workers)
+            .map(|w| {
+                let flat: Vec<f64> = est
+                    .per_class
+                    .iter()
+                    .flat_map(|e| e.model.confusion(w).iter().copied())
+                    .collect();
+                json!(flat)
+            })
+            .collect(),
+        accuracy: (0..workers).map(|w| est.accuracy(w)).collect(),
+        peer: est.peer_evidence(),
+        class_notes: vec![None; workers],
+        pair_notes: vec![Vec::new(); workers],
+        flagged: Vec::new(),
+        priors: json!(
+            est.per_class
+                .iter()
+                .flat_map(|e| e.model.priors().iter().copied())
+                .collect::<Vec<f64>>()
+        ),
+        alpha: (!alphas.is_empty()).then(|| alphas.iter().sum::<f64>() / alphas.len() as f64),
+        labels: fitted
+            .items
+            .keys()
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, super::set_answer(p, &est.labels(i).0)))
+            .collect(),
+    })
 }

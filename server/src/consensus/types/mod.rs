@@ -82,6 +82,18 @@ pub trait TaskKind: Debug + Send + Sync {
     fn classes(&self) -> &[String] {
         &[]
     }
+
+    /// The classes an answer picks any subset of (multi-label): EM models
+    /// each as its own present/absent question. Empty for the other types.
+    fn set_classes(&self) -> &[String] {
+        &[]
+    }
+
+    /// The classes a canonical answer picks, for types with
+    /// [`TaskKind::set_classes`].
+    fn label_set(&self, _answer: &Value) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Parses and validates a schema of `task_type`.

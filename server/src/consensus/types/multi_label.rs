@@ -118,4 +118,13 @@ impl TaskKind for MultiLabel {
         kept.sort_unstable();
         json!({ "labels": kept })
     }
+
+    fn set_classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn label_set(&self, answer: &Value) -> Option<Vec<String>> {
+        answer.get("labels")?;
+        Some(labels(answer).into_iter().map(str::to_owned).collect())
+    }
 }
