@@ -817,6 +817,8 @@ fn a_multi_label_crowd_gets_its_label_sets_and_loses_its_spammer() {
             budget: sahel_protocol::Micros(REWARD * overlap as i64 * real as i64 * 3),
             priority: 0,
             reviews_per_answer: None,
+            review_reward: None,
+            gold_review_every: None,
         })
         .expect("project");
     let s: api::QualitySettings = b
