@@ -21,9 +21,14 @@ pub use review::check_answer_artifacts;
 pub use types::{ACCEPT_AGREEMENT, Consensus, TaskKind};
 
 /// A validated label schema: one task type's rules ([`TaskKind`]) behind a
-/// cheap-to-clone handle.
+/// cheap-to-clone handle, and whether the bounty asked for its answers to
+/// be decided by review (`"review": true` in the schema) although its
+/// type would vote or merge them.
 #[derive(Clone, Debug)]
-pub struct LabelSchema(Arc<dyn TaskKind>);
+pub struct LabelSchema(Arc<dyn TaskKind>, bool);
+
+/// The schema field that asks for review on a voted or merged type.
+pub const REVIEW_FIELD: &str = "review";
 
 impl PartialEq for LabelSchema {
     fn eq(&self, other: &LabelSchema) -> bool {
@@ -35,7 +40,20 @@ impl Eq for LabelSchema {}
 
 impl LabelSchema {
     pub fn parse(task_type: TaskType, schema: &Value) -> Result<LabelSchema, String> {
-        types::parse(task_type, schema).map(|k| LabelSchema(Arc::from(k)))
+        let mut schema = schema.clone();
+        let review = match schema.as_object_mut().and_then(|o| o.remove(REVIEW_FIELD)) {
+            None | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) => true,
+            Some(_) => return Err(format!("\"{REVIEW_FIELD}\" must be true or false")),
+        };
+        let kind = types::parse(task_type, &schema)?;
+        if review && kind.consensus() == Consensus::Review {
+            return Err(format!(
+                "{} answers are always reviewed; \"{REVIEW_FIELD}\" is for the types that vote or merge",
+                task_type.as_str()
+            ));
+        }
+        Ok(LabelSchema(Arc::from(kind), review))
     }
 
     pub fn kind(&self) -> &dyn TaskKind {
@@ -47,7 +65,31 @@ impl LabelSchema {
     }
 
     pub fn consensus(&self) -> Consensus {
-        self.0.consensus()
+        if self.1 {
+            Consensus::Review
+        } else {
+            self.0.consensus()
+        }
+    }
+
+    /// The item's result from the answers review accepted: the list of
+    /// them for the types only review decides (free text, files); for a
+    /// type that asked for review, what its own rule makes of them (the
+    /// merge, or the most given vote, the earliest on a tie), so results
+    /// and exports keep the type's shape.
+    pub fn reviewed_result(&self, accepted: &[Value]) -> Value {
+        match self.0.consensus() {
+            Consensus::Review => Value::Array(accepted.to_vec()),
+            Consensus::Merge => self.0.merge(accepted),
+            Consensus::Vote => {
+                let keys: Vec<Option<String>> =
+                    accepted.iter().map(|a| self.0.vote_key(a)).collect();
+                let count = |k: &Option<String>| keys.iter().filter(|x| *x == k).count();
+                let best = (0..accepted.len())
+                    .max_by(|&a, &b| count(&keys[a]).cmp(&count(&keys[b])).then(b.cmp(&a)));
+                best.map_or(Value::Null, |i| accepted[i].clone())
+            }
+        }
     }
 
     /// Whether answers wait for other contributors' reviews.
@@ -73,7 +115,13 @@ impl LabelSchema {
     }
 
     pub fn to_json(&self) -> Value {
-        self.0.to_json()
+        let mut v = self.0.to_json();
+        if self.1
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert(REVIEW_FIELD.into(), Value::Bool(true));
+        }
+        v
     }
 
     /// Checks that an imported item carries what this type shows, and
@@ -367,5 +415,47 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_type_that_asks_for_review_keeps_its_result_shape() {
+        let labels = |l: &[&str]| -> Vec<Value> { l.iter().map(|x| json!({"label": x})).collect() };
+        let c = LabelSchema::parse(
+            TaskType::Classification,
+            &json!({"classes": ["cat", "dog"], "review": true}),
+        )
+        .unwrap();
+        assert!(c.is_reviewed());
+        assert_eq!(c.to_json()["review"], json!(true));
+        assert_eq!(
+            c.reviewed_result(&labels(&["cat", "dog", "dog"])),
+            json!({"label": "dog"})
+        );
+        // A tie goes to the earliest accepted answer.
+        assert_eq!(
+            c.reviewed_result(&labels(&["dog", "cat"])),
+            json!({"label": "dog"})
+        );
+        let plain = LabelSchema::parse(
+            TaskType::Classification,
+            &json!({"classes": ["cat", "dog"]}),
+        )
+        .unwrap();
+        assert!(!plain.is_reviewed());
+        assert!(plain.to_json().get("review").is_none());
+        let m = LabelSchema::parse(
+            TaskType::MultiLabel,
+            &json!({"classes": ["a", "b"], "review": true}),
+        )
+        .unwrap();
+        let sets = [
+            json!({"labels": ["a", "b"]}),
+            json!({"labels": ["a"]}),
+            json!({"labels": ["a"]}),
+        ];
+        assert_eq!(m.reviewed_result(&sets), m.kind().merge(&sets));
+        let t = LabelSchema::parse(TaskType::FreeText, &json!({})).unwrap();
+        let texts = [json!({"text": "one"}), json!({"text": "two"})];
+        assert_eq!(t.reviewed_result(&texts), json!(texts));
     }
 }

@@ -209,7 +209,10 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
         .budget
         .parse()
         .map_err(|_| bad("invalid-budget", "the budget must be an amount such as 6"))?;
-    let reviewed = matches!(task_type, TaskType::FreeText | TaskType::FileCollection);
+    let schema = form_schema(task_type, &f.classes, &f.schema_options)?;
+    // Free text and files, or any type whose options say `"review": true`.
+    let reviewed =
+        crate::consensus::LabelSchema::parse(task_type, &schema).is_ok_and(|s| s.is_reviewed());
     let reviews_per_answer = match f.reviews_per_answer.trim() {
         "" => None,
         _ if !reviewed => None,
@@ -234,7 +237,7 @@ fn validate(f: &ProjectForm) -> Result<NewProject, Error> {
         title: f.title.clone(),
         instructions: f.instructions.replace("\r\n", "\n"),
         task_type,
-        schema: form_schema(task_type, &f.classes, &f.schema_options)?,
+        schema,
         overlap,
         reward,
         budget,

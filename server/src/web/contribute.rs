@@ -149,10 +149,7 @@ pub async fn bounty(
             status: projects::status_str(p.status()),
             can_work: p.status() == ProjectStatus::Open && s.user().roles.has(Role::Contributor),
             is_owner: r.buyer_id == s.user().id,
-            reviewed: matches!(
-                p.schema.task_type(),
-                api::TaskType::FreeText | api::TaskType::FileCollection
-            ),
+            reviewed: p.schema.is_reviewed(),
             examples: views::examples(conn, id).await?,
             review_reward: Micros(r.review_reward),
         },

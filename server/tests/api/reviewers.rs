@@ -615,3 +615,82 @@ fn no_gold_review_is_served_on_an_item_its_reviewer_answered() {
         .unwrap();
     assert_eq!(judged, 0, "no gold was served to them");
 }
+
+/// Any type may ask for review (`"review": true` in its schema): its
+/// answers then wait for reviewers instead of agreement, and its result
+/// keeps the type's own shape, so exports work as for a voted bounty.
+#[test]
+fn a_classification_bounty_may_ask_for_review_and_keeps_its_result_shape() {
+    let app = spawn_app();
+    let (_, b) = buyer(&app, "asks-review", 10);
+    for (task_type, schema, says) in [
+        (
+            TaskType::FreeText,
+            json!({"review": true}),
+            "always reviewed",
+        ),
+        (
+            TaskType::Classification,
+            json!({"classes": ["cat", "dog"], "review": "yes"}),
+            "must be true or false",
+        ),
+    ] {
+        let e = b
+            .create_project(&spec(task_type, schema, 1, 1))
+            .expect_err("refused");
+        assert_eq!(e.code(), Some("invalid-schema"), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    let mut req = spec(
+        TaskType::Classification,
+        json!({"classes": ["cat", "dog"], "review": true}),
+        1,
+        1,
+    );
+    req.review_reward = Some(Micros(REVIEW_REWARD));
+    req.budget = Micros(REWARD + REVIEW_REWARD);
+    let (_, b2, p) = bounty(&app, req, "{\"text\": \"A small animal that purrs\"}\n");
+    assert_eq!(p.schema["review"], json!(true));
+    let (w_id, w) = contributor(&app, "labeler");
+    let t = w.lease(p.id, 1).unwrap().remove(0);
+    let s = w
+        .submit(&api::SubmitAnswer {
+            lease_id: t.lease_id,
+            answer: json!({"label": "cat"}),
+            idempotency_key: "cat".into(),
+            signature: None,
+        })
+        .unwrap();
+    assert_eq!(s.status, api::AnswerStatus::PendingReview);
+    assert_eq!(balance_of(&app, w_id), Micros(0), "unpaid until reviewed");
+    let (r_id, r) = contributor(&app, "checker");
+    let task = crate::types::review_lease(&r, p.id).expect("the answer to review");
+    assert_eq!(task.answer, json!({"label": "cat"}));
+    review(&r, task.lease_id, Verdict::Accept, None, "ok").unwrap();
+    assert_eq!(balance_of(&app, w_id), Micros(REWARD));
+    assert_eq!(balance_of(&app, r_id), Micros(REVIEW_REWARD));
+    let it = app
+        .block_on(sahel_server::projects::entity::item::Entity::find_by_id(t.item_id).one(app.db()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(it.status, "resolved");
+    let result: Value = serde_json::from_str(it.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["answer"], json!({"label": "cat"}), "{result}");
+    let csv = b2
+        .raw(
+            "GET",
+            &format!("/api/v1/projects/{}/export?format=csv", p.id),
+            None,
+            "",
+        )
+        .unwrap();
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    let text = csv.text();
+    let row = text.lines().nth(1).expect("one resolved item");
+    assert!(
+        row.contains("A small animal that purrs") && row.contains(",cat,"),
+        "{text}"
+    );
+    assert_eq!(escrow_of(&app, p.id), Micros(0));
+    assert_ledger_clean(&app);
+}

@@ -688,11 +688,12 @@ async fn decide_answer(
             .filter(|x| x.status == "pending_review")
             .count();
         let result = || {
+            let accepted: Vec<Value> = kept
+                .iter()
+                .map(|x| serde_json::from_str::<Value>(&x.payload).unwrap_or(Value::Null))
+                .collect();
             json!({
-                "answer": kept
-                    .iter()
-                    .map(|x| serde_json::from_str::<Value>(&x.payload).unwrap_or(Value::Null))
-                    .collect::<Vec<_>>(),
+                "answer": p.schema.reviewed_result(&accepted),
                 "answer_ids": kept.iter().map(|x| x.id).collect::<Vec<_>>(),
                 "answers": answers.len(),
             })
