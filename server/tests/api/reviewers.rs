@@ -49,6 +49,40 @@ fn add_gold(
     .expect("gold review")
 }
 
+fn item_ids(app: &TestApp, project: i64) -> Vec<i64> {
+    app.block_on(
+        sahel_server::projects::entity::item::Entity::find()
+            .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(project))
+            .all(app.db()),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|i| i.id)
+    .collect()
+}
+
+/// A draft writing bounty of `ITEMS` prompts with 12 known good and 12
+/// known bad gold reviews; returns it and its item ids.
+fn draft_with_gold(app: &TestApp, b: &Client, budget: i64) -> (api::Project, Vec<i64>) {
+    let p = b.create_project(&reviewed_spec(budget)).unwrap();
+    let body: String = (0..ITEMS)
+        .map(|i| format!("{}\n", json!({ "text": format!("Greet guest {i}") })))
+        .collect();
+    b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
+    let items = item_ids(app, p.id);
+    for i in 0..12 {
+        add_gold(b, p.id, items[i], &format!("{GOOD} ({i})"), Verdict::Accept);
+        add_gold(
+            b,
+            p.id,
+            items[i + 12],
+            &format!("{SPAM} {i}"),
+            Verdict::Reject,
+        );
+    }
+    (p, items)
+}
+
 fn reviewers(b: &Client, project: i64) -> Vec<api::ReviewerStanding> {
     b.call(
         "GET",
@@ -118,27 +152,15 @@ fn reviewers_are_paid_per_review_and_a_rubber_stamp_is_caught_by_gold_reviews() 
     // Gold reviews at one in two: one per real review at most.
     let gold_reserve = REVIEW_REWARD * ITEMS;
     let budget = answers_cost + reviews_cost + gold_reserve;
+    // Bad gold reviews are refused and store nothing.
     let p = b.create_project(&reviewed_spec(budget - 1)).unwrap();
     assert_eq!(
         (p.review_reward, p.gold_review_every),
         (Micros(REVIEW_REWARD), 2)
     );
-    let body: String = (0..ITEMS)
-        .map(|i| format!("{}\n", json!({ "text": format!("Greet guest {i}") })))
-        .collect();
-    b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
-    let items: Vec<i64> = app
-        .block_on(
-            sahel_server::projects::entity::item::Entity::find()
-                .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
-                .all(app.db()),
-        )
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
-
-    // Bad gold reviews are refused and store nothing.
+    b.import_items(p.id, "jsonl", b"{\"text\": \"Greet a guest\"}\n")
+        .unwrap();
+    let items = item_ids(&app, p.id);
     assert_problem(
         b.call::<api::GoldReview>(
             "POST",
@@ -168,56 +190,24 @@ fn reviewers_are_paid_per_review_and_a_rubber_stamp_is_caught_by_gold_reviews() 
         404,
         "project-not-found",
     );
-    for i in 0..12 {
-        add_gold(
-            &b,
-            p.id,
-            items[i],
-            &format!("{GOOD} ({i})"),
-            Verdict::Accept,
-        );
-        add_gold(
-            &b,
-            p.id,
-            items[i + 12],
-            &format!("{SPAM} {i}"),
-            Verdict::Reject,
-        );
-    }
+    let gold: Vec<api::GoldReview> = b
+        .call(
+            "GET",
+            &format!("/api/v1/projects/{}/gold-reviews", p.id),
+            None::<&()>,
+        )
+        .unwrap();
+    assert!(gold.is_empty(), "{gold:?}");
 
     // Funding must cover every answer, a paid review of each, and the
     // gold reviews' reserve: one micro short is refused.
+    let (p, _) = draft_with_gold(&app, &b, budget - 1);
     let short = b.fund(p.id, "fund-short").unwrap_err();
     assert_eq!(short.code(), Some("budget-too-small"), "{short}");
     assert!(short.to_string().contains("gold"), "{short}");
     assert_eq!(escrow_of(&app, p.id), Micros(0));
-    let p = {
-        let mut req = reviewed_spec(budget);
-        req.title = "Paid reviews".into();
-        let p = b.create_project(&req).unwrap();
-        b.import_items(p.id, "jsonl", body.as_bytes()).unwrap();
-        let its: Vec<i64> = app
-            .block_on(
-                sahel_server::projects::entity::item::Entity::find()
-                    .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
-                    .all(app.db()),
-            )
-            .unwrap()
-            .into_iter()
-            .map(|i| i.id)
-            .collect();
-        for i in 0..12 {
-            add_gold(&b, p.id, its[i], &format!("{GOOD} ({i})"), Verdict::Accept);
-            add_gold(
-                &b,
-                p.id,
-                its[i + 12],
-                &format!("{SPAM} {i}"),
-                Verdict::Reject,
-            );
-        }
-        b.fund(p.id, "fund-1").expect("the exact budget funds")
-    };
+    let (p, _) = draft_with_gold(&app, &b, budget);
+    let p = b.fund(p.id, "fund-1").expect("the exact budget funds");
     assert_eq!(escrow_of(&app, p.id), Micros(budget));
 
     // Every item gets one answer; every other one is spam.
@@ -426,16 +416,7 @@ fn a_gold_reviews_file_is_readable_by_its_reviewer_only() {
     let (_, b, p) = bounty(&app, req, &body);
     // `bounty` uploaded the buyer's image; it becomes a known bad answer.
     let png = sha256_hex(&fixture("gradient-200x100.png"));
-    let items: Vec<i64> = app
-        .block_on(
-            sahel_server::projects::entity::item::Entity::find()
-                .filter(sahel_server::projects::entity::item::Column::ProjectId.eq(p.id))
-                .all(app.db()),
-        )
-        .unwrap()
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let items = item_ids(&app, p.id);
     let _: api::GoldReview = b
         .call(
             "POST",
