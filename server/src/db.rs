@@ -51,6 +51,10 @@ impl Db {
         opts.max_connections(pool.max(2))
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings a pooled connection on every checkout by default:
+            // one more round trip (on SQLite, two thread switches) per
+            // statement outside a transaction. Only idle ones need it.
+            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)

@@ -19,10 +19,10 @@ pub mod settlement;
 
 use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
 };
 
 use crate::db::now_ms;
@@ -111,43 +111,52 @@ pub async fn ensure_accounts(
     conn: &impl ConnectionTrait,
     refs: impl IntoIterator<Item = AccountRef>,
 ) -> Result<std::collections::HashMap<AccountRef, i64>> {
-    use std::collections::{BTreeMap, HashMap};
-    let mut wanted: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+    use std::collections::HashMap;
     let mut all: Vec<AccountRef> = refs.into_iter().collect();
     all.sort_by_key(|r| (r.kind(), r.owner()));
     all.dedup();
-    for r in &all {
-        wanted.entry(r.kind()).or_default().push(r.owner());
-    }
+    // One query per 500 accounts, whatever their kinds: a payment's few
+    // accounts cost one round trip, not one per kind.
     async fn lookup(
         conn: &impl ConnectionTrait,
-        wanted: &BTreeMap<&'static str, Vec<i64>>,
-        out: &mut HashMap<(String, i64), i64>,
+        refs: &[AccountRef],
+        out: &mut HashMap<AccountRef, i64>,
     ) -> Result<()> {
-        for (kind, owners) in wanted {
-            for chunk in owners.chunks(500) {
-                let found: Vec<(i64, i64)> = account::Entity::find()
-                    .select_only()
-                    .column(account::Column::Id)
-                    .column(account::Column::OwnerId)
-                    .filter(account::Column::Kind.eq(*kind))
-                    .filter(account::Column::OwnerId.is_in(chunk.to_vec()))
-                    .into_tuple()
-                    .all(conn)
-                    .await?;
-                for (id, owner) in found {
-                    out.insert(((*kind).to_owned(), owner), id);
+        for chunk in refs.chunks(500) {
+            let mut any = Condition::any();
+            for kind in chunk.chunk_by(|a, b| a.kind() == b.kind()) {
+                any = any.add(
+                    account::Column::Kind
+                        .eq(kind[0].kind())
+                        .and(account::Column::OwnerId.is_in(kind.iter().map(|r| r.owner()))),
+                );
+            }
+            let found: Vec<(i64, String, i64)> = account::Entity::find()
+                .select_only()
+                .column(account::Column::Id)
+                .column(account::Column::Kind)
+                .column(account::Column::OwnerId)
+                .filter(any)
+                .into_tuple()
+                .all(conn)
+                .await?;
+            for (id, kind, owner) in found {
+                if let Some(r) = chunk
+                    .iter()
+                    .find(|r| r.kind() == kind && r.owner() == owner)
+                {
+                    out.insert(*r, id);
                 }
             }
         }
         Ok(())
     }
-    let mut found: HashMap<(String, i64), i64> = HashMap::new();
-    lookup(conn, &wanted, &mut found).await?;
+    let mut found: HashMap<AccountRef, i64> = HashMap::new();
+    lookup(conn, &all, &mut found).await?;
     let missing: Vec<AccountRef> = all
         .iter()
         .copied()
-        .filter(|r| !found.contains_key(&(r.kind().to_owned(), r.owner())))
+        .filter(|r| !found.contains_key(r))
         .collect();
     if !missing.is_empty() {
         let now = now_ms();
@@ -174,20 +183,13 @@ pub async fn ensure_accounts(
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut again: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
-        for r in &missing {
-            again.entry(r.kind()).or_default().push(r.owner());
-        }
-        lookup(conn, &again, &mut found).await?;
+        lookup(conn, &missing, &mut found).await?;
     }
     all.into_iter()
         .map(|r| {
-            found
-                .get(&(r.kind().to_owned(), r.owner()))
-                .map(|id| (r, *id))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("account {}:{} vanished", r.kind(), r.owner()).into()
-                })
+            found.get(&r).map(|id| (r, *id)).ok_or_else(|| {
+                anyhow::anyhow!("account {}:{} vanished", r.kind(), r.owner()).into()
+            })
         })
         .collect()
 }
@@ -275,72 +277,104 @@ pub async fn post(
             "unbalanced ledger transaction {kind}: {postings:?}"
         )));
     }
-    if let Some(key) = &idempotency_key
-        && let Some(t) = transaction::Entity::find()
-            .filter(transaction::Column::IdempotencyKey.eq(key.clone()))
-            .one(conn)
-            .await?
-    {
-        return Ok(Posted::Replayed(t.id));
-    }
+    // The chain head first: every money transaction takes its locks in
+    // one order. A replayed key is found by the insert itself (one round
+    // trip instead of a lookup and an insert); a concurrent twin's insert
+    // waits for the first to commit and then finds its row.
     let head = receipts::lock_head(conn).await?;
-    let tx = transaction::ActiveModel {
+    let inserted = transaction::Entity::insert(transaction::ActiveModel {
         kind: Set(kind.to_owned()),
         memo: Set(memo.to_string()),
-        idempotency_key: Set(idempotency_key),
+        idempotency_key: Set(idempotency_key.clone()),
         created_at: Set(now_ms()),
         ..Default::default()
-    }
-    .insert(conn)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            Error::conflict(
-                "retry",
-                "a concurrent request with the same idempotency key is in flight; retry",
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    })
+    .on_conflict_do_nothing_on([transaction::Column::IdempotencyKey])
+    .exec_with_returning_many(conn)
+    .await?;
+    let Some(tx) = (match inserted {
+        TryInsertResult::Inserted(rows) => rows.into_iter().next(),
+        TryInsertResult::Empty | TryInsertResult::Conflicted => None,
+    }) else {
+        let t = transaction::Entity::find()
+            .filter(transaction::Column::IdempotencyKey.eq(idempotency_key))
+            .one(conn)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("ledger transaction {kind} neither inserted nor found")
+            })?;
+        return Ok(Posted::Replayed(t.id));
+    };
 
     let ids = ensure_accounts(conn, postings.iter().map(|(r, _)| *r)).await?;
-    let mut rows = Vec::with_capacity(postings.len());
+    // One net amount per account, in posting order.
+    let mut net: Vec<(i64, i64)> = Vec::with_capacity(postings.len());
+    let mut slot: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
     for (r, amount) in postings {
-        let account_id = ids[r];
-        let res = account::Entity::update_many()
-            .col_expr(
-                account::Column::Balance,
-                Expr::col(account::Column::Balance).add(amount.0),
-            )
-            .filter(account::Column::Id.eq(account_id))
-            .filter(
-                Condition::any()
-                    .add(account::Column::AllowNegative.eq(true))
-                    .add(Expr::col(account::Column::Balance).add(amount.0).gte(0)),
-            )
-            .exec(conn)
-            .await?;
-        if res.rows_affected != 1 {
-            return Err(Error::conflict(
-                "insufficient-funds",
-                format!(
-                    "the {} account holds less than {}",
-                    r.kind(),
-                    Micros(-amount.0)
-                ),
-            ));
-        }
-        rows.push(posting::ActiveModel {
+        let i = *slot.entry(ids[r]).or_insert_with(|| {
+            net.push((ids[r], 0));
+            net.len() - 1
+        });
+        net[i].1 += amount.0;
+    }
+    for chunk in net.chunks(200) {
+        move_balances(conn, chunk, postings, &ids).await?;
+    }
+    let rows: Vec<posting::ActiveModel> = postings
+        .iter()
+        .map(|(r, amount)| posting::ActiveModel {
             transaction_id: Set(tx.id),
-            account_id: Set(account_id),
+            account_id: Set(ids[r]),
             amount: Set(amount.0),
             ..Default::default()
-        });
-    }
+        })
+        .collect();
     posting::Entity::insert_many(rows).exec(conn).await?;
     receipts::append(conn, &head, &tx, &receipts::to_receipt_postings(postings)).await?;
     Ok(Posted::New(tx.id))
+}
+
+/// Adds each `(account id, amount)` to its balance in one statement,
+/// refusing (with the first account that falls short) if any balance that
+/// may not go negative would.
+async fn move_balances(
+    conn: &impl ConnectionTrait,
+    moves: &[(i64, i64)],
+    postings: &[(AccountRef, Micros)],
+    ids: &std::collections::HashMap<AccountRef, i64>,
+) -> Result<()> {
+    let delta = || {
+        let mut case = CaseStatement::new();
+        for (id, amount) in moves {
+            case = case.case(account::Column::Id.eq(*id), Expr::val(*amount));
+        }
+        let case: Expr = case.finally(Expr::val(0i64)).into();
+        Expr::col(account::Column::Balance).add(case)
+    };
+    let res = account::Entity::update_many()
+        .col_expr(account::Column::Balance, delta())
+        .filter(account::Column::Id.is_in(moves.iter().map(|(id, _)| *id)))
+        .filter(
+            Condition::any()
+                .add(account::Column::AllowNegative.eq(true))
+                .add(delta().gte(0)),
+        )
+        .exec(conn)
+        .await?;
+    if res.rows_affected == moves.len() as u64 {
+        return Ok(());
+    }
+    let short = postings
+        .iter()
+        .find(|(r, m)| m.0 < 0 && moves.iter().any(|(id, _)| *id == ids[r]))
+        .map_or_else(
+            || ("an".to_owned(), Micros(0)),
+            |(r, m)| (r.kind().to_owned(), Micros(-m.0)),
+        );
+    Err(Error::conflict(
+        "insufficient-funds",
+        format!("the {} account holds less than {}", short.0, short.1),
+    ))
 }
 
 #[derive(Debug, FromQueryResult)]
