@@ -46,13 +46,15 @@ async fn set_answers(
 }
 
 /// Decides `it` (the item row as just updated by the submission) if it has
-/// all the answers it needs.
+/// all the answers it needs, under the bounty's quality settings
+/// (`settings`, read by the caller).
 pub async fn resolve_item(
     conn: &impl ConnectionTrait,
     p: &Project,
+    settings: Option<&quality::entity::settings::Model>,
     it: &item::Model,
 ) -> Result<Outcome> {
-    resolve(conn, p, it, false).await
+    resolve(conn, p, settings, it, false).await
 }
 
 /// Resolves an open item if the quality engine's current model settles it
@@ -66,12 +68,14 @@ pub async fn resolve_early(
     let Some(it) = item::Entity::find_by_id(item_id).one(conn).await? else {
         return Ok(Outcome::Pending);
     };
-    resolve(conn, p, &it, true).await
+    let settings = quality::settings(conn, p.row.id).await?;
+    resolve(conn, p, settings.as_ref(), &it, true).await
 }
 
 async fn resolve(
     conn: &impl ConnectionTrait,
     p: &Project,
+    settings: Option<&quality::entity::settings::Model>,
     it: &item::Model,
     early: bool,
 ) -> Result<Outcome> {
@@ -94,8 +98,8 @@ async fn resolve(
     let now = now_ms();
     // Bounties with quality settings are decided by the engine; the others
     // keep the plurality vote.
-    let decision = match quality::settings(conn, p.row.id).await? {
-        Some(s) => quality::decide(conn, p, &s, &rows).await?,
+    let decision = match settings {
+        Some(s) => quality::decide(conn, p, s, &rows).await?,
         None => decide(&p.schema, &votes, p.row.max_answers as u32),
     };
     match decision {

@@ -584,12 +584,17 @@ pub async fn submit(
 ) -> Result<api::Submission> {
     let (key, hash) = submission_key(&req)?;
     let attempt = async {
+        let prepared = match prepare_answer(state, user, &req, &key, &hash).await? {
+            Prep::Ready(p) => p,
+            // The handler records the nonce on its own.
+            Prep::Replay(s) => return Ok((s, None)),
+        };
         let tx = state.db.write().await?;
         nonce.record_in(&*tx).await?;
-        let (submission, effects) = record_answer(state, &*tx, user, &req, &key, &hash).await?;
+        let (submission, effects) = record_answer(&*tx, user, prepared, &key, &hash).await?;
         tx.commit().await?;
         nonce.committed();
-        Ok::<_, Error>((submission, effects))
+        Ok::<_, Error>((submission, Some(effects)))
     };
     match attempt.await {
         Ok((submission, effects)) => {
@@ -627,9 +632,11 @@ async fn twin_result(
         e.client_kind(),
         Some(ClientKind::Conflict | ClientKind::Gone)
     ) && let Some(prev) = find_by_key(conn, user.id, key).await?
-        && prev.request_hash == hash
     {
-        return Ok(to_api_submission(&prev));
+        return match prev.request_hash == hash {
+            true => Ok(to_api_submission(&prev)),
+            false => Err(key_reused()),
+        };
     }
     Err(e)
 }
@@ -645,46 +652,149 @@ struct Effects {
     reload: bool,
 }
 
-/// Writes one answer inside `conn` (a transaction or savepoint) and
-/// returns what to tell the queue once it is committed (`None` for an
-/// idempotent replay).
-async fn record_answer(
+/// A submission checked and signed outside the write gate: everything
+/// the answer needs that a concurrent request cannot change, or whose
+/// change the gated writes notice (the lease is re-checked by the
+/// conditional UPDATE that uses it).
+struct Prepared {
+    lease: lease::Model,
+    project: std::sync::Arc<Project>,
+    normalized: serde_json::Value,
+    provenance: crate::accounts::provenance::Provenance,
+    settings: Option<quality::entity::settings::Model>,
+    now: i64,
+}
+
+enum Prep {
+    Ready(Box<Prepared>),
+    /// The same request was already answered: its submission as it stands.
+    Replay(api::Submission),
+}
+
+/// Reads and checks what a submission needs before any write, on the
+/// shared pool, so the write transaction (one at a time on SQLite) holds
+/// only the writes: the lease, the answer's shape and offsets, and its
+/// provenance signature (verified or made here, not under the gate).
+async fn prepare_answer(
     state: &AppState,
-    conn: &impl ConnectionTrait,
     user: &AuthUser,
     req: &api::SubmitAnswer,
     key: &str,
     hash: &str,
-) -> Result<(api::Submission, Option<Effects>)> {
+) -> Result<Prep> {
+    let conn = &state.db.conn;
     if let Some(prev) = find_by_key(conn, user.id, key).await? {
         return if prev.request_hash == hash {
-            Ok((to_api_submission(&prev), None))
+            Ok(Prep::Replay(to_api_submission(&prev)))
         } else {
-            Err(Error::conflict(
-                "idempotency-key-reused",
-                "this idempotency key was used for a different submission",
-            ))
+            Err(key_reused())
         };
     }
     let l = own_lease(conn, user, req.lease_id).await?;
     let now = now_ms();
-    match l.status.as_str() {
-        "submitted" => {
-            return Err(Error::conflict(
-                "lease-already-used",
-                "this lease already has an answer",
-            ));
-        }
-        "released" => return Err(Error::gone("lease-released", "this lease was released")),
-        _ if l.expires_at < now => {
-            return Err(Error::gone(
-                "lease-expired",
-                "this lease expired; lease the task again",
-            ));
-        }
-        _ => {}
-    }
+    lease_usable(&l, now)?;
     let p = state.projects.terms(conn, l.project_id).await?;
+    let shaped = p
+        .schema
+        .normalize_answer(&req.answer)
+        .map_err(|e| Error::invalid("invalid-answer", e))?;
+    let item_row = item::Entity::find_by_id(l.item_id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
+    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
+        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
+    // Offsets and coordinates are checked against the item.
+    let normalized = if p.schema.answers_point_into_item() {
+        p.schema
+            .normalize_answer_for(&item_data, &shaped)
+            .map_err(|e| Error::invalid("invalid-answer", e))?
+    } else {
+        shaped
+    };
+    // Provenance: the contributor's signature over what they saw and said,
+    // or the custodial key's when they sent none.
+    let provenance = crate::accounts::provenance::sign_or_verify(
+        conn,
+        &state.server_key,
+        user.id,
+        &provenance::item_content_hash(&item_data),
+        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        &normalized,
+        req.signature.as_deref(),
+    )
+    .await?;
+    let settings = quality::settings(conn, p.row.id).await?;
+    Ok(Prep::Ready(Box::new(Prepared {
+        lease: l,
+        project: p,
+        normalized,
+        provenance,
+        settings,
+        now,
+    })))
+}
+
+fn key_reused() -> Error {
+    Error::conflict(
+        "idempotency-key-reused",
+        "this idempotency key was used for a different submission",
+    )
+}
+
+/// Refuses a lease that cannot take an answer (any more).
+fn lease_usable(l: &lease::Model, now: i64) -> Result<()> {
+    match l.status.as_str() {
+        "submitted" => Err(Error::conflict(
+            "lease-already-used",
+            "this lease already has an answer",
+        )),
+        "released" => Err(Error::gone("lease-released", "this lease was released")),
+        _ if l.expires_at < now => Err(Error::gone(
+            "lease-expired",
+            "this lease expired; lease the task again",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes one prepared answer inside `conn` (a transaction or savepoint)
+/// and returns what to tell the queue once it is committed.
+async fn record_answer(
+    conn: &impl ConnectionTrait,
+    user: &AuthUser,
+    prepared: Box<Prepared>,
+    key: &str,
+    hash: &str,
+) -> Result<(api::Submission, Effects)> {
+    let Prepared {
+        lease: l,
+        project: p,
+        normalized,
+        provenance,
+        settings,
+        now,
+    } = *prepared;
+    // The lease as read before the gate: still the caller's, open and
+    // unexpired, or this UPDATE changes nothing.
+    let used = lease::Entity::update_many()
+        .col_expr(lease::Column::Status, Expr::value("submitted"))
+        .filter(lease::Column::Id.eq(l.id))
+        .filter(lease::Column::UserId.eq(user.id))
+        .filter(lease::Column::Status.eq("open"))
+        .filter(lease::Column::ExpiresAt.gte(now))
+        .exec(conn)
+        .await?;
+    if used.rows_affected != 1 {
+        // Changed since it was read: answered by a concurrent twin, ended
+        // by the buyer closing the bounty, or expired meanwhile.
+        let now_lease = own_lease(conn, user, l.id).await?;
+        lease_usable(&now_lease, now)?;
+        return Err(Error::conflict(
+            "lease-already-used",
+            "this lease already has an answer",
+        ));
+    }
     if p.schema.is_reviewed()
         && !crate::consensus::review::reviewed_items(conn, user.id, &[l.item_id])
             .await?
@@ -693,32 +803,6 @@ async fn record_answer(
         return Err(Error::conflict(
             "reviewed-this-item",
             "you reviewed another contributor's answer to this item, so you may not answer it",
-        ));
-    }
-    let normalized = p
-        .schema
-        .normalize_answer(&req.answer)
-        .map_err(|e| Error::invalid("invalid-answer", e))?;
-
-    let used = lease::Entity::update_many()
-        .col_expr(lease::Column::Status, Expr::value("submitted"))
-        .filter(lease::Column::Id.eq(l.id))
-        .filter(lease::Column::Status.eq("open"))
-        .exec(conn)
-        .await?;
-    if used.rows_affected != 1 {
-        // Changed since it was read: answered by a concurrent twin, or
-        // ended by the buyer closing the bounty.
-        let now_status = lease::Entity::find_by_id(l.id)
-            .one(conn)
-            .await?
-            .map(|l| l.status);
-        if now_status.as_deref() == Some("released") {
-            return Err(Error::gone("lease-released", "this lease was released"));
-        }
-        return Err(Error::conflict(
-            "lease-already-used",
-            "this lease already has an answer",
         ));
     }
     let counted = item::Entity::update_many()
@@ -744,38 +828,7 @@ async fn record_answer(
             "this item already has all the answers it needs",
         ));
     };
-    // Provenance: the contributor's signature over what they saw and said,
-    // or the custodial key's when they sent none. A refusal rolls back the
-    // whole answer, so checking it after the counters is safe.
-    let item_row = match &counted {
-        Some(it) => it.clone(),
-        None => item::Entity::find_by_id(l.item_id)
-            .one(conn)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?,
-    };
-    let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
-        .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
-    // The shape was checked before any write; offsets and coordinates need
-    // the item, read only now.
-    let normalized = if p.schema.answers_point_into_item() {
-        p.schema
-            .normalize_answer_for(&item_data, &normalized)
-            .map_err(|e| Error::invalid("invalid-answer", e))?
-    } else {
-        normalized
-    };
     crate::consensus::check_answer_artifacts(conn, &p, user.id, &normalized).await?;
-    let provenance = crate::accounts::provenance::sign_or_verify(
-        conn,
-        &state.server_key,
-        user.id,
-        &provenance::item_content_hash(&item_data),
-        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
-        &normalized,
-        req.signature.as_deref(),
-    )
-    .await?;
 
     let inserted = answer::ActiveModel {
         project_id: Set(l.project_id),
@@ -802,6 +855,8 @@ async fn record_answer(
     .await;
     let a = match inserted {
         Ok(a) => a,
+        // The item and contributor pair, or (a concurrent request on
+        // another lease) the idempotency key: `twin_result` tells which.
         Err(e) if is_unique_violation(&e) => {
             return Err(Error::conflict(
                 "already-answered",
@@ -816,6 +871,7 @@ async fn record_answer(
     let reload = quality::after_answer(
         conn,
         &p,
+        settings.as_ref(),
         user.id,
         l.created_at,
         &normalized,
@@ -824,7 +880,7 @@ async fn record_answer(
     )
     .await?;
     let outcome = match (&gold, &counted) {
-        (None, Some(it)) => resolve::resolve_item(conn, &p, it).await?,
+        (None, Some(it)) => resolve::resolve_item(conn, &p, settings.as_ref(), it).await?,
         // A gold item's answers are not counted towards a decision.
         _ => Outcome::Pending,
     };
@@ -838,9 +894,7 @@ async fn record_answer(
     };
     let mut submission = to_api_submission(&a);
     if let Some(g) = &gold
-        && quality::settings(conn, p.row.id)
-            .await?
-            .is_some_and(|s| s.gold_feedback)
+        && settings.as_ref().is_some_and(|s| s.gold_feedback)
     {
         submission.gold_feedback = Some(api::GoldFeedback {
             correct: quality::same_answer(&normalized, g),
@@ -855,7 +909,7 @@ async fn record_answer(
         outcome,
         reload,
     };
-    Ok((submission, Some(effects)))
+    Ok((submission, effects))
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the
@@ -922,27 +976,45 @@ pub async fn submit_batch(
             format!("submit 1 to {MAX_BATCH} answers at a time"),
         ));
     }
+    // Every answer is checked and signed before the gate; under it, each
+    // one's writes run in a savepoint.
+    let mut keyed = Vec::with_capacity(batch.submissions.len());
+    for req in &batch.submissions {
+        let prep = async {
+            let (key, hash) = submission_key(req)?;
+            let prep = prepare_answer(state, user, req, &key, &hash).await;
+            Ok::<_, Error>((key, hash, prep))
+        };
+        keyed.push(prep.await);
+    }
     let tx = state.db.write().await?;
     nonce.record_in(&*tx).await?;
     let mut results: Vec<std::result::Result<api::Submission, Error>> =
         Vec::with_capacity(batch.submissions.len());
     let mut effects = Vec::new();
-    for req in &batch.submissions {
+    for one in keyed {
         let one = async {
-            let (key, hash) = submission_key(req)?;
-            let sp = sea_orm::TransactionTrait::begin(&*tx).await?;
-            match record_answer(state, &sp, user, req, &key, &hash).await {
-                Ok(done) => {
-                    sp.commit().await?;
-                    Ok(done)
+            let (key, hash, prep) = one?;
+            let outcome = match prep {
+                Ok(Prep::Replay(s)) => return Ok((s, None)),
+                Ok(Prep::Ready(prepared)) => {
+                    let sp = sea_orm::TransactionTrait::begin(&*tx).await?;
+                    match record_answer(&sp, user, prepared, &key, &hash).await {
+                        Ok((s, e)) => {
+                            sp.commit().await?;
+                            return Ok((s, Some(e)));
+                        }
+                        Err(e) => {
+                            sp.rollback().await?;
+                            e
+                        }
+                    }
                 }
-                Err(e) => {
-                    sp.rollback().await?;
-                    twin_result(&*tx, user, &key, &hash, e)
-                        .await
-                        .map(|s| (s, None))
-                }
-            }
+                Err(e) => e,
+            };
+            twin_result(&*tx, user, &key, &hash, outcome)
+                .await
+                .map(|s| (s, None))
         };
         match one.await {
             Ok((s, e)) => {

@@ -733,13 +733,14 @@ pub fn same_answer(a: &Value, b: &Value) -> bool {
 pub async fn after_answer(
     conn: &impl ConnectionTrait,
     p: &Project,
+    settings: Option<&settings::Model>,
     user_id: i64,
     leased_at: i64,
     given: &Value,
     gold: Option<&Value>,
     now: i64,
 ) -> Result<bool> {
-    let Some(s) = settings(conn, p.row.id).await? else {
+    let Some(s) = settings else {
         return Ok(false);
     };
     let r = standing(conn, p.row.id, user_id).await?;
