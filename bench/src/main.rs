@@ -73,6 +73,9 @@ struct Args {
     /// HTTP worker threads per started server.
     #[arg(long, default_value_t = 2)]
     server_workers: usize,
+    /// Database connections per started server.
+    #[arg(long, default_value_t = 32)]
+    db_pool: u32,
     /// Admin credentials on a --url server (to fund the buyer).
     #[arg(long, default_value = ADMIN_EMAIL)]
     admin_email: String,
@@ -193,7 +196,7 @@ fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Se
                 "--workers",
                 &args.server_workers.to_string(),
                 "--db-pool",
-                "32",
+                &args.db_pool.to_string(),
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped());

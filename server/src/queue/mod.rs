@@ -376,54 +376,70 @@ async fn record_leases(
     (picked, gold): (&[i64], &[i64]),
     (now, until): (i64, i64),
 ) -> Result<(Vec<api::Task>, Vec<i64>, Vec<i64>)> {
-    let ids: Vec<i64> = picked.to_vec();
+    // Items never change their data, so they are read before the gate. An
+    // item that closes in between is leased anyway; its answer is refused
+    // (`item-complete`), as it would be if it closed a moment later.
+    let rows = item::Entity::find()
+        .filter(item::Column::Id.is_in(picked.to_vec()))
+        .all(&db.conn)
+        .await?;
+    let mut stale = Vec::new();
+    let mut open = Vec::with_capacity(picked.len());
+    for id in picked {
+        match rows
+            .iter()
+            .find(|r| r.id == *id && (r.status == "open" || gold.contains(id)))
+        {
+            Some(it) => open.push(it),
+            None => stale.push(*id),
+        }
+    }
     let tx = db.write().await?;
     nonce.record_in(&*tx).await?;
-    let rows = item::Entity::find()
-        .filter(item::Column::Id.is_in(ids.clone()))
-        .all(&*tx)
-        .await?;
+    let ids: Vec<i64> = open.iter().map(|it| it.id).collect();
     let barred = match p.schema.is_reviewed() {
         true => crate::consensus::review::reviewed_items(&*tx, user, &ids).await?,
         false => Vec::new(),
     };
-    let mut tasks = Vec::with_capacity(rows.len());
-    let mut stale = Vec::new();
-    for id in ids {
-        if barred.contains(&id) {
-            continue;
+    open.retain(|it| !barred.contains(&it.id));
+    // Every lease of the call in one statement.
+    let leases = match open.is_empty() {
+        true => Vec::new(),
+        false => {
+            lease::Entity::insert_many(open.iter().map(|it| lease::ActiveModel {
+                project_id: Set(p.row.id),
+                item_id: Set(it.id),
+                user_id: Set(user),
+                status: Set("open".into()),
+                expires_at: Set(until),
+                created_at: Set(now),
+                ..Default::default()
+            }))
+            .exec_with_returning(&*tx)
+            .await?
         }
-        let Some(it) = rows
+    };
+    tx.commit().await?;
+    nonce.committed();
+    let schema = p.schema.to_json();
+    let mut tasks = Vec::with_capacity(open.len());
+    for it in open {
+        // RETURNING promises no order: match the leases by item.
+        let l = leases
             .iter()
-            .find(|r| r.id == id && (r.status == "open" || gold.contains(&id)))
-        else {
-            stale.push(id);
-            continue;
-        };
-        let l = lease::ActiveModel {
-            project_id: Set(p.row.id),
-            item_id: Set(id),
-            user_id: Set(user),
-            status: Set("open".into()),
-            expires_at: Set(until),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&*tx)
-        .await?;
+            .find(|l| l.item_id == it.id)
+            .ok_or_else(|| anyhow::anyhow!("no lease returned for item {}", it.id))?;
         tasks.push(api::Task {
             lease_id: l.id,
             project_id: p.row.id,
-            item_id: id,
+            item_id: it.id,
             expires_at: Timestamp(until),
             data: serde_json::from_str(&it.data)
-                .map_err(|e| anyhow::anyhow!("stored item {id}: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("stored item {}: {e}", it.id))?,
             task_type: p.schema.task_type(),
-            schema: p.schema.to_json(),
+            schema: schema.clone(),
         });
     }
-    tx.commit().await?;
-    nonce.committed();
     Ok((tasks, stale, barred))
 }
 
