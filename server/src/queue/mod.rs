@@ -889,10 +889,9 @@ async fn record_answer(
         &p,
         settings.as_ref(),
         user.id,
-        l.created_at,
         &normalized,
         gold.as_ref(),
-        now,
+        (l.created_at, now),
     )
     .await?;
     let outcome = match (&gold, &counted) {

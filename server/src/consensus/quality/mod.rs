@@ -735,10 +735,9 @@ pub async fn after_answer(
     p: &Project,
     settings: Option<&settings::Model>,
     user_id: i64,
-    leased_at: i64,
     given: &Value,
     gold: Option<&Value>,
-    now: i64,
+    (leased_at, now): (i64, i64),
 ) -> Result<bool> {
     let Some(s) = settings else {
         return Ok(false);
@@ -801,7 +800,7 @@ pub async fn after_answer(
             .exec(conn)
             .await?;
     }
-    refresh_accuracy(conn, p, &s, &r, now).await
+    refresh_accuracy(conn, p, s, &r, now).await
 }
 
 fn record(r: &contributor::Model) -> (GoldRecord, PeerEvidence) {
