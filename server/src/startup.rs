@@ -59,6 +59,7 @@ impl Application {
             projects: Default::default(),
             server_key,
             artifacts,
+            lease_writer: Default::default(),
             gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(
                 config.gold_seed,
             )),

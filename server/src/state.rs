@@ -24,4 +24,6 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     /// The randomness that places gold items.
     pub gold_draw: Arc<GoldDraw>,
+    /// Writes concurrent lease calls' rows together (group commit).
+    pub lease_writer: Arc<crate::queue::writer::LeaseWriter>,
 }

@@ -438,6 +438,11 @@ impl PendingNonce {
         }
     }
 
+    /// The signed request's nonce, if the request was signed.
+    pub fn claim(&self) -> Option<&NonceClaim> {
+        self.claim.as_ref()
+    }
+
     /// The transaction that recorded the nonce committed.
     pub fn committed(&mut self) {
         self.recorded = true;
@@ -467,12 +472,57 @@ async fn insert_nonce(conn: &impl ConnectionTrait, c: &NonceClaim) -> Result<()>
     .await;
     match inserted {
         Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(Error::unauthorized(
-            "replayed-request",
-            "this nonce was already used; sign each request afresh",
-        )),
+        Err(e) if is_unique_violation(&e) => Err(replayed()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Records many requests' nonces in one statement (inside the caller's
+/// transaction) and says, for each, whether it was fresh; a replayed one is
+/// left out instead of failing the others.
+pub async fn record_nonces(
+    conn: &impl ConnectionTrait,
+    claims: &[&NonceClaim],
+) -> Result<Vec<bool>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let inserted =
+        request_nonce::Entity::insert_many(claims.iter().map(|c| request_nonce::ActiveModel {
+            public_key: Set(c.public_key.clone()),
+            nonce: Set(c.nonce.clone()),
+            created_at: Set(now),
+        }))
+        .on_conflict_do_nothing_on([
+            request_nonce::Column::PublicKey,
+            request_nonce::Column::Nonce,
+        ])
+        .exec_with_returning_many(conn)
+        .await?;
+    let fresh = match inserted {
+        sea_orm::TryInsertResult::Inserted(rows) => rows,
+        sea_orm::TryInsertResult::Empty | sea_orm::TryInsertResult::Conflicted => Vec::new(),
+    };
+    // Two calls in one batch may carry the same nonce: only the first is fresh.
+    let mut seen = std::collections::HashSet::new();
+    Ok(claims
+        .iter()
+        .map(|c| {
+            fresh
+                .iter()
+                .any(|r| r.public_key == c.public_key && r.nonce == c.nonce)
+                && seen.insert((&c.public_key, &c.nonce))
+        })
+        .collect())
+}
+
+/// The refusal of a signed request whose nonce was seen before.
+pub fn replayed() -> Error {
+    Error::unauthorized(
+        "replayed-request",
+        "this nonce was already used; sign each request afresh",
+    )
 }
 
 /// Verifies a signed request: timestamp within the skew window, signature

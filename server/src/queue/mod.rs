@@ -11,6 +11,7 @@
 pub mod entity;
 pub mod memory;
 pub mod redis;
+pub mod writer;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
 use sahel_protocol::{Micros, Timestamp, provenance};
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::accounts::{AuthUser, PendingNonce};
 use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
-use crate::db::{Db, now_ms};
+use crate::db::now_ms;
 use crate::error::{ClientKind, Error, Result, is_unique_violation};
 use crate::projects::entity::{item, project};
 use crate::projects::{self, Project};
@@ -328,16 +329,7 @@ pub async fn lease(
     if picked.is_empty() {
         return Ok(Vec::new());
     }
-    match record_leases(
-        &state.db,
-        nonce,
-        &p,
-        user.id,
-        (&picked, &gold),
-        (now, until),
-    )
-    .await
-    {
+    match record_leases(state, nonce, &p, user.id, (&picked, &gold), (now, until)).await {
         Ok((tasks, stale, barred)) => {
             // Items this contributor reviewed answers on: not theirs to take.
             for item in barred {
@@ -369,7 +361,7 @@ pub async fn lease(
 /// Records leases on `picked` (in order); `gold` lists those that are gold
 /// items, leased whatever their status.
 async fn record_leases(
-    db: &Db,
+    state: &AppState,
     nonce: &mut PendingNonce,
     p: &Project,
     user: i64,
@@ -381,7 +373,7 @@ async fn record_leases(
     // (`item-complete`), as it would be if it closed a moment later.
     let rows = item::Entity::find()
         .filter(item::Column::Id.is_in(picked.to_vec()))
-        .all(&db.conn)
+        .all(&state.db.conn)
         .await?;
     let mut stale = Vec::new();
     let mut open = Vec::with_capacity(picked.len());
@@ -394,33 +386,33 @@ async fn record_leases(
             None => stale.push(*id),
         }
     }
-    let tx = db.write().await?;
-    nonce.record_in(&*tx).await?;
     let ids: Vec<i64> = open.iter().map(|it| it.id).collect();
+    // Checked before the write; a review lease taken meanwhile is caught
+    // when the answer comes (`reviewed-this-item`).
     let barred = match p.schema.is_reviewed() {
-        true => crate::consensus::review::reviewed_items(&*tx, user, &ids).await?,
+        true => crate::consensus::review::reviewed_items(&state.db.conn, user, &ids).await?,
         false => Vec::new(),
     };
     open.retain(|it| !barred.contains(&it.id));
-    // Every lease of the call in one statement.
     let leases = match open.is_empty() {
         true => Vec::new(),
         false => {
-            lease::Entity::insert_many(open.iter().map(|it| lease::ActiveModel {
-                project_id: Set(p.row.id),
-                item_id: Set(it.id),
-                user_id: Set(user),
-                status: Set("open".into()),
-                expires_at: Set(until),
-                created_at: Set(now),
-                ..Default::default()
-            }))
-            .exec_with_returning(&*tx)
-            .await?
+            let items = open.iter().map(|it| it.id).collect();
+            state
+                .lease_writer
+                .write(
+                    &state.db,
+                    nonce.claim(),
+                    (p.row.id, user),
+                    items,
+                    (now, until),
+                )
+                .await?
         }
     };
-    tx.commit().await?;
-    nonce.committed();
+    if !open.is_empty() {
+        nonce.committed();
+    }
     let schema = p.schema.to_json();
     let mut tasks = Vec::with_capacity(open.len());
     for it in open {

@@ -329,3 +329,89 @@ fn a_replayed_signed_lease_or_submission_is_refused_and_changes_nothing() {
         401
     );
 }
+
+/// Concurrent lease calls are written together (group commit): each call
+/// still gets its own leases, and a nonce replayed within the same burst
+/// refuses that one request, not its neighbours.
+#[test]
+fn concurrent_lease_calls_each_get_their_own_leases_and_a_replay_among_them_is_refused() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 40, 3);
+    let path = format!("/api/v1/projects/{}/leases", p.id);
+    let people: Vec<(api::User, ed25519_dalek::SigningKey)> = (0..10)
+        .map(|i| {
+            let (user, c) = sign_up(
+                &app,
+                &format!("burst{i}@test.sahel"),
+                &[sahel_protocol::api::Role::Contributor],
+            );
+            let key = new_key();
+            c.link_key(user.id, &key, None).unwrap();
+            (user, key)
+        })
+        .collect();
+    // Everyone leases two tasks at once; the first contributor's request
+    // is sent twice, byte for byte.
+    let mut calls: Vec<(usize, String)> = (0..people.len())
+        .map(|i| (i, format!("burstnonce{i:010}")))
+        .collect();
+    calls.push((0, "burstnonce0000000000".into()));
+    let barrier = Arc::new(Barrier::new(calls.len()));
+    let responses: Vec<(usize, u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|(i, nonce)| {
+                let (barrier, app, path, key) = (barrier.clone(), &app, &path, &people[*i].1);
+                s.spawn(move || {
+                    barrier.wait();
+                    let r = signed_post(app, key, path, br#"{"count":2}"#, nonce);
+                    (*i, r.status, r.text())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    let of = |i: usize| responses.iter().filter(move |r| r.0 == i);
+    let first: Vec<u16> = of(0).map(|r| r.1).collect();
+    assert!(
+        first.contains(&200) && first.contains(&401),
+        "the same signed request twice: one served, one refused ({first:?})"
+    );
+    let leases = app.block_on(async {
+        use sahel_server::queue::entity::lease;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        lease::Entity::find()
+            .filter(lease::Column::ProjectId.eq(p.id))
+            .all(app.db())
+            .await
+    });
+    let leases = leases.unwrap();
+    for (i, (user, _)) in people.iter().enumerate() {
+        let served: Vec<&(usize, u16, String)> = of(i).filter(|r| r.1 == 200).collect();
+        assert_eq!(
+            served.len(),
+            1,
+            "contributor {i}: {:?}",
+            of(i).collect::<Vec<_>>()
+        );
+        let tasks = serde_json::from_str::<api::LeaseResponse>(&served[0].2)
+            .unwrap()
+            .tasks;
+        assert_eq!(tasks.len(), 2, "contributor {i} asked for two tasks");
+        let mut rows: Vec<(i64, i64)> = leases
+            .iter()
+            .filter(|l| l.user_id == user.id)
+            .map(|l| (l.id, l.item_id))
+            .collect();
+        let mut given: Vec<(i64, i64)> = tasks.iter().map(|t| (t.lease_id, t.item_id)).collect();
+        rows.sort();
+        given.sort();
+        assert_eq!(
+            rows, given,
+            "contributor {i}: the leases returned are exactly theirs"
+        );
+        assert_ne!(given[0].1, given[1].1, "two different items");
+    }
+    assert_eq!(leases.len(), 2 * people.len(), "the replay leased nothing");
+}

@@ -1,0 +1,157 @@
+//! Group commit for leases.
+//!
+//! Every lease call ends in a small write: its nonce and its lease rows.
+//! On SQLite each write transaction holds the one write gate, and each
+//! statement is a round trip to the connection's thread; under load the
+//! gate, not the CPU, sets the pace. So a call does not write alone: it
+//! queues its rows, and whichever call takes the writer's turn next writes
+//! everything queued in one transaction (one statement for all nonces, one
+//! for all leases) and hands each call its own result. A call whose rows
+//! another call wrote just waits for its answer. On PostgreSQL the same
+//! batching saves round trips; the turn is per process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sea_orm::{EntityTrait, Set};
+use tokio::sync::oneshot;
+
+use super::entity::lease;
+use crate::accounts::{self, NonceClaim};
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+/// One lease call's rows, waiting to be written.
+struct Job {
+    nonce: Option<NonceClaim>,
+    project: i64,
+    user: i64,
+    items: Vec<i64>,
+    created: i64,
+    expires: i64,
+    done: oneshot::Sender<Result<Vec<lease::Model>>>,
+}
+
+#[derive(Default)]
+pub struct LeaseWriter {
+    queued: Mutex<Vec<Job>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl LeaseWriter {
+    /// Records open leases of `user` on `items` (with the request's nonce,
+    /// if signed) and returns them, in no particular order. A replayed
+    /// nonce refuses this call alone.
+    pub async fn write(
+        &self,
+        db: &Db,
+        nonce: Option<&NonceClaim>,
+        (project, user): (i64, i64),
+        items: Vec<i64>,
+        (created, expires): (i64, i64),
+    ) -> Result<Vec<lease::Model>> {
+        let (done, mut answer) = oneshot::channel();
+        self.lock_queue().push(Job {
+            nonce: nonce.cloned(),
+            project,
+            user,
+            items,
+            created,
+            expires,
+            done,
+        });
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut answer => {
+                    return r.unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("the lease batch holding this call was abandoned").into())
+                    });
+                }
+                _turn = self.turn.lock() => {
+                    // Whoever held the turn before wrote everything queued
+                    // then, and answered before letting go: an empty queue
+                    // means this call's answer is waiting.
+                    let jobs = std::mem::take(&mut *self.lock_queue());
+                    if !jobs.is_empty() {
+                        write_batch(db, jobs).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes the jobs in one transaction and answers each.
+async fn write_batch(db: &Db, jobs: Vec<Job>) {
+    let written = async {
+        let tx = db.write().await?;
+        let claims: Vec<&NonceClaim> = jobs.iter().filter_map(|j| j.nonce.as_ref()).collect();
+        let mut fresh = accounts::record_nonces(&*tx, &claims).await?.into_iter();
+        let accepted: Vec<bool> = jobs
+            .iter()
+            .map(|j| j.nonce.is_none() || fresh.next().unwrap_or(false))
+            .collect();
+        let rows: Vec<lease::ActiveModel> = jobs
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, ok)| **ok)
+            .flat_map(|(j, _)| {
+                j.items.iter().map(|item| lease::ActiveModel {
+                    project_id: Set(j.project),
+                    item_id: Set(*item),
+                    user_id: Set(j.user),
+                    status: Set("open".into()),
+                    expires_at: Set(j.expires),
+                    created_at: Set(j.created),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let leases = match rows.is_empty() {
+            true => Vec::new(),
+            false => {
+                lease::Entity::insert_many(rows)
+                    .exec_with_returning(&*tx)
+                    .await?
+            }
+        };
+        tx.commit().await?;
+        Ok::<_, Error>((accepted, leases))
+    }
+    .await;
+    match written {
+        Ok((accepted, leases)) => {
+            // RETURNING promises no order: each job takes, per item, one
+            // lease of its user on that item not yet handed to another.
+            let mut left: HashMap<(i64, i64), Vec<lease::Model>> = HashMap::new();
+            for l in leases {
+                left.entry((l.user_id, l.item_id)).or_default().push(l);
+            }
+            for (job, ok) in jobs.into_iter().zip(accepted) {
+                if !ok {
+                    let _ = job.done.send(Err(accounts::replayed()));
+                    continue;
+                }
+                let mine: Vec<lease::Model> = job
+                    .items
+                    .iter()
+                    .filter_map(|item| left.get_mut(&(job.user, *item)).and_then(Vec::pop))
+                    .collect();
+                let _ = job.done.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, calls = jobs.len(), "a lease batch failed");
+            for job in jobs {
+                let _ = job.done.send(Err(
+                    anyhow::anyhow!("recording the leases failed: {e}").into()
+                ));
+            }
+        }
+    }
+}
