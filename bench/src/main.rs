@@ -419,19 +419,23 @@ fn peak_rss(servers: &Servers) -> Vec<u64> {
     servers
         .urls
         .iter()
-        .map(|u| {
-            let res = Client::new(u, Auth::None)
-                .raw("GET", "/metrics", None, "")
-                .ok();
-            res.and_then(|r| {
-                r.text().lines().find_map(|l| {
-                    l.strip_prefix("process_peak_resident_memory_bytes ")
-                        .and_then(|v| v.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
-        })
+        .map(|u| metric(u, "process_peak_resident_memory_bytes"))
         .collect()
+}
+
+/// One value of a server's `/metrics` (0 when unreadable).
+fn metric(url: &str, name: &str) -> u64 {
+    let res = Client::new(url, Auth::None)
+        .raw("GET", "/metrics", None, "")
+        .ok();
+    res.and_then(|r| {
+        r.text().lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    })
+    .unwrap_or(0)
 }
 
 /// The queue and ledger invariants, read from the database rows.
@@ -560,6 +564,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let rss = peak_rss(&servers);
+    let (lease_calls, lease_writes) = servers.urls.iter().fold((0, 0), |(c, w), u| {
+        (
+            c + metric(u, "sahel_lease_calls_written_total"),
+            w + metric(u, "sahel_lease_writes_total"),
+        )
+    });
     let problems = rt.block_on(check_invariants(&servers.database_url, project, !timed_out))?;
     let backend = match (&args.database_url, &args.redis_url) {
         (Some(_), Some(_)) => "postgresql+redis",
@@ -579,6 +589,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "lease_ms": { "p50": percentile(&lease, 0.50), "p99": percentile(&lease, 0.99), "n": lease.len() },
         "submit_ms": { "p50": percentile(&submit, 0.50), "p99": percentile(&submit, 0.99), "n": submit.len() },
         "errors": errors,
+        "lease_calls_written": lease_calls,
+        "lease_writes": lease_writes,
         "server_peak_rss_mb": rss.iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
         "timed_out": timed_out,
         "invariants_ok": problems.is_empty(),
@@ -622,6 +634,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 format!("{errors:?}")
             }
+        );
+        println!(
+            "lease writes     {lease_calls} calls in {lease_writes} transactions ({:.1} per transaction)",
+            lease_calls as f64 / lease_writes.max(1) as f64
         );
         println!(
             "server peak RSS  {}",

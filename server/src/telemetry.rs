@@ -22,6 +22,10 @@ pub struct Metrics {
     pub answers_recorded: AtomicU64,
     pub items_closed: AtomicU64,
     pub queue_rebuilds: AtomicU64,
+    /// Lease calls whose rows were committed, and the transactions that
+    /// committed them: their ratio is the group commit's batch size.
+    pub lease_calls_written: AtomicU64,
+    pub lease_writes: AtomicU64,
 }
 
 impl Metrics {
@@ -53,6 +57,16 @@ impl Metrics {
             "sahel_items_closed_total",
             "Items resolved or closed without consensus.",
             self.items_closed.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_lease_calls_written_total",
+            "Lease calls whose leases were committed.",
+            self.lease_calls_written.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_lease_writes_total",
+            "Transactions that committed lease calls (one per batch of concurrent calls).",
+            self.lease_writes.load(Ordering::Relaxed),
         );
         counter(
             "sahel_queue_rebuilds_total",

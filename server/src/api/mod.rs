@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_import_bytes: usize) {
         Error::bad_request("bad-query", format!("bad query string: {e}")).into()
     }))
     .route("/healthz", web::get().to(health))
+    .route("/metrics", web::get().to(metrics))
     .route(
         "/.well-known/sahel-server-key",
         web::get().to(ledger::server_key),
@@ -182,6 +183,13 @@ pub async fn not_found() -> Result<HttpResponse> {
         "no-route",
         "no such endpoint; the API lives under /api/v1",
     ))
+}
+
+/// The process's counters and memory in Prometheus text format.
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(state.queue.name()))
 }
 
 /// Reports the database and the queue; 503 when either is down, so a load

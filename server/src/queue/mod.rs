@@ -401,7 +401,7 @@ async fn record_leases(
             state
                 .lease_writer
                 .write(
-                    &state.db,
+                    (&state.db, &state.metrics),
                     nonce.claim(),
                     (p.row.id, user),
                     items,

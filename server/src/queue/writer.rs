@@ -11,7 +11,7 @@
 //! batching saves round trips; the turn is per process.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sea_orm::{EntityTrait, Set};
 use tokio::sync::oneshot;
@@ -20,6 +20,7 @@ use super::entity::lease;
 use crate::accounts::{self, NonceClaim};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::telemetry::Metrics;
 
 /// One lease call's rows, waiting to be written.
 struct Job {
@@ -44,7 +45,7 @@ impl LeaseWriter {
     /// nonce refuses this call alone.
     pub async fn write(
         &self,
-        db: &Db,
+        (db, metrics): (&Db, &Arc<Metrics>),
         nonce: Option<&NonceClaim>,
         (project, user): (i64, i64),
         items: Vec<i64>,
@@ -74,7 +75,12 @@ impl LeaseWriter {
                     // means this call's answer is waiting.
                     let jobs = std::mem::take(&mut *self.lock_queue());
                     if !jobs.is_empty() {
-                        write_batch(db, jobs).await;
+                        // Its own task: the batch answers other calls too,
+                        // so it must finish even if this call is dropped.
+                        let batch = tokio::spawn(write_batch(db.clone(), metrics.clone(), jobs));
+                        if let Err(e) = batch.await {
+                            tracing::error!(error = %e, "a lease batch task failed");
+                        }
                     }
                 }
             }
@@ -87,7 +93,7 @@ impl LeaseWriter {
 }
 
 /// Writes the jobs in one transaction and answers each.
-async fn write_batch(db: &Db, jobs: Vec<Job>) {
+async fn write_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<Job>) {
     let written = async {
         let tx = db.write().await?;
         let claims: Vec<&NonceClaim> = jobs.iter().filter_map(|j| j.nonce.as_ref()).collect();
@@ -126,6 +132,11 @@ async fn write_batch(db: &Db, jobs: Vec<Job>) {
     .await;
     match written {
         Ok((accepted, leases)) => {
+            Metrics::add(&metrics.lease_writes, 1);
+            Metrics::add(
+                &metrics.lease_calls_written,
+                accepted.iter().filter(|ok| **ok).count() as u64,
+            );
             // RETURNING promises no order: each job takes, per item, one
             // lease of its user on that item not yet handed to another.
             let mut left: HashMap<(i64, i64), Vec<lease::Model>> = HashMap::new();

@@ -414,4 +414,24 @@ fn concurrent_lease_calls_each_get_their_own_leases_and_a_replay_among_them_is_r
         assert_ne!(given[0].1, given[1].1, "two different items");
     }
     assert_eq!(leases.len(), 2 * people.len(), "the replay leased nothing");
+
+    // The metrics count the calls written (not the replay) and the
+    // transactions that wrote them.
+    let metrics = anon(&app).raw("GET", "/metrics", None, "").unwrap().text();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert_eq!(
+        value("sahel_lease_calls_written_total"),
+        people.len() as u64
+    );
+    let writes = value("sahel_lease_writes_total");
+    assert!(
+        (1..=people.len() as u64).contains(&writes),
+        "{writes} transactions for {} calls",
+        people.len()
+    );
 }
