@@ -60,6 +60,7 @@ impl Application {
             server_key,
             artifacts,
             lease_writer: Default::default(),
+            answer_writer: Default::default(),
             gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(
                 config.gold_seed,
             )),

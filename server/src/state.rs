@@ -24,6 +24,7 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     /// The randomness that places gold items.
     pub gold_draw: Arc<GoldDraw>,
-    /// Writes concurrent lease calls' rows together (group commit).
+    /// Write concurrent lease calls and answers together (group commit).
     pub lease_writer: Arc<crate::queue::writer::LeaseWriter>,
+    pub answer_writer: Arc<crate::queue::AnswerWriter>,
 }

@@ -11,7 +11,7 @@ use sahel_protocol::api;
 use sahel_protocol::provenance::{provenance_message, sign_answer};
 use sahel_protocol::signing;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
 use super::entity::{custodial_key, user_key};
@@ -61,16 +61,24 @@ async fn custodial(
     let key = SigningKey::from_bytes(&secret);
     let pad = server.derive(CUSTODIAL_DOMAIN, user_id);
     let wrapped: Vec<u8> = secret.iter().zip(pad).map(|(s, p)| s ^ p).collect();
-    custodial_key::ActiveModel {
+    // Two first answers of one contributor may race to create the key
+    // (answers are signed before the write gate): the first insert wins,
+    // and both sign with the key it stored.
+    custodial_key::Entity::insert(custodial_key::ActiveModel {
         user_id: Set(user_id),
         public_key: Set(signing::public_key_hex(&key.verifying_key())),
         wrapped_secret: Set(hex::encode(wrapped)),
         created_at: Set(now_ms()),
         revoked_at: Set(None),
-    }
-    .insert(conn)
+    })
+    .on_conflict_do_nothing_on([custodial_key::Column::UserId])
+    .exec_without_returning(conn)
     .await?;
-    Ok(Some(key))
+    let row = custodial_key::Entity::find_by_id(user_id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the custodial key of user {user_id} vanished"))?;
+    unwrap_secret(server, user_id, &row.wrapped_secret).map(Some)
 }
 
 /// Checks a contributor's signature against their linked keys, or signs

@@ -22,10 +22,10 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::accounts::{AuthUser, PendingNonce};
+use crate::accounts::{self, AuthUser, NonceClaim, PendingNonce};
 use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
-use crate::db::now_ms;
+use crate::db::{Db, now_ms};
 use crate::error::{ClientKind, Error, Result, is_unique_violation};
 use crate::projects::entity::{item, project};
 use crate::projects::{self, Project};
@@ -398,16 +398,15 @@ async fn record_leases(
         true => Vec::new(),
         false => {
             let items = open.iter().map(|it| it.id).collect();
-            state
-                .lease_writer
-                .write(
-                    (&state.db, &state.metrics),
-                    nonce.claim(),
-                    (p.row.id, user),
-                    items,
-                    (now, until),
-                )
-                .await?
+            writer::write_leases(
+                &state.lease_writer,
+                (&state.db, &state.metrics),
+                nonce.claim(),
+                (p.row.id, user),
+                items,
+                (now, until),
+            )
+            .await?
         }
     };
     if !open.is_empty() {
@@ -597,10 +596,21 @@ pub async fn submit(
             // The handler records the nonce on its own.
             Prep::Replay(s) => return Ok((s, None)),
         };
-        let tx = state.db.write().await?;
-        nonce.record_in(&*tx).await?;
-        let (submission, effects) = record_answer(&*tx, user, prepared, &key, &hash).await?;
-        tx.commit().await?;
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = AnswerJob {
+            nonce: nonce.claim().cloned(),
+            user: *user,
+            prepared,
+            key: key.clone(),
+            hash: hash.clone(),
+            done,
+        };
+        let (submission, effects) = state
+            .answer_writer
+            .run(job, answer, |jobs| {
+                write_answer_batch(state.db.clone(), jobs)
+            })
+            .await?;
         nonce.committed();
         Ok::<_, Error>((submission, Some(effects)))
     };
@@ -650,7 +660,7 @@ async fn twin_result(
 }
 
 /// What a committed answer asks of the queue and the quality engine.
-struct Effects {
+pub struct Effects {
     project: i64,
     item: i64,
     user: i64,
@@ -664,6 +674,7 @@ struct Effects {
 /// the answer needs that a concurrent request cannot change, or whose
 /// change the gated writes notice (the lease is re-checked by the
 /// conditional UPDATE that uses it).
+#[derive(Clone)]
 struct Prepared {
     lease: lease::Model,
     project: std::sync::Arc<Project>,
@@ -917,6 +928,73 @@ async fn record_answer(
         reload,
     };
     Ok((submission, effects))
+}
+
+/// One prepared answer waiting for the writer's turn.
+pub struct AnswerJob {
+    nonce: Option<NonceClaim>,
+    user: AuthUser,
+    prepared: Box<Prepared>,
+    key: String,
+    hash: String,
+    done: tokio::sync::oneshot::Sender<Result<(api::Submission, Effects)>>,
+}
+
+pub type AnswerWriter = writer::GroupCommit<AnswerJob>;
+
+/// Writes a batch of prepared answers in one transaction (one statement
+/// for all nonces). Every answer of the batch is expected to go through;
+/// if one is refused, or anything fails, the transaction is rolled back
+/// and each answer is written alone, in its own transaction, so a refusal
+/// touches nobody else's answer.
+async fn write_answer_batch(db: Db, jobs: Vec<AnswerJob>) {
+    let together = async {
+        let tx = db.write().await?;
+        let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
+        let fresh = writer::fresh_nonces(&*tx, &nonces).await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for (job, ok) in jobs.iter().zip(fresh) {
+            out.push(match ok {
+                true => Some(
+                    record_answer(&*tx, &job.user, job.prepared.clone(), &job.key, &job.hash)
+                        .await?,
+                ),
+                false => None,
+            });
+        }
+        tx.commit().await?;
+        Ok::<_, Error>(out)
+    }
+    .await;
+    match together {
+        Ok(out) => {
+            for (job, done) in jobs.into_iter().zip(out) {
+                let _ = job.done.send(done.ok_or_else(accounts::replayed));
+            }
+        }
+        Err(first) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.done.send(Err(first));
+            }
+        }
+        Err(_) => {
+            for job in jobs {
+                let alone = async {
+                    let tx = db.write().await?;
+                    let nonce = [job.nonce.as_ref()];
+                    if !writer::fresh_nonces(&*tx, &nonce).await?[0] {
+                        return Err(accounts::replayed());
+                    }
+                    let done =
+                        record_answer(&*tx, &job.user, job.prepared, &job.key, &job.hash).await?;
+                    tx.commit().await?;
+                    Ok(done)
+                }
+                .await;
+                let _ = job.done.send(alone);
+            }
+        }
+    }
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the

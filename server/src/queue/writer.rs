@@ -1,16 +1,16 @@
-//! Group commit for leases.
+//! Group commit for the hot writes (leases and answers).
 //!
-//! Every lease call ends in a small write: its nonce and its lease rows.
-//! On SQLite each write transaction holds the one write gate, and each
-//! statement is a round trip to the connection's thread; under load the
-//! gate, not the CPU, sets the pace. So a call does not write alone: it
-//! queues its rows, and whichever call takes the writer's turn next writes
-//! everything queued in one transaction (one statement for all nonces, one
-//! for all leases) and hands each call its own result. A call whose rows
+//! Every lease call and every answer ends in a small write. On SQLite each
+//! write transaction holds the one write gate, and each statement is a
+//! round trip to the connection's thread; under load the gate, not the
+//! CPU, sets the pace. So a call does not write alone: it queues its job,
+//! and whichever call takes the writer's turn next writes everything queued
+//! in one transaction and hands each call its own result. A call whose job
 //! another call wrote just waits for its answer. On PostgreSQL the same
 //! batching saves round trips; the turn is per process.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use sea_orm::{EntityTrait, Set};
@@ -22,51 +22,40 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::telemetry::Metrics;
 
-/// One lease call's rows, waiting to be written.
-struct Job {
-    nonce: Option<NonceClaim>,
-    project: i64,
-    user: i64,
-    items: Vec<i64>,
-    created: i64,
-    expires: i64,
-    done: oneshot::Sender<Result<Vec<lease::Model>>>,
-}
-
-#[derive(Default)]
-pub struct LeaseWriter {
-    queued: Mutex<Vec<Job>>,
+/// Jobs waiting for the writer's turn.
+pub struct GroupCommit<J> {
+    queued: Mutex<Vec<J>>,
     turn: tokio::sync::Mutex<()>,
 }
 
-impl LeaseWriter {
-    /// Records open leases of `user` on `items` (with the request's nonce,
-    /// if signed) and returns them, in no particular order. A replayed
-    /// nonce refuses this call alone.
-    pub async fn write(
+impl<J> Default for GroupCommit<J> {
+    fn default() -> Self {
+        GroupCommit {
+            queued: Mutex::new(Vec::new()),
+            turn: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<J: Send + 'static> GroupCommit<J> {
+    /// Queues `job` and waits for its result on `answer`. Whenever this
+    /// call holds the turn meanwhile, it runs `write` on everything queued.
+    pub async fn run<T, F>(
         &self,
-        (db, metrics): (&Db, &Arc<Metrics>),
-        nonce: Option<&NonceClaim>,
-        (project, user): (i64, i64),
-        items: Vec<i64>,
-        (created, expires): (i64, i64),
-    ) -> Result<Vec<lease::Model>> {
-        let (done, mut answer) = oneshot::channel();
-        self.lock_queue().push(Job {
-            nonce: nonce.cloned(),
-            project,
-            user,
-            items,
-            created,
-            expires,
-            done,
-        });
+        job: J,
+        mut answer: oneshot::Receiver<Result<T>>,
+        write: impl Fn(Vec<J>) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.lock_queue().push(job);
         loop {
             tokio::select! {
                 biased;
                 r = &mut answer => {
                     return r.unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("the lease batch holding this call was abandoned").into())
+                        Err(anyhow::anyhow!("the write batch holding this call was abandoned").into())
                     });
                 }
                 _turn = self.turn.lock() => {
@@ -77,9 +66,8 @@ impl LeaseWriter {
                     if !jobs.is_empty() {
                         // Its own task: the batch answers other calls too,
                         // so it must finish even if this call is dropped.
-                        let batch = tokio::spawn(write_batch(db.clone(), metrics.clone(), jobs));
-                        if let Err(e) = batch.await {
-                            tracing::error!(error = %e, "a lease batch task failed");
+                        if let Err(e) = tokio::spawn(write(jobs)).await {
+                            tracing::error!(error = %e, "a write batch task failed");
                         }
                     }
                 }
@@ -87,21 +75,73 @@ impl LeaseWriter {
         }
     }
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<J>> {
         self.queued.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Writes the jobs in one transaction and answers each.
-async fn write_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<Job>) {
+/// Records the nonces of a batch's jobs in the caller's transaction: which
+/// jobs may go on (unsigned, or signed with a fresh nonce).
+pub(super) async fn fresh_nonces(
+    conn: &impl sea_orm::ConnectionTrait,
+    nonces: &[Option<&NonceClaim>],
+) -> Result<Vec<bool>> {
+    let claims: Vec<&NonceClaim> = nonces.iter().flatten().copied().collect();
+    let mut fresh = accounts::record_nonces(conn, &claims).await?.into_iter();
+    Ok(nonces
+        .iter()
+        .map(|n| n.is_none() || fresh.next().unwrap_or(false))
+        .collect())
+}
+
+/// One lease call's rows, waiting to be written.
+pub struct LeaseJob {
+    nonce: Option<NonceClaim>,
+    project: i64,
+    user: i64,
+    items: Vec<i64>,
+    created: i64,
+    expires: i64,
+    done: oneshot::Sender<Result<Vec<lease::Model>>>,
+}
+
+pub type LeaseWriter = GroupCommit<LeaseJob>;
+
+/// Records open leases of `user` on `items` (with the request's nonce, if
+/// signed) and returns them, in no particular order. A replayed nonce
+/// refuses this call alone.
+pub async fn write_leases(
+    writer: &LeaseWriter,
+    (db, metrics): (&Db, &Arc<Metrics>),
+    nonce: Option<&NonceClaim>,
+    (project, user): (i64, i64),
+    items: Vec<i64>,
+    (created, expires): (i64, i64),
+) -> Result<Vec<lease::Model>> {
+    let (done, answer) = oneshot::channel();
+    let job = LeaseJob {
+        nonce: nonce.cloned(),
+        project,
+        user,
+        items,
+        created,
+        expires,
+        done,
+    };
+    writer
+        .run(job, answer, |jobs| {
+            write_lease_batch(db.clone(), metrics.clone(), jobs)
+        })
+        .await
+}
+
+/// Writes the lease jobs in one transaction (one statement for all nonces,
+/// one for all leases) and answers each.
+async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
     let written = async {
         let tx = db.write().await?;
-        let claims: Vec<&NonceClaim> = jobs.iter().filter_map(|j| j.nonce.as_ref()).collect();
-        let mut fresh = accounts::record_nonces(&*tx, &claims).await?.into_iter();
-        let accepted: Vec<bool> = jobs
-            .iter()
-            .map(|j| j.nonce.is_none() || fresh.next().unwrap_or(false))
-            .collect();
+        let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
+        let accepted = fresh_nonces(&*tx, &nonces).await?;
         let rows: Vec<lease::ActiveModel> = jobs
             .iter()
             .zip(&accepted)

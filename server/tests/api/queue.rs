@@ -435,3 +435,79 @@ fn concurrent_lease_calls_each_get_their_own_leases_and_a_replay_among_them_is_r
         people.len()
     );
 }
+
+/// Concurrent answers are written together (group commit). One refused
+/// answer in the burst (a second answer on a used lease) is refused alone:
+/// every other answer is kept once, the items resolve and the ledger
+/// balances.
+#[test]
+fn a_refused_answer_in_a_burst_of_answers_refuses_only_itself() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 4, 3);
+    let people: Vec<(i64, Client)> = (0..12)
+        .map(|i| contributor(&app, &format!("answerburst{i}")))
+        .collect();
+    let tasks: Vec<api::Task> = people
+        .iter()
+        .map(|(_, c)| c.lease(p.id, 1).unwrap().remove(0))
+        .collect();
+    // Everyone answers at once; the first contributor also sends another
+    // answer on the same lease under another idempotency key.
+    let mut sends: Vec<(usize, api::SubmitAnswer)> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, answer(t, &truth(t))))
+        .collect();
+    sends.push((
+        0,
+        api::SubmitAnswer {
+            idempotency_key: "a-second-answer".into(),
+            ..answer(&tasks[0], &truth(&tasks[0]))
+        },
+    ));
+    let barrier = Arc::new(Barrier::new(sends.len()));
+    let results: Vec<(usize, String, Result<api::Submission, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = sends
+            .iter()
+            .map(|(i, req)| {
+                let (barrier, c) = (barrier.clone(), &people[*i].1);
+                s.spawn(move || {
+                    barrier.wait();
+                    let r = c
+                        .submit(req)
+                        .map_err(|e| e.code().unwrap_or_default().to_owned());
+                    (*i, req.idempotency_key.clone(), r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    // Contributor 0's two answers race for one lease: one wins.
+    let first: Vec<&Result<api::Submission, String>> =
+        results.iter().filter(|r| r.0 == 0).map(|r| &r.2).collect();
+    assert_eq!(first.iter().filter(|r| r.is_ok()).count(), 1, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|r| r.as_ref().err().map(String::as_str) == Some("lease-already-used")),
+        "{first:?}"
+    );
+    for (i, _, r) in results.iter().filter(|r| r.0 != 0) {
+        let s = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("contributor {i}: {e}"));
+        assert_eq!(s.lease_id, tasks[*i].lease_id);
+    }
+    assert_eq!(
+        answers_in_db(&app, p.id),
+        12,
+        "every answer once, the refused one not at all"
+    );
+    assert_eq!(
+        items_with_status(&app, p.id, "open"),
+        0,
+        "four items, three answers each"
+    );
+    assert_ledger_clean(&app);
+}
