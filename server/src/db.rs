@@ -79,6 +79,12 @@ impl Db {
             .context("running migrations")
     }
 
+    /// Whether write transactions take turns in this process (SQLite's
+    /// write gate): then batching them cannot deadlock.
+    pub fn serializes_writes(&self) -> bool {
+        self.gate.is_some()
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }

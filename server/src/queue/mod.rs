@@ -596,21 +596,31 @@ pub async fn submit(
             // The handler records the nonce on its own.
             Prep::Replay(s) => return Ok((s, None)),
         };
-        let (done, answer) = tokio::sync::oneshot::channel();
-        let job = AnswerJob {
-            nonce: nonce.claim().cloned(),
-            user: *user,
-            prepared,
-            key: key.clone(),
-            hash: hash.clone(),
-            done,
+        // On PostgreSQL answers are written one per transaction: a batch
+        // would hold the row locks of many items, and the chain head, at
+        // once, and batches of several replicas would deadlock.
+        let (submission, effects) = match state.db.serializes_writes() {
+            false => {
+                write_answer_alone(&state.db, nonce.claim(), user, prepared, (&key, &hash)).await?
+            }
+            true => {
+                let (done, answer) = tokio::sync::oneshot::channel();
+                let job = AnswerJob {
+                    nonce: nonce.claim().cloned(),
+                    user: *user,
+                    prepared,
+                    key: key.clone(),
+                    hash: hash.clone(),
+                    done,
+                };
+                state
+                    .answer_writer
+                    .run(job, answer, |jobs| {
+                        write_answer_batch(state.db.clone(), jobs)
+                    })
+                    .await?
+            }
         };
-        let (submission, effects) = state
-            .answer_writer
-            .run(job, answer, |jobs| {
-                write_answer_batch(state.db.clone(), jobs)
-            })
-            .await?;
         nonce.committed();
         Ok::<_, Error>((submission, Some(effects)))
     };
@@ -943,7 +953,7 @@ pub struct AnswerJob {
 pub type AnswerWriter = writer::GroupCommit<AnswerJob>;
 
 /// Writes a batch of prepared answers in one transaction (one statement
-/// for all nonces). Every answer of the batch is expected to go through;
+/// for all nonces); SQLite only, where writes take turns anyway. Every answer of the batch is expected to go through;
 /// if one is refused, or anything fails, the transaction is rolled back
 /// and each answer is written alone, in its own transaction, so a refusal
 /// touches nobody else's answer.
@@ -979,22 +989,36 @@ async fn write_answer_batch(db: Db, jobs: Vec<AnswerJob>) {
         }
         Err(_) => {
             for job in jobs {
-                let alone = async {
-                    let tx = db.write().await?;
-                    let nonce = [job.nonce.as_ref()];
-                    if !writer::fresh_nonces(&*tx, &nonce).await?[0] {
-                        return Err(accounts::replayed());
-                    }
-                    let done =
-                        record_answer(&*tx, &job.user, job.prepared, &job.key, &job.hash).await?;
-                    tx.commit().await?;
-                    Ok(done)
-                }
+                let alone = write_answer_alone(
+                    &db,
+                    job.nonce.as_ref(),
+                    &job.user,
+                    job.prepared,
+                    (&job.key, &job.hash),
+                )
                 .await;
                 let _ = job.done.send(alone);
             }
         }
     }
+}
+
+/// Writes one prepared answer, with its request's nonce, in a transaction
+/// of its own.
+async fn write_answer_alone(
+    db: &Db,
+    nonce: Option<&NonceClaim>,
+    user: &AuthUser,
+    prepared: Box<Prepared>,
+    (key, hash): (&str, &str),
+) -> Result<(api::Submission, Effects)> {
+    let tx = db.write().await?;
+    if !writer::fresh_nonces(&*tx, &[nonce]).await?[0] {
+        return Err(accounts::replayed());
+    }
+    let done = record_answer(&*tx, user, prepared, key, hash).await?;
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the
