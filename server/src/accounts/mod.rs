@@ -463,17 +463,9 @@ impl PendingNonce {
 }
 
 async fn insert_nonce(conn: &impl ConnectionTrait, c: &NonceClaim) -> Result<()> {
-    let inserted = request_nonce::Entity::insert(request_nonce::ActiveModel {
-        public_key: Set(c.public_key.clone()),
-        nonce: Set(c.nonce.clone()),
-        created_at: Set(now_ms()),
-    })
-    .exec_without_returning(conn)
-    .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(replayed()),
-        Err(e) => Err(e.into()),
+    match record_nonces(conn, &[c]).await?[..] {
+        [true] => Ok(()),
+        _ => Err(replayed()),
     }
 }
 

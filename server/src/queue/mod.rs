@@ -464,22 +464,7 @@ pub async fn renew(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<a
     let until = now + state.config.lease_secs as i64 * 1000;
     let tx = state.db.write().await?;
     let l = own_lease(&*tx, user, lease_id).await?;
-    match l.status.as_str() {
-        "open" if l.expires_at < now => {
-            return Err(Error::gone(
-                "lease-expired",
-                "this lease expired; lease the task again",
-            ));
-        }
-        "open" => {}
-        "released" => return Err(Error::gone("lease-released", "this lease was released")),
-        _ => {
-            return Err(Error::conflict(
-                "lease-already-used",
-                "this lease already has an answer",
-            ));
-        }
-    }
+    lease_usable(&l, now)?;
     lease::Entity::update_many()
         .col_expr(lease::Column::ExpiresAt, Expr::value(until))
         .filter(lease::Column::Id.eq(lease_id))

@@ -6,8 +6,9 @@
 //! CPU, sets the pace. So a call does not write alone: it queues its job,
 //! and whichever call takes the writer's turn next writes everything queued
 //! in one transaction and hands each call its own result. A call whose job
-//! another call wrote just waits for its answer. On PostgreSQL the same
-//! batching saves round trips; the turn is per process.
+//! another call wrote just waits for its answer. Leases are batched on
+//! PostgreSQL too (it saves round trips; the turn is per process);
+//! answers only on SQLite (`queue::submit` says why).
 
 use std::collections::HashMap;
 use std::future::Future;
