@@ -312,3 +312,20 @@ fn a_draft_project_hands_out_no_tasks() {
     assert_problem(c.lease(p.id, 1), 404, "project-not-found");
     assert_problem(b.lease(p.id, 1), 403, "role-required");
 }
+
+#[test]
+fn only_an_open_lease_can_be_renewed() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 3, 1);
+    let (_, c) = contributor(&app, "renewer");
+    let tasks = c.lease(p.id, 2).unwrap();
+    let renewed = c.renew(tasks[0].lease_id).unwrap();
+    assert!(renewed.expires_at.0 >= tasks[0].expires_at.0);
+    c.release(tasks[0].lease_id).unwrap();
+    assert_problem(c.renew(tasks[0].lease_id), 410, "lease-released");
+    c.submit(&answer(&tasks[1], &truth(&tasks[1]))).unwrap();
+    assert_problem(c.renew(tasks[1].lease_id), 409, "lease-already-used");
+    let (_, other) = contributor(&app, "not-the-holder");
+    let third = c.lease(p.id, 1).unwrap().remove(0);
+    assert_problem(other.renew(third.lease_id), 403, "foreign-lease");
+}
