@@ -516,18 +516,21 @@ pub async fn progress(conn: &impl ConnectionTrait, p: &Project) -> Result<api::P
     })
 }
 
-/// Open items left, counting at most `limit`.
-async fn open_items(conn: &impl ConnectionTrait, project_id: i64, limit: u64) -> Result<usize> {
-    let ids: Vec<i64> = item::Entity::find()
+/// Whether more than `n` items are still open. SQLite skips the first `n`
+/// inside one step; fetching them all would send each row through the
+/// driver, and this runs in the write transaction of every item that closes.
+async fn more_open_than(conn: &impl ConnectionTrait, project_id: i64, n: u64) -> Result<bool> {
+    let beyond: Option<i64> = item::Entity::find()
         .select_only()
         .column(item::Column::Id)
         .filter(item::Column::ProjectId.eq(project_id))
         .filter(item::Column::Status.eq("open"))
-        .limit(limit)
+        .offset(n)
+        .limit(1)
         .into_tuple()
-        .all(conn)
+        .one(conn)
         .await?;
-    Ok(ids.len())
+    Ok(beyond.is_some())
 }
 
 /// When this many items or fewer are left open, resolutions take the
@@ -547,8 +550,7 @@ const COMPLETION_LOCK_NAMESPACE: i32 = 0x5343;
 /// second one to get the lock sees the first one's commit. Earlier on the
 /// count alone is enough, and nothing is locked.
 pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> {
-    if open_items(conn, project_id, COMPLETION_LOCK_BELOW + 1).await? as u64 > COMPLETION_LOCK_BELOW
-    {
+    if more_open_than(conn, project_id, COMPLETION_LOCK_BELOW).await? {
         return Ok(false);
     }
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -562,7 +564,7 @@ pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> R
         ))
         .await?;
     }
-    if open_items(conn, project_id, 1).await? > 0 {
+    if more_open_than(conn, project_id, 0).await? {
         return Ok(false);
     }
     project::Entity::update_many()
