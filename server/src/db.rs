@@ -22,6 +22,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 #[derive(Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
+    /// Where write transactions run: on SQLite one connection of its own,
+    /// on PostgreSQL the shared pool.
+    writer: DatabaseConnection,
     gate: Option<Arc<Mutex<()>>>,
 }
 
@@ -47,8 +50,30 @@ impl WriteTx {
 
 impl Db {
     pub async fn connect(url: &str, pool: u32) -> anyhow::Result<Db> {
+        let conn = Self::pool(url, pool.max(2), false).await?;
+        if conn.get_database_backend() != DbBackend::Sqlite {
+            return Ok(Db {
+                writer: conn.clone(),
+                conn,
+                gate: None,
+            });
+        }
+        // SQLite empties a connection's page cache whenever another
+        // connection wrote since its last transaction. Writes taking any
+        // pooled connection in turn found every B-tree page cold and read
+        // it again (an insert of 17 nonces took 1 ms); one connection that
+        // does every write keeps its cache.
+        let writer = Self::pool(url, 1, true).await?;
+        Ok(Db {
+            conn,
+            writer,
+            gate: Some(Arc::new(Mutex::new(()))),
+        })
+    }
+
+    async fn pool(url: &str, size: u32, writer: bool) -> anyhow::Result<DatabaseConnection> {
         let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(pool.max(2))
+        opts.max_connections(size)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             // sqlx pings a pooled connection on every checkout by default:
@@ -56,21 +81,31 @@ impl Db {
             // statement outside a transaction. Only idle ones need it.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(SqliteJournalMode::Wal)
+            .map_sqlx_sqlite_opts(move |o| {
+                let o = o
+                    .journal_mode(SqliteJournalMode::Wal)
                     // NORMAL in WAL mode is durable across application
                     // crashes; only an OS crash can lose the last commits.
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
-                    .create_if_missing(true)
+                    .create_if_missing(true);
+                match writer {
+                    // A batch's multi-row insert journals every page it
+                    // touches (to undo just that statement); past 64 KiB
+                    // that journal went to a temporary file. The writer
+                    // also keeps a larger page cache (32 MiB): the nonce
+                    // and lease indexes it inserts into at random.
+                    true => o
+                        .pragma("temp_store", "MEMORY")
+                        .pragma("cache_size", "-32768"),
+                    false => o,
+                }
             });
         let conn = Database::connect(opts)
             .await
             .with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
-        let gate =
-            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Db { conn, gate })
+        Ok(conn)
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -103,7 +138,7 @@ impl Db {
             sqlite_transaction_mode: gate.is_some().then_some(SqliteTransactionMode::Immediate),
             ..Default::default()
         };
-        let tx = self.conn.begin_with_options(options).await?;
+        let tx = self.writer.begin_with_options(options).await?;
         Ok(WriteTx { tx, _gate: gate })
     }
 

@@ -16,6 +16,7 @@ use crate::ledger::{self, receipts, receipts::ServerKey};
 use crate::queue::QueueBackend;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::redis::RedisQueue;
+use crate::queue::writer::GroupCommit;
 use crate::state::AppState;
 use crate::{accounts, api, consensus, demo, queue};
 
@@ -38,6 +39,7 @@ impl Application {
                 .context("opening the artifact store")?;
         let db = Db::connect(&config.database_url(), config.db_pool).await?;
         db.migrate().await?;
+        let serial = db.serializes_writes();
         let queue: Arc<dyn QueueBackend> = match &config.redis_url {
             Some(url) => Arc::new(
                 RedisQueue::connect(url, &config.redis_prefix)
@@ -59,8 +61,8 @@ impl Application {
             projects: Default::default(),
             server_key,
             artifacts,
-            lease_writer: Default::default(),
-            answer_writer: Default::default(),
+            lease_writer: Arc::new(GroupCommit::new(serial)),
+            answer_writer: Arc::new(GroupCommit::new(serial)),
             gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(
                 config.gold_seed,
             )),
