@@ -443,6 +443,11 @@ impl PendingNonce {
         self.claim.as_ref()
     }
 
+    /// The public key that signed the request, if it was signed.
+    pub fn signer(&self) -> Option<&str> {
+        self.claim.as_ref().map(|c| c.public_key.as_str())
+    }
+
     /// The transaction that recorded the nonce committed.
     pub fn committed(&mut self) {
         self.recorded = true;

@@ -82,19 +82,31 @@ async fn custodial(
 }
 
 /// Checks a contributor's signature against their linked keys, or signs
-/// with their custodial key when they sent none.
+/// with their custodial key when they sent none. `request_key` is the key
+/// that signed the request itself, already found linked and unrevoked by
+/// authentication: the answer's signature is tried against it first,
+/// without reading the keys again.
 pub async fn sign_or_verify(
     conn: &impl ConnectionTrait,
     server: &ServerKey,
     user_id: i64,
-    content_hash: &str,
-    guideline_version: &str,
+    (content_hash, guideline_version): (&str, &str),
     answer: &Value,
-    signature: Option<&str>,
+    (signature, request_key): (Option<&str>, Option<&str>),
 ) -> Result<Provenance> {
     match signature {
         Some(sig) => {
             let message = provenance_message(content_hash, guideline_version, answer);
+            if let Some(k) = request_key
+                && let Ok(vk) = signing::parse_public_key(k)
+                && signing::verify(&vk, &message, sig).is_ok()
+            {
+                return Ok(Provenance {
+                    signature: sig.to_ascii_lowercase(),
+                    public_key: k.to_owned(),
+                    signed_by: "client",
+                });
+            }
             let keys = user_key::Entity::find()
                 .filter(user_key::Column::UserId.eq(user_id))
                 .filter(user_key::Column::RevokedAt.is_null())

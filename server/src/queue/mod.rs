@@ -576,11 +576,12 @@ pub async fn submit(
 ) -> Result<api::Submission> {
     let (key, hash) = submission_key(&req)?;
     let attempt = async {
-        let prepared = match prepare_answer(state, user, &req, &key, &hash).await? {
-            Prep::Ready(p) => p,
-            // The handler records the nonce on its own.
-            Prep::Replay(s) => return Ok((s, None)),
-        };
+        let prepared =
+            match prepare_answer(state, user, &req, (&key, &hash), nonce.signer()).await? {
+                Prep::Ready(p) => p,
+                // The handler records the nonce on its own.
+                Prep::Replay(s) => return Ok((s, None)),
+            };
         // On PostgreSQL answers are written one per transaction: a batch
         // would hold the row locks of many items, and the chain head, at
         // once, and batches of several replicas would deadlock.
@@ -693,8 +694,8 @@ async fn prepare_answer(
     state: &AppState,
     user: &AuthUser,
     req: &api::SubmitAnswer,
-    key: &str,
-    hash: &str,
+    (key, hash): (&str, &str),
+    request_key: Option<&str>,
 ) -> Result<Prep> {
     let conn = &state.db.conn;
     if let Some(prev) = find_by_key(conn, user.id, key).await? {
@@ -732,10 +733,12 @@ async fn prepare_answer(
         conn,
         &state.server_key,
         user.id,
-        &provenance::item_content_hash(&item_data),
-        &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        (
+            &provenance::item_content_hash(&item_data),
+            &provenance::guideline_version(&p.row.instructions, &p.schema.to_json()),
+        ),
         &normalized,
-        req.signature.as_deref(),
+        (req.signature.as_deref(), request_key),
     )
     .await?;
     let settings = quality::settings(conn, p.row.id).await?;
@@ -1076,7 +1079,7 @@ pub async fn submit_batch(
     for req in &batch.submissions {
         let prep = async {
             let (key, hash) = submission_key(req)?;
-            let prep = prepare_answer(state, user, req, &key, &hash).await;
+            let prep = prepare_answer(state, user, req, (&key, &hash), nonce.signer()).await;
             Ok::<_, Error>((key, hash, prep))
         };
         keyed.push(prep.await);

@@ -77,6 +77,40 @@ fn a_signed_answer_is_stored_with_its_key_and_a_wrong_signature_is_refused() {
     assert_ledger_clean(&app);
 }
 
+/// The request's own key is tried first; an answer signed by another of
+/// the contributor's linked keys, or sent with a bearer token, is checked
+/// against every linked key.
+#[test]
+fn an_answer_signed_by_another_linked_key_than_the_requests_is_kept_with_that_key() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 2, 1);
+    let (user, bearer) = sign_up(&app, "two-keys@test.sahel", &[Role::Contributor]);
+    let (requests, answers) = (new_key(), new_key());
+    bearer.link_key(user.id, &requests, None).unwrap();
+    bearer.link_key(user.id, &answers, None).unwrap();
+    let c = Client::new(&app.address, Auth::Key(requests.clone()));
+    let mut tasks = c.lease(p.id, 2).unwrap();
+
+    let by_other = c
+        .submit(&signed(&answers, &p, &tasks.remove(0), "positive"))
+        .unwrap();
+    let by_bearer = bearer
+        .submit(&signed(&requests, &p, &tasks.remove(0), "positive"))
+        .unwrap();
+    for (id, key) in [(by_other.id, &answers), (by_bearer.id, &requests)] {
+        let row = app
+            .block_on(answer::Entity::find_by_id(id).one(app.db()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.signed_by.as_deref(), Some("client"));
+        assert_eq!(
+            row.signer_key.as_deref(),
+            Some(public_key_hex(&key.verifying_key()).as_str())
+        );
+    }
+    assert_ledger_clean(&app);
+}
+
 #[test]
 fn unsigned_answers_get_a_custodial_signature_until_the_user_takes_over() {
     let app = spawn_app();
