@@ -97,31 +97,27 @@ pub async fn sign_or_verify(
     match signature {
         Some(sig) => {
             let message = provenance_message(content_hash, guideline_version, answer);
+            let signed = |key: &str| {
+                signing::parse_public_key(key)
+                    .is_ok_and(|vk| signing::verify(&vk, &message, sig).is_ok())
+            };
+            let by = |public_key: String| Provenance {
+                signature: sig.to_ascii_lowercase(),
+                public_key,
+                signed_by: "client",
+            };
             if let Some(k) = request_key
-                && let Ok(vk) = signing::parse_public_key(k)
-                && signing::verify(&vk, &message, sig).is_ok()
+                && signed(k)
             {
-                return Ok(Provenance {
-                    signature: sig.to_ascii_lowercase(),
-                    public_key: k.to_owned(),
-                    signed_by: "client",
-                });
+                return Ok(by(k.to_owned()));
             }
             let keys = user_key::Entity::find()
                 .filter(user_key::Column::UserId.eq(user_id))
                 .filter(user_key::Column::RevokedAt.is_null())
                 .all(conn)
                 .await?;
-            for k in keys {
-                if let Ok(vk) = signing::parse_public_key(&k.public_key)
-                    && signing::verify(&vk, &message, sig).is_ok()
-                {
-                    return Ok(Provenance {
-                        signature: sig.to_ascii_lowercase(),
-                        public_key: k.public_key,
-                        signed_by: "client",
-                    });
-                }
+            if let Some(k) = keys.into_iter().find(|k| signed(&k.public_key)) {
+                return Ok(by(k.public_key));
             }
             Err(Error::invalid(
                 "invalid-answer-signature",

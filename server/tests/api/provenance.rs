@@ -36,6 +36,20 @@ fn signed(key: &SigningKey, p: &api::Project, t: &api::Task, label: &str) -> api
     req
 }
 
+/// The stored answer, checked to carry the contributor's signature by `key`.
+fn client_signed(app: &TestApp, answer_id: i64, key: &SigningKey) -> answer::Model {
+    let row = app
+        .block_on(answer::Entity::find_by_id(answer_id).one(app.db()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.signed_by.as_deref(), Some("client"));
+    assert_eq!(
+        row.signer_key.as_deref(),
+        Some(public_key_hex(&key.verifying_key()).as_str())
+    );
+    row
+}
+
 fn export_lines(res: &sahel_worker::client::RawResponse) -> Vec<ExportRecord> {
     res.text()
         .lines()
@@ -64,15 +78,7 @@ fn a_signed_answer_is_stored_with_its_key_and_a_wrong_signature_is_refused() {
     assert_eq!(answers_in_db(&app, p.id), 0);
 
     let s = c.submit(&signed(&key, &p, &t, &truth(&t))).unwrap();
-    let row = app
-        .block_on(answer::Entity::find_by_id(s.id).one(app.db()))
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.signed_by.as_deref(), Some("client"));
-    assert_eq!(
-        row.signer_key.as_deref(),
-        Some(public_key_hex(&key.verifying_key()).as_str())
-    );
+    let row = client_signed(&app, s.id, &key);
     assert_eq!(row.signature, signed(&key, &p, &t, &truth(&t)).signature);
     assert_ledger_clean(&app);
 }
@@ -97,17 +103,8 @@ fn an_answer_signed_by_another_linked_key_than_the_requests_is_kept_with_that_ke
     let by_bearer = bearer
         .submit(&signed(&requests, &p, &tasks.remove(0), "positive"))
         .unwrap();
-    for (id, key) in [(by_other.id, &answers), (by_bearer.id, &requests)] {
-        let row = app
-            .block_on(answer::Entity::find_by_id(id).one(app.db()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(row.signed_by.as_deref(), Some("client"));
-        assert_eq!(
-            row.signer_key.as_deref(),
-            Some(public_key_hex(&key.verifying_key()).as_str())
-        );
-    }
+    client_signed(&app, by_other.id, &answers);
+    client_signed(&app, by_bearer.id, &requests);
     assert_ledger_clean(&app);
 }
 
