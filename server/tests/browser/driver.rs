@@ -168,6 +168,19 @@ pub async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// The element's text, or `None` while the page has no such element: also
+/// when the page is replaced between finding it and reading it, which a
+/// wait on a navigating page must take as "not yet".
+pub async fn text_if_any(c: &Client, css: &str) -> Option<String> {
+    let e = c
+        .find_all(Locator::Css(css))
+        .await
+        .unwrap()
+        .into_iter()
+        .next()?;
+    e.text().await.ok()
+}
+
 pub async fn exists(c: &Client, css: &str) -> bool {
     !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
 }

@@ -624,7 +624,7 @@ fn a_buyer_pauses_and_publishes_and_a_contributor_sees_gold_results_and_receipts
         // Resumed, work continues to the end.
         click(&buyer, "#resume").await;
         wait_until!("the open status", {
-            exists(&buyer, "#status").await && text_of(&buyer, "#status").await == "open"
+            text_if_any(&buyer, "#status").await.as_deref() == Some("open")
         });
         assert_eq!(project_status(&app, id).await, "open");
         // The bounty list shows the contributor's reliability on it: the
