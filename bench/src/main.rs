@@ -564,12 +564,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let rss = peak_rss(&servers);
-    let (lease_calls, lease_writes) = servers.urls.iter().fold((0, 0), |(c, w), u| {
-        (
-            c + metric(u, "sahel_lease_calls_written_total"),
-            w + metric(u, "sahel_lease_writes_total"),
-        )
-    });
+    let total = |name: &str| servers.urls.iter().map(|u| metric(u, name)).sum::<u64>();
+    let (lease_calls, lease_writes) = (
+        total("sahel_lease_calls_written_total"),
+        total("sahel_lease_writes_total"),
+    );
+    let (answer_calls, answer_writes, answer_splits) = (
+        total("sahel_answer_calls_written_total"),
+        total("sahel_answer_writes_total"),
+        total("sahel_answer_batches_split_total"),
+    );
     let problems = rt.block_on(check_invariants(&servers.database_url, project, !timed_out))?;
     let backend = match (&args.database_url, &args.redis_url) {
         (Some(_), Some(_)) => "postgresql+redis",
@@ -591,6 +595,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         "errors": errors,
         "lease_calls_written": lease_calls,
         "lease_writes": lease_writes,
+        "answer_calls_written": answer_calls,
+        "answer_writes": answer_writes,
+        "answer_batches_split": answer_splits,
         "server_peak_rss_mb": rss.iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
         "timed_out": timed_out,
         "invariants_ok": problems.is_empty(),
@@ -638,6 +645,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "lease writes     {lease_calls} calls in {lease_writes} transactions ({:.1} per transaction)",
             lease_calls as f64 / lease_writes.max(1) as f64
+        );
+        println!(
+            "answer writes    {answer_calls} answers in {answer_writes} transactions ({:.1} per transaction), {answer_splits} batches split",
+            answer_calls as f64 / answer_writes.max(1) as f64
         );
         println!(
             "server peak RSS  {}",

@@ -26,6 +26,11 @@ pub struct Metrics {
     /// committed them: their ratio is the group commit's batch size.
     pub lease_calls_written: AtomicU64,
     pub lease_writes: AtomicU64,
+    /// The same for answers; `answer_batches_split` counts batches that
+    /// met a refusal and were written again one answer at a time.
+    pub answer_calls_written: AtomicU64,
+    pub answer_writes: AtomicU64,
+    pub answer_batches_split: AtomicU64,
 }
 
 impl Metrics {
@@ -67,6 +72,21 @@ impl Metrics {
             "sahel_lease_writes_total",
             "Transactions that committed lease calls (one per batch of concurrent calls).",
             self.lease_writes.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_answer_calls_written_total",
+            "Answers committed by the answer writer.",
+            self.answer_calls_written.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_answer_writes_total",
+            "Transactions that committed answers (one per batch of concurrent answers on SQLite).",
+            self.answer_writes.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_answer_batches_split_total",
+            "Answer batches that met a refusal and were written one answer at a time.",
+            self.answer_batches_split.load(Ordering::Relaxed),
         );
         counter(
             "sahel_queue_rebuilds_total",

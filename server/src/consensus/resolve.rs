@@ -1,9 +1,16 @@
-//! Applies a consensus decision inside the submitting transaction: the
-//! item's status, every answer's verdict, and the payment of accepted
+//! Applies consensus decisions inside the submitting transaction: the
+//! items' status, every answer's verdict, and the payment of accepted
 //! answers from escrow commit together or not at all.
+//!
+//! Decisions are written set-wise: however many items a batch of answers
+//! completes, their answers, items, leases and payments cost a fixed
+//! number of statements (on SQLite each statement is a round trip made
+//! while holding the one write gate).
 
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{CaseStatement, Expr};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
 use super::{Decision, Vote, decide, quality};
@@ -45,16 +52,16 @@ async fn set_answers(
     Ok(())
 }
 
-/// Decides `it` (the item row as just updated by the submission) if it has
-/// all the answers it needs, under the bounty's quality settings
-/// (`settings`, read by the caller).
-pub async fn resolve_item(
+/// Decides each of `items` (the rows as just updated by the submissions)
+/// that has all the answers it needs, under the bounty's quality settings
+/// (`settings`, read by the caller). One outcome per item, in order.
+pub async fn resolve_items(
     conn: &impl ConnectionTrait,
     p: &Project,
     settings: Option<&quality::entity::settings::Model>,
-    it: &item::Model,
-) -> Result<Outcome> {
-    resolve(conn, p, settings, it, false).await
+    items: &[item::Model],
+) -> Result<Vec<Outcome>> {
+    resolve(conn, p, settings, items, false).await
 }
 
 /// Resolves an open item if the quality engine's current model settles it
@@ -69,113 +76,188 @@ pub async fn resolve_early(
         return Ok(Outcome::Pending);
     };
     let settings = quality::settings(conn, p.row.id).await?;
-    resolve(conn, p, settings.as_ref(), &it, true).await
+    let outcomes = resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
+    Ok(outcomes.into_iter().next().unwrap_or(Outcome::Pending))
+}
+
+/// The writes that decisions ask for, gathered over many items.
+#[derive(Default)]
+struct Writes {
+    accepted: Vec<i64>,
+    rejected: Vec<i64>,
+    need_more: Vec<(i64, u32)>,
+    closed: Vec<(i64, &'static str, Option<String>)>,
+    payments: Vec<ledger::payments::ItemPayment>,
 }
 
 async fn resolve(
     conn: &impl ConnectionTrait,
     p: &Project,
     settings: Option<&quality::entity::settings::Model>,
-    it: &item::Model,
+    items: &[item::Model],
     early: bool,
-) -> Result<Outcome> {
-    let item_id = it.id;
-    if it.status != "open" || (!early && it.answers_count < it.needed) {
-        return Ok(Outcome::Pending);
-    }
-    let rows = answer::Entity::find()
-        .filter(answer::Column::ItemId.eq(item_id))
-        .filter(answer::Column::Status.eq("pending"))
-        .all(conn)
-        .await?;
-    let votes: Vec<Vote> = rows
+) -> Result<Vec<Outcome>> {
+    let ready = |it: &item::Model| it.status == "open" && (early || it.answers_count >= it.needed);
+    let ids: Vec<i64> = items
         .iter()
-        .map(|a| Vote {
-            answer_id: a.id,
-            answer: serde_json::from_str(&a.payload).unwrap_or_default(),
-        })
+        .filter(|it| ready(it))
+        .map(|it| it.id)
         .collect();
-    let now = now_ms();
-    // Bounties with quality settings are decided by the engine; the others
-    // keep the plurality vote.
-    let decision = match settings {
-        Some(s) => quality::decide(conn, p, s, &rows).await?,
-        None => decide(&p.schema, &votes, p.row.max_answers as u32),
-    };
-    match decision {
-        // Reviews decide these answers, one at a time (`review.rs`).
-        Decision::AwaitReview => Ok(Outcome::Pending),
-        Decision::NeedMore { .. } if early => Ok(Outcome::Pending),
-        Decision::NeedMore { needed } => {
-            item::Entity::update_many()
-                .col_expr(item::Column::Needed, Expr::value(needed as i32))
-                .filter(item::Column::Id.eq(item_id))
-                .exec(conn)
-                .await?;
-            Ok(Outcome::NeedMore(needed))
-        }
-        Decision::Resolved {
-            result,
-            accepted,
-            rejected,
-            agreement,
-            confidence,
-        } => {
-            let reward = p.row.reward;
-            set_answers(conn, &accepted, "accepted", reward, now).await?;
-            set_answers(conn, &rejected, "rejected", 0, now).await?;
-            let mut stored =
-                json!({ "answer": result, "agreement": agreement, "answers": votes.len() });
-            if let Some(c) = confidence {
-                stored["confidence"] = json!(c);
-            }
-            close_item(conn, item_id, "resolved", Some(stored.to_string()), now).await?;
-            // The project before the ledger: every money transaction locks
-            // in one order (leases, items, project, chain head, accounts),
-            // so closing a bounty never deadlocks with a payment.
-            projects::complete_if_done(conn, p.row.id).await?;
-            // Under the engine the decided class may have no answer at all
-            // (every answer came from contributors known to invert); then
-            // nobody is paid.
-            if !accepted.is_empty() {
-                let payees: Vec<i64> = rows
-                    .iter()
-                    .filter(|a| accepted.contains(&a.id))
-                    .map(|a| a.user_id)
-                    .collect();
-                ledger::payments::pay_answers(conn, p.row.id, item_id, &accepted, &payees, reward)
-                    .await?;
-            }
-            Ok(Outcome::Closed)
-        }
-        Decision::NoConsensus { rejected } => {
-            set_answers(conn, &rejected, "rejected", 0, now).await?;
-            close_item(conn, item_id, "no_consensus", None, now).await?;
-            projects::complete_if_done(conn, p.row.id).await?;
-            Ok(Outcome::Closed)
-        }
+    if ids.is_empty() {
+        return Ok(vec![Outcome::Pending; items.len()]);
     }
+    let mut pending: HashMap<i64, Vec<answer::Model>> = HashMap::new();
+    for a in answer::Entity::find()
+        .filter(answer::Column::ItemId.is_in(ids))
+        .filter(answer::Column::Status.eq("pending"))
+        .order_by_asc(answer::Column::Id)
+        .all(conn)
+        .await?
+    {
+        pending.entry(a.item_id).or_default().push(a);
+    }
+    let mut w = Writes::default();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for it in items {
+        if !ready(it) {
+            outcomes.push(Outcome::Pending);
+            continue;
+        }
+        let rows = pending.remove(&it.id).unwrap_or_default();
+        let votes: Vec<Vote> = rows
+            .iter()
+            .map(|a| Vote {
+                answer_id: a.id,
+                answer: serde_json::from_str(&a.payload).unwrap_or_default(),
+            })
+            .collect();
+        // Bounties with quality settings are decided by the engine; the
+        // others keep the plurality vote.
+        let decision = match settings {
+            Some(s) => quality::decide(conn, p, s, &rows).await?,
+            None => decide(&p.schema, &votes, p.row.max_answers as u32),
+        };
+        outcomes.push(match decision {
+            // Reviews decide these answers, one at a time (`review.rs`).
+            Decision::AwaitReview => Outcome::Pending,
+            Decision::NeedMore { .. } if early => Outcome::Pending,
+            Decision::NeedMore { needed } => {
+                w.need_more.push((it.id, needed));
+                Outcome::NeedMore(needed)
+            }
+            Decision::Resolved {
+                result,
+                accepted,
+                rejected,
+                agreement,
+                confidence,
+            } => {
+                let mut stored =
+                    json!({ "answer": result, "agreement": agreement, "answers": votes.len() });
+                if let Some(c) = confidence {
+                    stored["confidence"] = json!(c);
+                }
+                w.closed.push((it.id, "resolved", Some(stored.to_string())));
+                // Under the engine the decided class may have no answer at
+                // all (every answer came from contributors known to
+                // invert); then nobody is paid.
+                if !accepted.is_empty() {
+                    w.payments.push(ledger::payments::ItemPayment {
+                        item_id: it.id,
+                        payees: rows
+                            .iter()
+                            .filter(|a| accepted.contains(&a.id))
+                            .map(|a| a.user_id)
+                            .collect(),
+                        answer_ids: accepted.clone(),
+                    });
+                }
+                w.accepted.extend(accepted);
+                w.rejected.extend(rejected);
+                Outcome::Closed
+            }
+            Decision::NoConsensus { rejected } => {
+                w.rejected.extend(rejected);
+                w.closed.push((it.id, "no_consensus", None));
+                Outcome::Closed
+            }
+        });
+    }
+    apply(conn, p, w).await?;
+    Ok(outcomes)
 }
 
+/// Writes the gathered decisions, in the lock order every money
+/// transaction keeps (answers, items, leases, project, chain head,
+/// accounts), so closing a bounty never deadlocks with a payment.
+async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<()> {
+    let now = now_ms();
+    set_answers(conn, &w.accepted, "accepted", p.row.reward, now).await?;
+    set_answers(conn, &w.rejected, "rejected", 0, now).await?;
+    if !w.need_more.is_empty() {
+        let mut needed = CaseStatement::new();
+        for (id, n) in &w.need_more {
+            needed = needed.case(item::Column::Id.eq(*id), Expr::val(*n as i32));
+        }
+        item::Entity::update_many()
+            .col_expr(
+                item::Column::Needed,
+                needed.finally(Expr::col(item::Column::Needed)).into(),
+            )
+            .filter(item::Column::Id.is_in(w.need_more.iter().map(|(id, _)| *id)))
+            .exec(conn)
+            .await?;
+    }
+    if !w.closed.is_empty() {
+        close_items(conn, &w.closed, now).await?;
+        projects::complete_if_done(conn, p.row.id).await?;
+    }
+    ledger::payments::pay_answers(conn, p.row.id, &w.payments, p.row.reward).await?;
+    Ok(())
+}
+
+/// Closes an item with its status and stored result.
 pub(crate) async fn close_item(
     conn: &impl ConnectionTrait,
     item_id: i64,
-    status: &str,
+    status: &'static str,
     result: Option<String>,
     now: i64,
 ) -> Result<()> {
+    close_items(conn, &[(item_id, status, result)], now).await
+}
+
+/// Closes items, each with its status and stored result, in two statements.
+async fn close_items(
+    conn: &impl ConnectionTrait,
+    closed: &[(i64, &'static str, Option<String>)],
+    now: i64,
+) -> Result<()> {
+    let mut status = CaseStatement::new();
+    let mut result = CaseStatement::new();
+    for (id, s, r) in closed {
+        status = status.case(item::Column::Id.eq(*id), Expr::val(*s));
+        result = result.case(item::Column::Id.eq(*id), Expr::val(r.clone()));
+    }
+    let ids = || closed.iter().map(|(id, _, _)| *id);
     item::Entity::update_many()
-        .col_expr(item::Column::Status, Expr::value(status))
-        .col_expr(item::Column::Result, Expr::value(result))
+        .col_expr(
+            item::Column::Status,
+            status.finally(Expr::col(item::Column::Status)).into(),
+        )
+        .col_expr(
+            item::Column::Result,
+            result.finally(Expr::col(item::Column::Result)).into(),
+        )
         .col_expr(item::Column::ResolvedAt, Expr::value(now))
-        .filter(item::Column::Id.eq(item_id))
+        .filter(item::Column::Id.is_in(ids()))
         .exec(conn)
         .await?;
     // A closed item has no use for leases; any left (a holder whose lease
     // lapsed just as the last answer came) end with it.
     lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
-        .filter(lease::Column::ItemId.eq(item_id))
+        .filter(lease::Column::ItemId.is_in(ids()))
         .filter(lease::Column::Status.eq("open"))
         .exec(conn)
         .await?;

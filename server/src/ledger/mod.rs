@@ -256,82 +256,198 @@ impl Posted {
     }
 }
 
+/// One ledger transaction to write with [`post_many`].
+#[derive(Clone, Debug)]
+pub struct NewTx {
+    pub kind: &'static str,
+    pub memo: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    pub postings: Vec<(AccountRef, Micros)>,
+}
+
 /// Writes one balanced transaction inside the caller's database
 /// transaction, with its receipt. Refuses (and the caller must roll back)
 /// if any account that may not go negative would.
-///
-/// The chain head is locked before any balance, so every money
-/// transaction takes its locks in one order: head, then accounts.
 pub async fn post(
     conn: &impl ConnectionTrait,
-    kind: &str,
+    kind: &'static str,
     memo: serde_json::Value,
     idempotency_key: Option<String>,
     postings: &[(AccountRef, Micros)],
 ) -> Result<Posted> {
-    let sum = postings
-        .iter()
-        .try_fold(0i64, |acc, (_, m)| acc.checked_add(m.0));
-    if sum != Some(0) || postings.is_empty() {
+    let tx = NewTx {
+        kind,
+        memo,
+        idempotency_key,
+        postings: postings.to_vec(),
+    };
+    let posted = post_many(conn, std::slice::from_ref(&tx)).await?;
+    posted
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("ledger transaction {kind} was not posted").into())
+}
+
+/// Writes balanced transactions inside the caller's database transaction,
+/// with their receipts, in a fixed number of statements whatever their
+/// count: a batch of answers closing many items pays them all at once. The
+/// result is what posting each in turn would give (a replayed key is
+/// [`Posted::Replayed`]); if any account that may not go negative would
+/// end below zero, the whole call is refused and the caller must roll back.
+/// Only balances that fall matter, and every transaction's debits come
+/// before anything is read back, so the net of the batch decides exactly
+/// as the sequence would.
+///
+/// The chain head is locked before any balance, so every money
+/// transaction takes its locks in one order: head, then accounts.
+pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec<Posted>> {
+    for t in txs {
+        let sum = t
+            .postings
+            .iter()
+            .try_fold(0i64, |acc, (_, m)| acc.checked_add(m.0));
+        if sum != Some(0) || t.postings.is_empty() {
+            return Err(Error::Unexpected(anyhow::anyhow!(
+                "unbalanced ledger transaction {}: {:?}",
+                t.kind,
+                t.postings
+            )));
+        }
+    }
+    // Keys match the returned rows to the batch (RETURNING promises no
+    // order); a transaction without one is posted alone.
+    if txs.len() > 1 && txs.iter().any(|t| t.idempotency_key.is_none()) {
         return Err(Error::Unexpected(anyhow::anyhow!(
-            "unbalanced ledger transaction {kind}: {postings:?}"
+            "a batch of ledger transactions needs an idempotency key on each"
         )));
     }
+    let Some(first) = txs.first() else {
+        return Ok(Vec::new());
+    };
     // The chain head first: every money transaction takes its locks in
     // one order. A replayed key is found by the insert itself (one round
     // trip instead of a lookup and an insert); a concurrent twin's insert
     // waits for the first to commit and then finds its row.
     let head = receipts::lock_head(conn).await?;
-    let inserted = transaction::Entity::insert(transaction::ActiveModel {
-        kind: Set(kind.to_owned()),
-        memo: Set(memo.to_string()),
-        idempotency_key: Set(idempotency_key.clone()),
-        created_at: Set(now_ms()),
+    let now = now_ms();
+    let inserted = transaction::Entity::insert_many(txs.iter().map(|t| transaction::ActiveModel {
+        kind: Set(t.kind.to_owned()),
+        memo: Set(t.memo.to_string()),
+        idempotency_key: Set(t.idempotency_key.clone()),
+        created_at: Set(now),
         ..Default::default()
-    })
+    }))
     .on_conflict_do_nothing_on([transaction::Column::IdempotencyKey])
     .exec_with_returning_many(conn)
     .await?;
-    let Some(tx) = (match inserted {
-        TryInsertResult::Inserted(rows) => rows.into_iter().next(),
-        TryInsertResult::Empty | TryInsertResult::Conflicted => None,
-    }) else {
-        let t = transaction::Entity::find()
-            .filter(transaction::Column::IdempotencyKey.eq(idempotency_key))
-            .one(conn)
+    let mut rows = match inserted {
+        TryInsertResult::Inserted(rows) => rows,
+        TryInsertResult::Empty | TryInsertResult::Conflicted => Vec::new(),
+    };
+    rows.sort_by_key(|r| r.id);
+    let row_of = |t: &NewTx, rows: &[transaction::Model]| match &t.idempotency_key {
+        Some(k) => rows
+            .iter()
+            .position(|r| r.idempotency_key.as_deref() == Some(k.as_str())),
+        None => (!rows.is_empty()).then_some(0),
+    };
+    // Each new row belongs to the first transaction of the batch with its
+    // key; a later one with the same key is a replay of it.
+    let mut new: Vec<(usize, usize)> = Vec::new();
+    let mut claimed = vec![false; rows.len()];
+    for (i, t) in txs.iter().enumerate() {
+        if let Some(r) = row_of(t, &rows)
+            && !claimed[r]
+        {
+            claimed[r] = true;
+            new.push((r, i));
+        }
+    }
+    let replayed: Vec<String> = txs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !new.iter().any(|(_, n)| n == i))
+        .filter_map(|(_, t)| t.idempotency_key.clone())
+        .collect();
+    let earlier: std::collections::HashMap<String, i64> = match replayed.is_empty() {
+        true => Default::default(),
+        false => transaction::Entity::find()
+            .filter(transaction::Column::IdempotencyKey.is_in(replayed))
+            .all(conn)
             .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("ledger transaction {kind} neither inserted nor found")
-            })?;
-        return Ok(Posted::Replayed(t.id));
+            .into_iter()
+            .filter_map(|t| Some((t.idempotency_key?, t.id)))
+            .collect(),
     };
 
-    let ids = ensure_accounts(conn, postings.iter().map(|(r, _)| *r)).await?;
-    // One net amount per account, in posting order.
-    let mut net: Vec<(i64, i64)> = Vec::with_capacity(postings.len());
-    let mut slot: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    for (r, amount) in postings {
-        let i = *slot.entry(ids[r]).or_insert_with(|| {
-            net.push((ids[r], 0));
-            net.len() - 1
-        });
-        net[i].1 += amount.0;
+    if !new.is_empty() {
+        let all = new.iter().flat_map(|(_, i)| &txs[*i].postings);
+        let ids = ensure_accounts(conn, all.clone().map(|(r, _)| *r)).await?;
+        // One net amount per account, in posting order.
+        let mut net: Vec<(i64, i64)> = Vec::new();
+        let mut slot: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+        for (r, amount) in all.clone() {
+            let i = *slot.entry(ids[r]).or_insert_with(|| {
+                net.push((ids[r], 0));
+                net.len() - 1
+            });
+            net[i].1 += amount.0;
+        }
+        let flat: Vec<(AccountRef, Micros)> = all.clone().copied().collect();
+        for chunk in net.chunks(200) {
+            move_balances(conn, chunk, &flat, &ids).await?;
+        }
+        let posting_rows: Vec<posting::ActiveModel> = new
+            .iter()
+            .flat_map(|(r, i)| {
+                let tx_id = rows[*r].id;
+                txs[*i]
+                    .postings
+                    .iter()
+                    .map(move |(a, amount)| (tx_id, *a, *amount))
+            })
+            .map(|(tx_id, r, amount)| posting::ActiveModel {
+                transaction_id: Set(tx_id),
+                account_id: Set(ids[&r]),
+                amount: Set(amount.0),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in posting_rows.chunks(1000) {
+            posting::Entity::insert_many(chunk.to_vec())
+                .exec(conn)
+                .await?;
+        }
+        // Receipts in id order: the order the rows were written in.
+        let mut chained: Vec<(
+            &transaction::Model,
+            Vec<sahel_protocol::receipt::ReceiptPosting>,
+        )> = new
+            .iter()
+            .map(|(r, i)| (&rows[*r], receipts::to_receipt_postings(&txs[*i].postings)))
+            .collect();
+        chained.sort_by_key(|(t, _)| t.id);
+        receipts::append(conn, &head, &chained).await?;
     }
-    for chunk in net.chunks(200) {
-        move_balances(conn, chunk, postings, &ids).await?;
-    }
-    let rows: Vec<posting::ActiveModel> = postings
-        .iter()
-        .map(|(r, amount)| posting::ActiveModel {
-            transaction_id: Set(tx.id),
-            account_id: Set(ids[r]),
-            amount: Set(amount.0),
-            ..Default::default()
+
+    txs.iter()
+        .enumerate()
+        .map(|(i, t)| match new.iter().find(|(_, n)| *n == i) {
+            Some((r, _)) => Ok(Posted::New(rows[*r].id)),
+            None => t
+                .idempotency_key
+                .as_ref()
+                .and_then(|k| earlier.get(k))
+                .map(|id| Posted::Replayed(*id))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "ledger transaction {} neither inserted nor found",
+                        first.kind
+                    )
+                    .into()
+                }),
         })
-        .collect();
-    posting::Entity::insert_many(rows).exec(conn).await?;
-    receipts::append(conn, &head, &tx, &receipts::to_receipt_postings(postings)).await?;
-    Ok(Posted::New(tx.id))
+        .collect()
 }
 
 /// Adds each `(account id, amount)` to its balance in one statement,

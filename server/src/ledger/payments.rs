@@ -19,7 +19,7 @@ use sea_orm::{
 use serde_json::json;
 
 use super::entity::{payout_address, review_payment, withdrawal};
-use super::{AccountRef, Posted, post};
+use super::{AccountRef, NewTx, Posted, post, post_many};
 use crate::db::{Db, now_ms};
 use crate::error::{Error, Result};
 
@@ -41,40 +41,54 @@ pub fn check_key(key: &str) -> Result<&str> {
     Ok(key)
 }
 
-/// Pays `reward` from a project's escrow to each contributor of an item's
-/// accepted answers, less the fee. Keyed by the item: an item is paid once.
+/// The accepted answers of one resolved item, and who gave them.
+#[derive(Clone, Debug)]
+pub struct ItemPayment {
+    pub item_id: i64,
+    pub answer_ids: Vec<i64>,
+    pub payees: Vec<i64>,
+}
+
+/// Pays `reward` from a project's escrow to each contributor of each
+/// item's accepted answers, less the fee: one ledger transaction per item,
+/// keyed by the item (an item is paid once), all posted together.
 pub async fn pay_answers(
     conn: &impl ConnectionTrait,
     project_id: i64,
-    item_id: i64,
-    answer_ids: &[i64],
-    payees: &[i64],
+    items: &[ItemPayment],
     reward: i64,
-) -> Result<Posted> {
+) -> Result<Vec<Posted>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
     let fee_bps = super::settings(conn).await?.fee_bps;
     let fee = fee_of(reward, fee_bps);
-    let n = payees.len() as i64;
-    let mut postings = vec![(AccountRef::Escrow(project_id), Micros(-reward * n))];
-    for u in payees {
-        postings.push((AccountRef::User(*u), Micros(reward - fee)));
-    }
-    if fee > 0 && n > 0 {
-        postings.push((AccountRef::Fee, Micros(fee * n)));
-    }
-    post(
-        conn,
-        "pay_answers",
-        json!({
-            "project_id": project_id,
-            "item_id": item_id,
-            "answer_ids": answer_ids,
-            "reward": reward,
-            "fee": fee,
-        }),
-        Some(format!("resolve:{item_id}")),
-        &postings,
-    )
-    .await
+    let txs: Vec<NewTx> = items
+        .iter()
+        .map(|it| {
+            let n = it.payees.len() as i64;
+            let mut postings = vec![(AccountRef::Escrow(project_id), Micros(-reward * n))];
+            for u in &it.payees {
+                postings.push((AccountRef::User(*u), Micros(reward - fee)));
+            }
+            if fee > 0 && n > 0 {
+                postings.push((AccountRef::Fee, Micros(fee * n)));
+            }
+            NewTx {
+                kind: "pay_answers",
+                memo: json!({
+                    "project_id": project_id,
+                    "item_id": it.item_id,
+                    "answer_ids": it.answer_ids,
+                    "reward": reward,
+                    "fee": fee,
+                }),
+                idempotency_key: Some(format!("resolve:{}", it.item_id)),
+                postings,
+            }
+        })
+        .collect();
+    post_many(conn, &txs).await
 }
 
 /// Pays `reward` from a project's escrow for one answer accepted by

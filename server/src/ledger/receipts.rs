@@ -25,8 +25,8 @@ use sahel_protocol::receipt::{
 use sahel_protocol::signing;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use super::AccountRef;
@@ -156,38 +156,49 @@ pub(super) async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head:
         .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing").into())
 }
 
-/// Appends a transaction's receipt after `head` (locked by the caller).
+/// Appends the receipts of transactions, in the order given, after
+/// `head` (locked by the caller): one statement for the receipts, one to
+/// move the head.
 pub(super) async fn append(
     conn: &impl ConnectionTrait,
     head: &chain_head::Model,
-    tx: &transaction::Model,
-    postings: &[ReceiptPosting],
+    txs: &[(&transaction::Model, Vec<ReceiptPosting>)],
 ) -> Result<()> {
-    let prev = parse_hash(&head.hash)
+    let mut prev = parse_hash(&head.hash)
         .ok_or_else(|| anyhow::anyhow!("the chain head hash is not 32 bytes of hex"))?;
-    let seq = head.seq + 1;
-    let hash = receipt_hash(
-        &prev,
-        seq as u64,
-        tx.id,
-        tx.created_at,
-        &tx.kind,
-        &tx.memo,
-        postings,
-    );
-    let hash_hex = hex::encode(hash);
-    receipt::ActiveModel {
-        seq: Set(seq),
-        transaction_id: Set(tx.id),
-        prev_hash: Set(head.hash.clone()),
-        hash: Set(hash_hex.clone()),
-        signature: Set(None),
+    let mut seq = head.seq;
+    let mut rows = Vec::with_capacity(txs.len());
+    for (tx, postings) in txs {
+        seq += 1;
+        let hash = receipt_hash(
+            &prev,
+            seq as u64,
+            tx.id,
+            tx.created_at,
+            &tx.kind,
+            &tx.memo,
+            postings,
+        );
+        rows.push(receipt::ActiveModel {
+            seq: Set(seq),
+            transaction_id: Set(tx.id),
+            prev_hash: Set(hex::encode(prev)),
+            hash: Set(hex::encode(hash)),
+            signature: Set(None),
+        });
+        prev = hash;
     }
-    .insert(conn)
-    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for chunk in rows.chunks(1000) {
+        receipt::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
     let moved = chain_head::Entity::update_many()
         .col_expr(chain_head::Column::Seq, Expr::value(seq))
-        .col_expr(chain_head::Column::Hash, Expr::value(hash_hex))
+        .col_expr(chain_head::Column::Hash, Expr::value(hex::encode(prev)))
         .filter(chain_head::Column::Id.eq(1))
         .filter(chain_head::Column::Seq.eq(head.seq))
         .exec(conn)
@@ -543,7 +554,7 @@ pub async fn backfill(db: &Db) -> Result<usize> {
                 amount: Micros(p.amount),
             })
             .collect();
-        append(&*tx, &head, &t, &postings).await?;
+        append(&*tx, &head, &[(&t, postings)]).await?;
         tx.commit().await?;
     }
     Ok(ids.len())

@@ -15,10 +15,9 @@ pub mod writer;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
 use sahel_protocol::{Micros, Timestamp, provenance};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use sha2::{Digest, Sha256};
 
@@ -587,7 +586,13 @@ pub async fn submit(
         // once, and batches of several replicas would deadlock.
         let (submission, effects) = match state.db.serializes_writes() {
             false => {
-                write_answer_alone(&state.db, nonce.claim(), user, prepared, (&key, &hash)).await?
+                let w = Writing {
+                    user,
+                    prepared: &prepared,
+                    key: &key,
+                    hash: &hash,
+                };
+                write_answer_alone((&state.db, &state.metrics), nonce.claim(), w).await?
             }
             true => {
                 let (done, answer) = tokio::sync::oneshot::channel();
@@ -602,7 +607,7 @@ pub async fn submit(
                 state
                     .answer_writer
                     .run(job, answer, |jobs| {
-                        write_answer_batch(state.db.clone(), jobs)
+                        write_answer_batch(state.db.clone(), state.metrics.clone(), jobs)
                     })
                     .await?
             }
@@ -775,105 +780,138 @@ fn lease_usable(l: &lease::Model, now: i64) -> Result<()> {
     }
 }
 
-/// Writes one prepared answer inside `conn` (a transaction or savepoint)
-/// and returns what to tell the queue once it is committed.
-async fn record_answer(
+/// One prepared answer to write, with its author and idempotency key.
+struct Writing<'a> {
+    user: &'a AuthUser,
+    prepared: &'a Prepared,
+    key: &'a str,
+    hash: &'a str,
+}
+
+/// Writes prepared answers inside `conn` (a transaction or savepoint) and
+/// returns, for each, what to tell its client and the queue once it is
+/// committed.
+///
+/// Set-wise: the leases, item counts and answer rows of the whole batch
+/// are one statement each, and the items it completes are decided and
+/// paid together ([`resolve::resolve_items`]); only what a task type or
+/// the quality engine asks of single answers runs per answer. All or
+/// nothing: any refusal refuses the call and the caller must roll back. For
+/// a single answer the refusal names its reason; for several, the caller
+/// writes each alone to learn whose it was and refuse only that one.
+async fn record_answers(
     conn: &impl ConnectionTrait,
-    user: &AuthUser,
-    prepared: Box<Prepared>,
-    key: &str,
-    hash: &str,
-) -> Result<(api::Submission, Effects)> {
-    let Prepared {
-        lease: l,
-        project: p,
-        normalized,
-        provenance,
-        settings,
-        now,
-    } = *prepared;
-    // The lease as read before the gate: still the caller's, open and
-    // unexpired, or this UPDATE changes nothing.
+    batch: &[Writing<'_>],
+) -> Result<Vec<(api::Submission, Effects)>> {
+    let Some(latest) = batch.iter().map(|w| w.prepared.now).max() else {
+        return Ok(Vec::new());
+    };
+    // The leases as read before the gate: still open and unexpired when
+    // the last of the batch was checked, or this UPDATE misses one. (Each
+    // was read as its author's by `own_lease`; a lease never changes
+    // hands.)
     let used = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("submitted"))
-        .filter(lease::Column::Id.eq(l.id))
-        .filter(lease::Column::UserId.eq(user.id))
+        .filter(lease::Column::Id.is_in(batch.iter().map(|w| w.prepared.lease.id)))
         .filter(lease::Column::Status.eq("open"))
-        .filter(lease::Column::ExpiresAt.gte(now))
+        .filter(lease::Column::ExpiresAt.gte(latest))
         .exec(conn)
         .await?;
-    if used.rows_affected != 1 {
+    if used.rows_affected != batch.len() as u64 {
         // Changed since it was read: answered by a concurrent twin, ended
         // by the buyer closing the bounty, or expired meanwhile.
-        let now_lease = own_lease(conn, user, l.id).await?;
-        lease_usable(&now_lease, now)?;
+        if let [w] = batch {
+            let now_lease = own_lease(conn, w.user, w.prepared.lease.id).await?;
+            lease_usable(&now_lease, latest)?;
+        }
         return Err(Error::conflict(
             "lease-already-used",
             "this lease already has an answer",
         ));
     }
-    if p.schema.is_reviewed()
-        && !crate::consensus::review::reviewed_items(conn, user.id, &[l.item_id])
+    for w in batch {
+        let p = &w.prepared.project;
+        if p.schema.is_reviewed()
+            && !crate::consensus::review::reviewed_items(
+                conn,
+                w.user.id,
+                &[w.prepared.lease.item_id],
+            )
             .await?
             .is_empty()
-    {
-        return Err(Error::conflict(
-            "reviewed-this-item",
-            "you reviewed another contributor's answer to this item, so you may not answer it",
-        ));
+        {
+            return Err(Error::conflict(
+                "reviewed-this-item",
+                "you reviewed another contributor's answer to this item, so you may not answer it",
+            ));
+        }
     }
-    let counted = item::Entity::update_many()
-        .col_expr(
-            item::Column::AnswersCount,
-            Expr::col(item::Column::AnswersCount).add(1),
-        )
-        .filter(item::Column::Id.eq(l.item_id))
-        .filter(item::Column::Status.eq("open"))
-        .filter(Expr::col(item::Column::AnswersCount).lt(Expr::col(item::Column::Needed)))
-        .exec_with_returning(conn)
-        .await?;
-    let counted = counted.into_iter().next();
+    let counted = count_answers(conn, batch).await?;
     // A gold item is never `open`, so only a miss can be one; its answers
     // are not counted towards a decision.
-    let gold = match counted {
-        Some(_) => None,
-        None => quality::gold::gold_of(conn, l.item_id).await?,
-    };
-    if counted.is_none() && gold.is_none() {
-        return Err(Error::conflict(
-            "item-complete",
-            "this item already has all the answers it needs",
-        ));
-    };
-    crate::consensus::check_answer_artifacts(conn, &p, user.id, &normalized).await?;
-
-    let inserted = answer::ActiveModel {
-        project_id: Set(l.project_id),
-        item_id: Set(l.item_id),
-        user_id: Set(user.id),
-        lease_id: Set(l.id),
-        payload: Set(normalized.to_string()),
-        status: Set(if p.schema.is_reviewed() {
-            "pending_review".into()
-        } else {
-            "pending".into()
-        }),
-        idempotency_key: Set(key.to_owned()),
-        request_hash: Set(hash.to_owned()),
-        paid: Set(0),
-        created_at: Set(now),
-        decided_at: Set(None),
-        signature: Set(Some(provenance.signature)),
-        signer_key: Set(Some(provenance.public_key)),
-        signed_by: Set(Some(provenance.signed_by.to_owned())),
-        ..Default::default()
+    let mut gold: Vec<Option<serde_json::Value>> = Vec::with_capacity(batch.len());
+    for w in batch {
+        let item = w.prepared.lease.item_id;
+        gold.push(match counted.iter().any(|it| it.id == item) {
+            true => None,
+            false => match quality::gold::gold_of(conn, item).await? {
+                Some(g) => Some(g),
+                None => {
+                    return Err(Error::conflict(
+                        "item-complete",
+                        "this item already has all the answers it needs",
+                    ));
+                }
+            },
+        });
     }
-    .insert(conn)
-    .await;
-    let a = match inserted {
+    for w in batch {
+        crate::consensus::check_answer_artifacts(
+            conn,
+            &w.prepared.project,
+            w.user.id,
+            &w.prepared.normalized,
+        )
+        .await?;
+    }
+
+    let rows = batch.iter().map(|w| {
+        let Prepared {
+            lease: l,
+            project: p,
+            normalized,
+            provenance,
+            now,
+            ..
+        } = w.prepared;
+        answer::ActiveModel {
+            project_id: Set(l.project_id),
+            item_id: Set(l.item_id),
+            user_id: Set(w.user.id),
+            lease_id: Set(l.id),
+            payload: Set(normalized.to_string()),
+            status: Set(match p.schema.is_reviewed() {
+                true => "pending_review".into(),
+                false => "pending".into(),
+            }),
+            idempotency_key: Set(w.key.to_owned()),
+            request_hash: Set(w.hash.to_owned()),
+            paid: Set(0),
+            created_at: Set(*now),
+            decided_at: Set(None),
+            signature: Set(Some(provenance.signature.clone())),
+            signer_key: Set(Some(provenance.public_key.clone())),
+            signed_by: Set(Some(provenance.signed_by.to_owned())),
+            ..Default::default()
+        }
+    });
+    let inserted = match answer::Entity::insert_many(rows)
+        .exec_with_returning(conn)
+        .await
+    {
         Ok(a) => a,
-        // The item and contributor pair, or (a concurrent request on
-        // another lease) the idempotency key: `twin_result` tells which.
+        // An item and contributor pair, or (a concurrent request on
+        // another lease) an idempotency key: `twin_result` tells which.
         Err(e) if is_unique_violation(&e) => {
             return Err(Error::conflict(
                 "already-answered",
@@ -882,50 +920,130 @@ async fn record_answer(
         }
         Err(e) => return Err(e.into()),
     };
-    // A file-collection answer names its upload by hash: it must be the
-    // contributor's own, and the link lets the bounty's buyer read it.
-    crate::artifacts::link_answer(conn, a.id, user.id, &normalized).await?;
-    let reload = quality::after_answer(
-        conn,
-        &p,
-        settings.as_ref(),
-        user.id,
-        &normalized,
-        gold.as_ref(),
-        (l.created_at, now),
-    )
-    .await?;
-    let outcome = match (&gold, &counted) {
-        (None, Some(it)) => resolve::resolve_item(conn, &p, settings.as_ref(), it).await?,
-        // A gold item's answers are not counted towards a decision.
-        _ => Outcome::Pending,
-    };
-    // Only a decision changes the answer's status and pay.
-    let a = match outcome {
-        Outcome::Closed => answer::Entity::find_by_id(a.id)
-            .one(conn)
-            .await?
-            .unwrap_or(a),
-        Outcome::Pending | Outcome::NeedMore(_) => a,
-    };
-    let mut submission = to_api_submission(&a);
-    if let Some(g) = &gold
-        && settings.as_ref().is_some_and(|s| s.gold_feedback)
-    {
-        submission.gold_feedback = Some(api::GoldFeedback {
-            correct: quality::same_answer(&normalized, g),
-            answer: g.clone(),
-        });
+    // RETURNING promises no order: an answer is its (item, author) pair.
+    let mut answers = Vec::with_capacity(batch.len());
+    for w in batch {
+        let a = inserted
+            .iter()
+            .find(|a| a.item_id == w.prepared.lease.item_id && a.user_id == w.user.id)
+            .ok_or_else(|| {
+                anyhow::anyhow!("no answer row returned for lease {}", w.prepared.lease.id)
+            })?;
+        answers.push(a.clone());
     }
-    let effects = Effects {
-        project: l.project_id,
-        item: l.item_id,
-        user: user.id,
-        gold: gold.is_some(),
-        outcome,
-        reload,
+    let mut reload = Vec::with_capacity(batch.len());
+    for ((w, a), g) in batch.iter().zip(&answers).zip(&gold) {
+        let pr = w.prepared;
+        // A file-collection answer names its upload by hash: it must be the
+        // contributor's own, and the link lets the bounty's buyer read it.
+        crate::artifacts::link_answer(conn, a.id, w.user.id, &pr.normalized).await?;
+        reload.push(
+            quality::after_answer(
+                conn,
+                &pr.project,
+                pr.settings.as_ref(),
+                w.user.id,
+                &pr.normalized,
+                g.as_ref(),
+                (pr.lease.created_at, pr.now),
+            )
+            .await?,
+        );
+    }
+
+    // Each project's counted items are decided together, under the
+    // quality settings its answers were checked with.
+    let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
+    let mut done: Vec<i64> = Vec::new();
+    for w in batch {
+        let p = &w.prepared.project;
+        if done.contains(&p.row.id) {
+            continue;
+        }
+        done.push(p.row.id);
+        let mine: Vec<item::Model> = counted
+            .iter()
+            .filter(|it| it.project_id == p.row.id)
+            .cloned()
+            .collect();
+        let decided = resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
+        outcome.extend(mine.iter().map(|it| it.id).zip(decided));
+    }
+    // Only a decision changes an answer's status and pay.
+    let closed: Vec<i64> = answers
+        .iter()
+        .filter(|a| outcome.get(&a.item_id) == Some(&Outcome::Closed))
+        .map(|a| a.id)
+        .collect();
+    let decided: Vec<answer::Model> = match closed.is_empty() {
+        true => Vec::new(),
+        false => {
+            answer::Entity::find()
+                .filter(answer::Column::Id.is_in(closed))
+                .all(conn)
+                .await?
+        }
     };
-    Ok((submission, effects))
+
+    let mut out = Vec::with_capacity(batch.len());
+    for (((w, a), g), reload) in batch.iter().zip(answers).zip(gold).zip(reload) {
+        let item = a.item_id;
+        let a = decided.iter().find(|d| d.id == a.id).cloned().unwrap_or(a);
+        let mut submission = to_api_submission(&a);
+        if let Some(g) = &g
+            && w.prepared
+                .settings
+                .as_ref()
+                .is_some_and(|s| s.gold_feedback)
+        {
+            submission.gold_feedback = Some(api::GoldFeedback {
+                correct: quality::same_answer(&w.prepared.normalized, g),
+                answer: g.clone(),
+            });
+        }
+        let effects = Effects {
+            project: a.project_id,
+            item,
+            user: w.user.id,
+            gold: g.is_some(),
+            outcome: outcome.get(&item).copied().unwrap_or(Outcome::Pending),
+            reload,
+        };
+        out.push((submission, effects));
+    }
+    Ok(out)
+}
+
+/// Counts each answer of the batch towards its item, in one statement:
+/// `k` answers on one item need `k` open slots on it, or that item is not
+/// counted at all. Returns the items counted, as updated.
+async fn count_answers(
+    conn: &impl ConnectionTrait,
+    batch: &[Writing<'_>],
+) -> Result<Vec<item::Model>> {
+    let mut per_item: Vec<(i64, i32)> = Vec::new();
+    for w in batch {
+        let item = w.prepared.lease.item_id;
+        match per_item.iter_mut().find(|(i, _)| *i == item) {
+            Some((_, k)) => *k += 1,
+            None => per_item.push((item, 1)),
+        }
+    }
+    let added = || {
+        let mut case = CaseStatement::new();
+        for (item, k) in &per_item {
+            case = case.case(item::Column::Id.eq(*item), Expr::val(*k));
+        }
+        let case: Expr = case.finally(Expr::val(0)).into();
+        Expr::col(item::Column::AnswersCount).add(case)
+    };
+    Ok(item::Entity::update_many()
+        .col_expr(item::Column::AnswersCount, added())
+        .filter(item::Column::Id.is_in(per_item.iter().map(|(i, _)| *i)))
+        .filter(item::Column::Status.eq("open"))
+        .filter(added().lte(Expr::col(item::Column::Needed)))
+        .exec_with_returning(conn)
+        .await?)
 }
 
 /// One prepared answer waiting for the writer's turn.
@@ -940,32 +1058,51 @@ pub struct AnswerJob {
 
 pub type AnswerWriter = writer::GroupCommit<AnswerJob>;
 
-/// Writes a batch of prepared answers in one transaction (one statement
-/// for all nonces); SQLite only, where writes take turns anyway. Every answer of the batch is expected to go through;
-/// if one is refused, or anything fails, the transaction is rolled back
-/// and each answer is written alone, in its own transaction, so a refusal
-/// touches nobody else's answer.
-async fn write_answer_batch(db: Db, jobs: Vec<AnswerJob>) {
+impl AnswerJob {
+    fn writing(&self) -> Writing<'_> {
+        Writing {
+            user: &self.user,
+            prepared: &self.prepared,
+            key: &self.key,
+            hash: &self.hash,
+        }
+    }
+}
+
+/// Writes a batch of prepared answers in one transaction: one statement
+/// for all nonces, then [`record_answers`] on all of them at once. Every
+/// answer of the batch is expected to go through; if one is refused, or
+/// anything fails, the transaction is rolled back and each answer is
+/// written alone, in its own transaction, so a refusal touches nobody
+/// else's answer.
+async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, jobs: Vec<AnswerJob>) {
     let together = async {
         let tx = db.write().await?;
         let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
         let fresh = writer::fresh_nonces(&*tx, &nonces).await?;
-        let mut out = Vec::with_capacity(jobs.len());
-        for (job, ok) in jobs.iter().zip(fresh) {
-            out.push(match ok {
-                true => Some(
-                    record_answer(&*tx, &job.user, job.prepared.clone(), &job.key, &job.hash)
-                        .await?,
-                ),
-                false => None,
-            });
-        }
+        let writing: Vec<Writing<'_>> = jobs
+            .iter()
+            .zip(&fresh)
+            .filter(|(_, ok)| **ok)
+            .map(|(j, _)| j.writing())
+            .collect();
+        let mut written = record_answers(&*tx, &writing).await?.into_iter();
         tx.commit().await?;
-        Ok::<_, Error>(out)
+        Ok::<_, Error>(
+            fresh
+                .into_iter()
+                .map(|ok| ok.then(|| written.next()).flatten())
+                .collect::<Vec<_>>(),
+        )
     }
     .await;
     match together {
         Ok(out) => {
+            Metrics::add(&metrics.answer_writes, 1);
+            Metrics::add(
+                &metrics.answer_calls_written,
+                out.iter().flatten().count() as u64,
+            );
             for (job, done) in jobs.into_iter().zip(out) {
                 let _ = job.done.send(done.ok_or_else(accounts::replayed));
             }
@@ -976,15 +1113,10 @@ async fn write_answer_batch(db: Db, jobs: Vec<AnswerJob>) {
             }
         }
         Err(_) => {
+            Metrics::add(&metrics.answer_batches_split, 1);
             for job in jobs {
-                let alone = write_answer_alone(
-                    &db,
-                    job.nonce.as_ref(),
-                    &job.user,
-                    job.prepared,
-                    (&job.key, &job.hash),
-                )
-                .await;
+                let alone =
+                    write_answer_alone((&db, &metrics), job.nonce.as_ref(), job.writing()).await;
                 let _ = job.done.send(alone);
             }
         }
@@ -994,18 +1126,22 @@ async fn write_answer_batch(db: Db, jobs: Vec<AnswerJob>) {
 /// Writes one prepared answer, with its request's nonce, in a transaction
 /// of its own.
 async fn write_answer_alone(
-    db: &Db,
+    (db, metrics): (&Db, &Metrics),
     nonce: Option<&NonceClaim>,
-    user: &AuthUser,
-    prepared: Box<Prepared>,
-    (key, hash): (&str, &str),
+    w: Writing<'_>,
 ) -> Result<(api::Submission, Effects)> {
     let tx = db.write().await?;
     if !writer::fresh_nonces(&*tx, &[nonce]).await?[0] {
         return Err(accounts::replayed());
     }
-    let done = record_answer(&*tx, user, prepared, key, hash).await?;
+    let done = record_answers(&*tx, std::slice::from_ref(&w))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("an answer was written without a result"))?;
     tx.commit().await?;
+    Metrics::add(&metrics.answer_writes, 1);
+    Metrics::add(&metrics.answer_calls_written, 1);
     Ok(done)
 }
 
@@ -1058,9 +1194,10 @@ pub async fn get_submission(
     Ok(to_api_submission(&a))
 }
 
-/// Submits up to [`MAX_BATCH`] answers in one transaction, each in its own
-/// savepoint: one refusal rolls back only that answer, and the batch costs
-/// one commit instead of one per answer.
+/// Submits up to [`MAX_BATCH`] answers in one transaction: all at once,
+/// set-wise, when every one goes through; otherwise each in its own
+/// savepoint, so one refusal rolls back only that answer. Either way the
+/// batch costs one commit instead of one per answer.
 pub async fn submit_batch(
     state: &AppState,
     user: &AuthUser,
@@ -1073,43 +1210,90 @@ pub async fn submit_batch(
             format!("submit 1 to {MAX_BATCH} answers at a time"),
         ));
     }
-    // Every answer is checked and signed before the gate; under it, each
-    // one's writes run in a savepoint.
-    let mut keyed = Vec::with_capacity(batch.submissions.len());
+    // Every answer is checked and signed before the gate.
+    enum Slot {
+        Done(Result<api::Submission>),
+        Ready(String, String, Box<Prepared>),
+        Refused(String, String, Error),
+    }
+    let mut slots = Vec::with_capacity(batch.submissions.len());
     for req in &batch.submissions {
-        let prep = async {
-            let (key, hash) = submission_key(req)?;
-            let prep = prepare_answer(state, user, req, (&key, &hash), nonce.signer()).await;
-            Ok::<_, Error>((key, hash, prep))
-        };
-        keyed.push(prep.await);
+        slots.push(match submission_key(req) {
+            Err(e) => Slot::Done(Err(e)),
+            Ok((key, hash)) => {
+                match prepare_answer(state, user, req, (&key, &hash), nonce.signer()).await {
+                    Ok(Prep::Replay(s)) => Slot::Done(Ok(s)),
+                    Ok(Prep::Ready(p)) => Slot::Ready(key, hash, p),
+                    Err(e) => Slot::Refused(key, hash, e),
+                }
+            }
+        });
     }
     let tx = state.db.write().await?;
     nonce.record_in(&*tx).await?;
+    let all: Vec<Writing<'_>> = slots
+        .iter()
+        .filter_map(|slot| match slot {
+            Slot::Ready(key, hash, prepared) => Some(Writing {
+                user,
+                prepared,
+                key,
+                hash,
+            }),
+            _ => None,
+        })
+        .collect();
+    let sp = sea_orm::TransactionTrait::begin(&*tx).await?;
+    let mut together = match record_answers(&sp, &all).await {
+        Ok(written) => {
+            sp.commit().await?;
+            Some(written.into_iter())
+        }
+        Err(_) => {
+            sp.rollback().await?;
+            Metrics::add(&state.metrics.answer_batches_split, 1);
+            None
+        }
+    };
     let mut results: Vec<std::result::Result<api::Submission, Error>> =
         Vec::with_capacity(batch.submissions.len());
     let mut effects = Vec::new();
-    for one in keyed {
+    drop(all);
+    for slot in slots {
         let one = async {
-            let (key, hash, prep) = one?;
-            let outcome = match prep {
-                Ok(Prep::Replay(s)) => return Ok((s, None)),
-                Ok(Prep::Ready(prepared)) => {
+            let (key, hash, refusal) = match slot {
+                Slot::Done(done) => return done.map(|s| (s, None)),
+                Slot::Refused(key, hash, e) => (key, hash, e),
+                Slot::Ready(key, hash, prepared) => {
+                    if let Some(written) = together.as_mut() {
+                        let (s, e) = written.next().ok_or_else(|| {
+                            anyhow::anyhow!("an answer was written without a result")
+                        })?;
+                        return Ok((s, Some(e)));
+                    }
+                    let w = Writing {
+                        user,
+                        prepared: &prepared,
+                        key: &key,
+                        hash: &hash,
+                    };
                     let sp = sea_orm::TransactionTrait::begin(&*tx).await?;
-                    match record_answer(&sp, user, prepared, &key, &hash).await {
-                        Ok((s, e)) => {
+                    match record_answers(&sp, std::slice::from_ref(&w)).await {
+                        Ok(mut done) => {
                             sp.commit().await?;
+                            let (s, e) = done.pop().ok_or_else(|| {
+                                anyhow::anyhow!("an answer was written without a result")
+                            })?;
                             return Ok((s, Some(e)));
                         }
                         Err(e) => {
                             sp.rollback().await?;
-                            e
+                            (key, hash, e)
                         }
                     }
                 }
-                Err(e) => e,
             };
-            twin_result(&*tx, user, &key, &hash, outcome)
+            twin_result(&*tx, user, &key, &hash, refusal)
                 .await
                 .map(|s| (s, None))
         };

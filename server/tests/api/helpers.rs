@@ -153,6 +153,15 @@ pub fn escrow_of(app: &TestApp, project: i64) -> Micros {
     .unwrap()
 }
 
+/// A counter of the server's `GET /metrics`.
+pub fn metric(app: &TestApp, name: &str) -> u64 {
+    let metrics = anon(app).raw("GET", "/metrics", None, "").unwrap().text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
 /// The ledger invariants, checked after every scenario.
 pub fn assert_ledger_clean(app: &TestApp) {
     let a = app.audit();

@@ -63,3 +63,71 @@ fn history_lists_each_posting_with_its_sign() {
     assert_eq!(balance_of(&app, uid), Micros(10_000));
     assert_ledger_clean(&app);
 }
+
+/// Many transactions posted at once give what posting them one by one
+/// gives: a replayed key (within the batch or from before) is reported as
+/// such and writes nothing, balances move by the net of the rest, and every
+/// receipt is chained. A batch whose net would overdraw an account is
+/// refused whole, and a rollback leaves nothing of it.
+#[test]
+fn posting_a_batch_of_transactions_equals_posting_each() {
+    use sahel_server::ledger::{self, AccountRef, NewTx, Posted};
+    use serde_json::json;
+
+    let app = spawn_app();
+    let (u, _) = buyer(&app, "batch-payer", 0);
+    let (v, _) = buyer(&app, "batch-payee", 0);
+    app.deposit(u, Micros(1_000));
+    let pay = |key: &str, amount: i64, to: AccountRef| NewTx {
+        kind: "test_transfer",
+        memo: json!({ "key": key }),
+        idempotency_key: Some(key.to_owned()),
+        postings: vec![(AccountRef::User(u), Micros(-amount)), (to, Micros(amount))],
+    };
+    let db = &app.state.db;
+    let before = app.block_on(async {
+        let tx = db.write().await.unwrap();
+        let p = ledger::post_many(&*tx, &[pay("k0", 10, AccountRef::User(v))]).await;
+        tx.commit().await.unwrap();
+        p.unwrap()[0]
+    });
+    let posted = app.block_on(async {
+        let tx = db.write().await.unwrap();
+        let batch = [
+            pay("k1", 100, AccountRef::User(v)),
+            pay("k2", 50, AccountRef::Fee),
+            pay("k1", 100, AccountRef::User(v)),
+            pay("k0", 10, AccountRef::User(v)),
+        ];
+        let p = ledger::post_many(&*tx, &batch).await.unwrap();
+        tx.commit().await.unwrap();
+        p
+    });
+    let Posted::New(k1) = posted[0] else {
+        panic!("{posted:?}")
+    };
+    assert!(
+        matches!(posted[1], Posted::New(k2) if k2 != k1),
+        "{posted:?}"
+    );
+    assert_eq!(posted[2], Posted::Replayed(k1));
+    assert_eq!(posted[3], Posted::Replayed(before.id()));
+    assert_eq!(balance_of(&app, u), Micros(1_000 - 10 - 150));
+    assert_eq!(balance_of(&app, v), Micros(110));
+    assert_ledger_clean(&app);
+
+    // 800 each is affordable (840 left); 1,600 together is not.
+    let refused = app.block_on(async {
+        let tx = db.write().await.unwrap();
+        let batch = [
+            pay("k3", 800, AccountRef::User(v)),
+            pay("k4", 800, AccountRef::User(v)),
+        ];
+        ledger::post_many(&*tx, &batch).await
+    });
+    let e = refused.expect_err("the net overdraws the payer");
+    assert_eq!(e.to_problem().kind, "urn:sahel:problem:insufficient-funds");
+    assert_eq!(balance_of(&app, u), Micros(840));
+    assert_eq!(balance_of(&app, v), Micros(110));
+    assert_ledger_clean(&app);
+}

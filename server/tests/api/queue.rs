@@ -417,13 +417,7 @@ fn concurrent_lease_calls_each_get_their_own_leases_and_a_replay_among_them_is_r
 
     // The metrics count the calls written (not the replay) and the
     // transactions that wrote them.
-    let metrics = anon(&app).raw("GET", "/metrics", None, "").unwrap().text();
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-    };
+    let value = |name: &str| metric(&app, name);
     assert_eq!(
         value("sahel_lease_calls_written_total"),
         people.len() as u64
@@ -509,5 +503,136 @@ fn a_refused_answer_in_a_burst_of_answers_refuses_only_itself() {
         0,
         "four items, three answers each"
     );
+    assert_ledger_clean(&app);
+}
+
+/// A batch of answers that completes many items at once decides, closes
+/// and pays them all together (a tie among them asks for one more answer),
+/// with exactly the result of answering one at a time: each item paid
+/// once under its key, less the fee, every receipt chained. A batch with
+/// a refusal in it is written answer by answer instead, and refuses only
+/// that answer.
+#[test]
+fn a_batch_completing_many_items_decides_and_pays_each_once() {
+    use sahel_server::ledger::{self, AccountRef, entity::transaction};
+    use sahel_server::projects::entity::item;
+    use sahel_server::queue::entity::answer;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+    let app = TestApp::spawn(|c| c.fee_bps = 250);
+    let (_, p) = funded_project(&app, 10, 3);
+    let (reward, paid) = (10_000, 10_000 - 250);
+    let people: Vec<(i64, Client)> = ["batch-a", "batch-b", "batch-c"]
+        .iter()
+        .map(|n| contributor(&app, n))
+        .collect();
+    let leased: Vec<Vec<api::Task>> = people
+        .iter()
+        .map(|(_, c)| {
+            let mut t = c.lease(p.id, 10).unwrap();
+            t.sort_by_key(|t| t.item_id);
+            t
+        })
+        .collect();
+    let other = |t: &api::Task, n: usize| {
+        let i = CLASSES.iter().position(|c| *c == truth(t)).unwrap();
+        CLASSES[(i + n) % 3].to_owned()
+    };
+    // a answers every item rightly; b errs on the last two; c, whose batch
+    // completes every item, errs on item 8 otherwise than b (a three-way
+    // tie) and agrees on item 9.
+    let labels = |who: usize, t: &api::Task, k: usize| match (who, k) {
+        (1, 8 | 9) => other(t, 1),
+        (2, 8) => other(t, 2),
+        _ => truth(t),
+    };
+    let mut results = Vec::new();
+    for (who, (_, c)) in people.iter().enumerate() {
+        let batch = leased[who]
+            .iter()
+            .enumerate()
+            .map(|(k, t)| answer(t, &labels(who, t, k)))
+            .collect();
+        results = c.submit_batch(batch).unwrap();
+        assert!(results.iter().all(|r| r.error.is_none()), "{results:?}");
+    }
+    let last: Vec<&api::Submission> = results
+        .iter()
+        .map(|r| r.submission.as_ref().unwrap())
+        .collect();
+    for (k, s) in last.iter().enumerate() {
+        let (status, pay) = match k {
+            8 => (AnswerStatus::Pending, 0),
+            _ => (AnswerStatus::Accepted, reward),
+        };
+        assert_eq!((s.status, s.paid), (status, Micros(pay)), "item {k}");
+    }
+    let tied = leased[0][8].item_id;
+    let needed = app
+        .block_on(item::Entity::find_by_id(tied).one(app.db()))
+        .unwrap()
+        .unwrap()
+        .needed;
+    assert_eq!(needed, 4, "a three-way tie asks for a fourth answer");
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 9);
+    let with_status = |status: &str| {
+        app.block_on(
+            answer::Entity::find()
+                .filter(answer::Column::ProjectId.eq(p.id))
+                .filter(answer::Column::Status.eq(status))
+                .count(app.db()),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        (
+            with_status("accepted"),
+            with_status("rejected"),
+            with_status("pending")
+        ),
+        (26, 1, 3)
+    );
+    let paid_items = app
+        .block_on(
+            transaction::Entity::find()
+                .filter(transaction::Column::IdempotencyKey.starts_with("resolve:"))
+                .count(app.db()),
+        )
+        .unwrap();
+    assert_eq!(paid_items, 9, "one payment per resolved item");
+    let balances: Vec<i64> = people.iter().map(|(u, _)| balance_of(&app, *u).0).collect();
+    assert_eq!(balances, [9 * paid, 8 * paid, 9 * paid]);
+    let fee = app
+        .block_on(ledger::balance(app.db(), AccountRef::Fee))
+        .unwrap();
+    assert_eq!(fee, Micros(26 * 250));
+    assert_eq!(escrow_of(&app, p.id), Micros(30 * reward - 26 * reward));
+    assert_eq!(metric(&app, "sahel_answer_batches_split_total"), 0);
+    assert_ledger_clean(&app);
+
+    // The fourth answer breaks the tie. Sent twice on one lease under two
+    // keys in one batch, the second is refused and the first kept.
+    let (d_id, d) = contributor(&app, "batch-d");
+    let t = d.lease(p.id, 1).unwrap().remove(0);
+    assert_eq!(t.item_id, tied);
+    let twice = vec![
+        answer(&t, &truth(&t)),
+        api::SubmitAnswer {
+            idempotency_key: "another-key".into(),
+            ..answer(&t, &truth(&t))
+        },
+    ];
+    let results = d.submit_batch(twice).unwrap();
+    let s = results[0].submission.as_ref().expect("the first is kept");
+    assert_eq!((s.status, s.paid), (AnswerStatus::Accepted, Micros(reward)));
+    assert_eq!(
+        results[1].error.as_ref().unwrap().kind,
+        "urn:sahel:problem:lease-already-used"
+    );
+    assert_eq!(metric(&app, "sahel_answer_batches_split_total"), 1);
+    assert_eq!(items_with_status(&app, p.id, "open"), 0);
+    assert_eq!(balance_of(&app, people[0].0), Micros(10 * paid));
+    assert_eq!(balance_of(&app, d_id), Micros(paid));
+    assert_eq!(escrow_of(&app, p.id), Micros(30 * reward - 28 * reward));
     assert_ledger_clean(&app);
 }
