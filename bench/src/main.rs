@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
 
 /// The server side of a bench run: a normal server plus the bench admin.
 fn serve(config: Config) -> anyhow::Result<()> {
+    sahel_server::telemetry::init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -198,7 +199,11 @@ fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Se
                 "--db-pool",
                 &args.db_pool.to_string(),
             ])
-            .env("RUST_LOG", "warn")
+            // The servers' own log filter (default: warnings only).
+            .env(
+                "RUST_LOG",
+                std::env::var("SAHEL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped());
         if let Some(r) = &args.redis_url {
             cmd.args(["--redis-url", r, "--redis-prefix", &prefix]);
@@ -214,8 +219,13 @@ fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Se
                 break p.trim().to_owned();
             }
         };
-        // Keep draining the pipe so the server never blocks on a full one.
-        std::thread::spawn(move || for _ in lines {});
+        // The server's log, passed on (and the pipe kept drained, so the
+        // server never blocks on a full one).
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("server: {line}");
+            }
+        });
         servers.urls.push(format!("http://127.0.0.1:{port}"));
         servers.children.push(child);
     }
@@ -423,8 +433,12 @@ fn peak_rss(servers: &Servers) -> Vec<u64> {
         .collect()
 }
 
-/// One value of a server's `/metrics` (0 when unreadable).
+/// One counter of a server's `/metrics` (0 when unreadable).
 fn metric(url: &str, name: &str) -> u64 {
+    metric_f64(url, name) as u64
+}
+
+fn metric_f64(url: &str, name: &str) -> f64 {
     let res = Client::new(url, Auth::None)
         .raw("GET", "/metrics", None, "")
         .ok();
@@ -435,7 +449,23 @@ fn metric(url: &str, name: &str) -> u64 {
                 .and_then(|v| v.trim().parse().ok())
         })
     })
-    .unwrap_or(0)
+    .unwrap_or(0.0)
+}
+
+/// CPU milliseconds the servers have used so far, all together.
+fn servers_cpu_ms(servers: &Servers) -> u64 {
+    if !servers.children.is_empty() {
+        return servers
+            .children
+            .iter()
+            .map(|c| sahel_server::telemetry::cpu_ms_of(&c.id().to_string()))
+            .sum();
+    }
+    servers
+        .urls
+        .iter()
+        .map(|u| (metric_f64(u, "process_cpu_seconds_total") * 1000.0) as u64)
+        .sum()
 }
 
 /// The queue and ledger invariants, read from the database rows.
@@ -537,6 +567,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let cpu_before = (
+        servers_cpu_ms(&servers),
+        sahel_server::telemetry::cpu_ms_of("self"),
+    );
     barrier.wait();
     let started = Instant::now();
     let results: Vec<ThreadResult> = handles
@@ -544,6 +578,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map(|h| h.join().expect("contributor thread"))
         .collect();
     let elapsed = started.elapsed();
+    // CPU per answer is steadier than answers/s on a shared machine, whose
+    // speed drifts from run to run.
+    let cpu = (
+        servers_cpu_ms(&servers).saturating_sub(cpu_before.0),
+        sahel_server::telemetry::cpu_ms_of("self").saturating_sub(cpu_before.1),
+    );
     let timed_out = Instant::now() >= deadline;
 
     let mut lease: Vec<u32> = results
@@ -593,6 +633,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "lease_ms": { "p50": percentile(&lease, 0.50), "p99": percentile(&lease, 0.99), "n": lease.len() },
         "submit_ms": { "p50": percentile(&submit, 0.50), "p99": percentile(&submit, 0.99), "n": submit.len() },
         "errors": errors,
+        "server_cpu_ms": cpu.0,
+        "bench_cpu_ms": cpu.1,
         "lease_calls_written": lease_calls,
         "lease_writes": lease_writes,
         "answer_calls_written": answer_calls,
@@ -641,6 +683,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 format!("{errors:?}")
             }
+        );
+        let per = |ms: u64| ms as f64 * 1000.0 / answers.max(1) as f64;
+        println!(
+            "CPU per answer   servers {:.0} us, load generator {:.0} us ({:.1} s and {:.1} s in {:.1} s)",
+            per(cpu.0),
+            per(cpu.1),
+            cpu.0 as f64 / 1000.0,
+            cpu.1 as f64 / 1000.0,
+            elapsed.as_secs_f64()
         );
         println!(
             "lease writes     {lease_calls} calls in {lease_writes} transactions ({:.1} per transaction)",

@@ -37,6 +37,11 @@ fn check(summary: &serde_json::Value) {
         summary["server_peak_rss_mb"][0].as_f64().unwrap() > 0.0,
         "{summary}"
     );
+    // The servers' own counts agree with the load generator's.
+    assert_eq!(summary["answer_calls_written"], 900, "{summary}");
+    let writes = summary["answer_writes"].as_u64().unwrap();
+    assert!((1..=900).contains(&writes), "{summary}");
+    assert!(summary["server_cpu_ms"].as_u64().unwrap() > 0, "{summary}");
 }
 
 #[test]

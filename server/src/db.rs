@@ -80,7 +80,7 @@ impl Db {
             // one more round trip (on SQLite, two thread switches) per
             // statement outside a transaction. Only idle ones need it.
             .test_before_acquire_if_idle_for(Duration::from_secs(30))
-            .sqlx_logging(false)
+            .sqlx_logging(std::env::var_os("SAHEL_DEBUG_SQL").is_some())
             .map_sqlx_sqlite_opts(move |o| {
                 let o = o
                     .journal_mode(SqliteJournalMode::Wal)

@@ -93,6 +93,11 @@ impl Metrics {
             "Projects loaded into the queue from the database.",
             self.queue_rebuilds.load(Ordering::Relaxed),
         );
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total User and system CPU time used.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {:.2}",
+            cpu_ms_of("self") as f64 / 1000.0
+        );
         let (rss, peak) = process_memory();
         let _ = writeln!(
             out,
@@ -127,4 +132,24 @@ pub fn memory_of(pid: &str) -> (u64, u64) {
 
 pub fn process_memory() -> (u64, u64) {
     memory_of("self")
+}
+
+/// CPU time (user + system) a process has used, in milliseconds, from
+/// `/proc/<pid>/stat`; zero where that file does not exist. Linux reports
+/// it in ticks of 1/100 s whatever the kernel's own tick rate.
+pub fn cpu_ms_of(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) * 10
 }

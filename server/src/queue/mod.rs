@@ -300,7 +300,7 @@ pub async fn lease(
     let until = now + state.config.lease_secs as i64 * 1000;
     // The quality engine may refuse the contributor (suspended, exam
     // failed), hold them to its exam, or mix gold items in.
-    let admission = quality::admit(&state.db.conn, user, &p).await?;
+    let admission = quality::admit(state, user, &p).await?;
     let reserved = if matches!(admission, quality::Admission::Exam(..)) {
         Vec::new()
     } else {
@@ -746,7 +746,7 @@ async fn prepare_answer(
         (req.signature.as_deref(), request_key),
     )
     .await?;
-    let settings = quality::settings(conn, p.row.id).await?;
+    let settings = state.quality.of(conn, &p).await?.map(|s| (*s).clone());
     Ok(Prep::Ready(Box::new(Prepared {
         lease: l,
         project: p,

@@ -178,6 +178,35 @@ pub async fn settings(
     Ok(settings::Entity::find_by_id(project_id).one(conn).await?)
 }
 
+/// Funded bounties' quality settings (or their absence), by project. They
+/// are fixed once a bounty is funded ([`set_settings`] refuses after) and
+/// every lease and answer needs them, so they are read once per process.
+#[derive(Default)]
+pub struct SettingsCache(
+    std::sync::Mutex<std::collections::HashMap<i64, Option<std::sync::Arc<settings::Model>>>>,
+);
+
+impl SettingsCache {
+    /// The settings of `p`, a project read no earlier than its funding
+    /// when it is not a draft: a draft's may still change, so they are
+    /// read afresh.
+    pub async fn of(
+        &self,
+        conn: &impl ConnectionTrait,
+        p: &Project,
+    ) -> Result<Option<std::sync::Arc<settings::Model>>> {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = lock().get(&p.row.id) {
+            return Ok(s.clone());
+        }
+        let s = settings(conn, p.row.id).await?.map(std::sync::Arc::new);
+        if p.status() != ProjectStatus::Draft {
+            lock().insert(p.row.id, s.clone());
+        }
+        Ok(s)
+    }
+}
+
 /// The suspension rule of a bounty: the engine's default for its classes,
 /// with the bounty's threshold and minimum.
 pub fn rule(p: &Project, s: &settings::Model) -> SuspensionRule {
@@ -703,10 +732,12 @@ fn refuse_if_locked(r: &contributor::Model) -> Result<()> {
 }
 
 /// Whether `user` may lease tasks of `p`, and which kind.
-pub async fn admit(conn: &impl ConnectionTrait, user: &AuthUser, p: &Project) -> Result<Admission> {
-    let Some(s) = settings(conn, p.row.id).await? else {
+pub async fn admit(state: &AppState, user: &AuthUser, p: &Project) -> Result<Admission> {
+    let conn = &state.db.conn;
+    let Some(s) = state.quality.of(conn, p).await? else {
         return Ok(Admission::Vote);
     };
+    let s = (*s).clone();
     let r = find_standing(conn, p.row.id, user.id).await?;
     if let Some(r) = &r {
         refuse_if_locked(r)?;
