@@ -25,7 +25,7 @@ use crate::accounts::{self, AuthUser, NonceClaim, PendingNonce};
 use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::{Db, now_ms};
-use crate::error::{ClientKind, Error, Result, is_unique_violation};
+use crate::error::{Error, Result, is_unique_violation};
 use crate::projects::entity::{item, project};
 use crate::projects::{self, Project};
 use crate::state::AppState;
@@ -512,10 +512,38 @@ async fn own_lease(
     user: &AuthUser,
     lease_id: i64,
 ) -> Result<lease::Model> {
-    let l = lease::Entity::find_by_id(lease_id)
+    let l = lease::Entity::find_by_id(lease_id).one(conn).await?;
+    owned(l, user, lease_id)
+}
+
+/// The caller's lease and its item, in one read.
+async fn lease_and_item(
+    conn: &impl ConnectionTrait,
+    user: &AuthUser,
+    lease_id: i64,
+) -> Result<(lease::Model, item::Model)> {
+    let found = lease::Entity::find_by_id(lease_id)
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            lease::Entity::belongs_to(item::Entity)
+                .from(lease::Column::ItemId)
+                .to(item::Column::Id)
+                .into(),
+        )
+        .select_also(item::Entity)
         .one(conn)
-        .await?
-        .ok_or_else(|| Error::not_found("lease-not-found", format!("no lease {lease_id}")))?;
+        .await?;
+    let (l, it) = match found {
+        Some((l, it)) => (Some(l), it),
+        None => (None, None),
+    };
+    let l = owned(l, user, lease_id)?;
+    let it = it.ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
+    Ok((l, it))
+}
+
+fn owned(l: Option<lease::Model>, user: &AuthUser, lease_id: i64) -> Result<lease::Model> {
+    let l = l.ok_or_else(|| Error::not_found("lease-not-found", format!("no lease {lease_id}")))?;
     if l.user_id != user.id {
         return Err(Error::forbidden(
             "foreign-lease",
@@ -575,12 +603,7 @@ pub async fn submit(
 ) -> Result<api::Submission> {
     let (key, hash) = submission_key(&req)?;
     let attempt = async {
-        let prepared =
-            match prepare_answer(state, user, &req, (&key, &hash), nonce.signer()).await? {
-                Prep::Ready(p) => p,
-                // The handler records the nonce on its own.
-                Prep::Replay(s) => return Ok((s, None)),
-            };
+        let prepared = prepare_answer(state, user, &req, nonce.signer()).await?;
         // On PostgreSQL answers are written one per transaction: a batch
         // would hold the row locks of many items, and the chain head, at
         // once, and batches of several replicas would deadlock.
@@ -638,8 +661,11 @@ fn submission_key(req: &api::SubmitAnswer) -> Result<(String, String)> {
     Ok((key, request_hash(req.lease_id, &req.answer)))
 }
 
-/// After a refusal: a concurrent twin of this request (same key, same
-/// request) may have won the race; if so, its result is this one's too.
+/// After a refusal: this request may have been answered already (a
+/// retry, whose lease is now used, or whose project has since paused or
+/// closed) or by a concurrent twin (same key, same request); if so, that
+/// answer is this one's result too. Any refusal is looked up, not only
+/// "lease used", so a retry never turns into an error after a state change.
 async fn twin_result(
     conn: &impl ConnectionTrait,
     user: &AuthUser,
@@ -647,10 +673,8 @@ async fn twin_result(
     hash: &str,
     e: Error,
 ) -> Result<api::Submission> {
-    if matches!(
-        e.client_kind(),
-        Some(ClientKind::Conflict | ClientKind::Gone)
-    ) && let Some(prev) = find_by_key(conn, user.id, key).await?
+    if e.client_kind().is_some()
+        && let Some(prev) = find_by_key(conn, user.id, key).await?
     {
         return match prev.request_hash == hash {
             true => Ok(to_api_submission(&prev)),
@@ -685,32 +709,22 @@ struct Prepared {
     now: i64,
 }
 
-enum Prep {
-    Ready(Box<Prepared>),
-    /// The same request was already answered: its submission as it stands.
-    Replay(api::Submission),
-}
-
 /// Reads and checks what a submission needs before any write, on the
 /// shared pool, so the write transaction (one at a time on SQLite) holds
 /// only the writes: the lease, the answer's shape and offsets, and its
 /// provenance signature (verified or made here, not under the gate).
+///
+/// A retry of an answered request is not looked for here: its lease is
+/// used, so it is refused as such, and [`twin_result`] then finds the
+/// first answer by its key (retries are rare; every answer paid a read).
 async fn prepare_answer(
     state: &AppState,
     user: &AuthUser,
     req: &api::SubmitAnswer,
-    (key, hash): (&str, &str),
     request_key: Option<&str>,
-) -> Result<Prep> {
+) -> Result<Box<Prepared>> {
     let conn = &state.db.conn;
-    if let Some(prev) = find_by_key(conn, user.id, key).await? {
-        return if prev.request_hash == hash {
-            Ok(Prep::Replay(to_api_submission(&prev)))
-        } else {
-            Err(key_reused())
-        };
-    }
-    let l = own_lease(conn, user, req.lease_id).await?;
+    let (l, item_row) = lease_and_item(conn, user, req.lease_id).await?;
     let now = now_ms();
     lease_usable(&l, now)?;
     let p = state.projects.terms(conn, l.project_id).await?;
@@ -718,10 +732,6 @@ async fn prepare_answer(
         .schema
         .normalize_answer(&req.answer)
         .map_err(|e| Error::invalid("invalid-answer", e))?;
-    let item_row = item::Entity::find_by_id(l.item_id)
-        .one(conn)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("item {} of lease {} vanished", l.item_id, l.id))?;
     let item_data: serde_json::Value = serde_json::from_str(&item_row.data)
         .map_err(|e| anyhow::anyhow!("stored item {}: {e}", l.item_id))?;
     // Offsets and coordinates are checked against the item.
@@ -747,14 +757,14 @@ async fn prepare_answer(
     )
     .await?;
     let settings = state.quality.of(conn, &p).await?.map(|s| (*s).clone());
-    Ok(Prep::Ready(Box::new(Prepared {
+    Ok(Box::new(Prepared {
         lease: l,
         project: p,
         normalized,
         provenance,
         settings,
         now,
-    })))
+    }))
 }
 
 fn key_reused() -> Error {
@@ -1220,13 +1230,10 @@ pub async fn submit_batch(
     for req in &batch.submissions {
         slots.push(match submission_key(req) {
             Err(e) => Slot::Done(Err(e)),
-            Ok((key, hash)) => {
-                match prepare_answer(state, user, req, (&key, &hash), nonce.signer()).await {
-                    Ok(Prep::Replay(s)) => Slot::Done(Ok(s)),
-                    Ok(Prep::Ready(p)) => Slot::Ready(key, hash, p),
-                    Err(e) => Slot::Refused(key, hash, e),
-                }
-            }
+            Ok((key, hash)) => match prepare_answer(state, user, req, nonce.signer()).await {
+                Ok(p) => Slot::Ready(key, hash, p),
+                Err(e) => Slot::Refused(key, hash, e),
+            },
         });
     }
     let tx = state.db.write().await?;

@@ -157,7 +157,7 @@ fn a_contributor_never_gets_an_item_twice_and_leases_stop_at_what_is_needed() {
 #[test]
 fn a_retry_with_the_same_idempotency_key_returns_the_first_result_and_changes_nothing() {
     let app = spawn_app();
-    let (_, p) = funded_project(&app, 3, 3);
+    let (owner, p) = funded_project(&app, 3, 3);
     let (_, c) = contributor(&app, "retry");
     let t = c.lease(p.id, 1).unwrap().remove(0);
     let first = c.submit(&answer(&t, "positive")).unwrap();
@@ -169,6 +169,13 @@ fn a_retry_with_the_same_idempotency_key_returns_the_first_result_and_changes_no
     assert_problem(c.submit(&other), 409, "idempotency-key-reused");
     other.idempotency_key = "a-new-key".into();
     assert_problem(c.submit(&other), 409, "lease-already-used");
+    assert_eq!(answers_in_db(&app, p.id), 1);
+
+    // A retry that arrives after the bounty closed is still the first
+    // answer, not a refusal of the closed bounty.
+    owner.close_project(p.id, "close-retry").unwrap();
+    let late = c.submit(&answer(&t, "positive")).unwrap();
+    assert_eq!(late.id, first.id);
     assert_eq!(answers_in_db(&app, p.id), 1);
     assert_ledger_clean(&app);
 }
