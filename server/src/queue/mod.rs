@@ -604,36 +604,27 @@ pub async fn submit(
     let (key, hash) = submission_key(&req)?;
     let attempt = async {
         let prepared = prepare_answer(state, user, &req, nonce.signer()).await?;
-        // On PostgreSQL answers are written one per transaction: a batch
-        // would hold the row locks of many items, and the chain head, at
-        // once, and batches of several replicas would deadlock.
-        let (submission, effects) = match state.db.serializes_writes() {
-            false => {
-                let w = Writing {
-                    user,
-                    prepared: &prepared,
-                    key: &key,
-                    hash: &hash,
-                };
-                write_answer_alone((&state.db, &state.metrics), nonce.claim(), w).await?
-            }
-            true => {
-                let (done, answer) = tokio::sync::oneshot::channel();
-                let job = AnswerJob {
-                    nonce: nonce.claim().cloned(),
-                    user: *user,
-                    prepared,
-                    key: key.clone(),
-                    hash: hash.clone(),
-                    done,
-                };
-                state
-                    .answer_writer
-                    .run(job, answer, |jobs| {
-                        write_answer_batch(state.db.clone(), state.metrics.clone(), jobs)
-                    })
-                    .await?
-            }
+        // Answers wait for the writer's turn on PostgreSQL too: a batch
+        // per commit halves the server's CPU per answer and cuts submit
+        // p99 by 6x (README, load table). Replicas' batches may still
+        // meet on an item; a deadlock only splits the batch
+        // (`write_answer_batch`).
+        let (submission, effects) = {
+            let (done, answer) = tokio::sync::oneshot::channel();
+            let job = AnswerJob {
+                nonce: nonce.claim().cloned(),
+                user: *user,
+                prepared,
+                key: key.clone(),
+                hash: hash.clone(),
+                done,
+            };
+            state
+                .answer_writer
+                .run(job, answer, |jobs| {
+                    write_answer_batch(state.db.clone(), state.metrics.clone(), jobs)
+                })
+                .await?
         };
         nonce.committed();
         Ok::<_, Error>((submission, Some(effects)))
@@ -1085,7 +1076,17 @@ impl AnswerJob {
 /// anything fails, the transaction is rolled back and each answer is
 /// written alone, in its own transaction, so a refusal touches nobody
 /// else's answer.
-async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, jobs: Vec<AnswerJob>) {
+async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: Vec<AnswerJob>) {
+    // Replicas write batches concurrently on PostgreSQL: rows locked one
+    // answer at a time (a contributor's standing in a project) are taken
+    // in one order by every batch, so two batches wait, never deadlock.
+    jobs.sort_by_key(|j| {
+        (
+            j.user.id,
+            j.prepared.lease.project_id,
+            j.prepared.lease.item_id,
+        )
+    });
     let together = async {
         let tx = db.write().await?;
         let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();

@@ -7,9 +7,10 @@
 //! and whichever call takes the writer's turn next writes everything queued
 //! in one transaction and hands each call its own result. A call whose job
 //! another call wrote just waits for its answer. On SQLite batches run on
-//! a thread of their own (`writer_runtime`). Leases are batched on
-//! PostgreSQL too (it saves round trips; the turn is per process);
-//! answers only on SQLite (`queue::submit` says why).
+//! a thread of their own (`writer_runtime`). On PostgreSQL leases and
+//! answers are batched too: the turn is per process, so it saves commits
+//! and round trips, not a gate; replicas' batches that deadlock are split
+//! and written one by one.
 
 use std::collections::HashMap;
 use std::future::Future;
