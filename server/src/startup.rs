@@ -59,6 +59,7 @@ impl Application {
             config: Arc::new(config.clone()),
             metrics: Default::default(),
             projects: Default::default(),
+            keys: Default::default(),
             quality: Default::default(),
             server_key,
             artifacts,

@@ -18,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub projects: Arc<ProjectCache>,
+    /// Owners of signing keys (a revocation is enforced at commit).
+    pub keys: Arc<crate::accounts::KeyCache>,
     /// Funded bounties' quality settings (fixed once funded).
     pub quality: Arc<crate::consensus::quality::SettingsCache>,
     /// Signs ledger receipts; its public half is published.

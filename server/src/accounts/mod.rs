@@ -469,47 +469,125 @@ impl PendingNonce {
 
 async fn insert_nonce(conn: &impl ConnectionTrait, c: &NonceClaim) -> Result<()> {
     match record_nonces(conn, &[c]).await?[..] {
-        [true] => Ok(()),
-        _ => Err(replayed()),
+        [check] => check.into_result(),
+        _ => Err(anyhow::anyhow!("a nonce was recorded without a result").into()),
+    }
+}
+
+/// What recording a signed request's nonce found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceCheck {
+    Fresh,
+    /// Seen before: the request is a replay.
+    Replayed,
+    /// The signing key was revoked (or unlinked) since the request was
+    /// authenticated.
+    KeyRevoked,
+}
+
+impl NonceCheck {
+    pub fn is_fresh(self) -> bool {
+        self == NonceCheck::Fresh
+    }
+
+    pub fn into_result(self) -> Result<()> {
+        match self {
+            NonceCheck::Fresh => Ok(()),
+            NonceCheck::Replayed => Err(replayed()),
+            NonceCheck::KeyRevoked => Err(unknown_key()),
+        }
     }
 }
 
 /// Records many requests' nonces in one statement (inside the caller's
-/// transaction) and says, for each, whether it was fresh; a replayed one is
+/// transaction) and says, for each, whether it was fresh; a refused one is
 /// left out instead of failing the others.
+///
+/// A nonce is recorded only while its key is linked and unrevoked, so the
+/// transaction that makes a signed request's effects final is also the one
+/// that checks its key: a revocation on any replica refuses every request
+/// not yet committed, whatever [`KeyCache`] holds.
 pub async fn record_nonces(
     conn: &impl ConnectionTrait,
     claims: &[&NonceClaim],
-) -> Result<Vec<bool>> {
+) -> Result<Vec<NonceCheck>> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
-    let now = now_ms();
-    let inserted =
-        request_nonce::Entity::insert_many(claims.iter().map(|c| request_nonce::ActiveModel {
-            public_key: Set(c.public_key.clone()),
-            nonce: Set(c.nonce.clone()),
-            created_at: Set(now),
-        }))
-        .on_conflict_do_nothing_on([
-            request_nonce::Column::PublicKey,
-            request_nonce::Column::Nonce,
-        ])
-        .exec_with_returning_many(conn)
-        .await?;
-    let fresh = match inserted {
-        sea_orm::TryInsertResult::Inserted(rows) => rows,
-        sea_orm::TryInsertResult::Empty | sea_orm::TryInsertResult::Conflicted => Vec::new(),
+    let backend = conn.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claims.len() * 3);
+    let mut mark = |v: sea_orm::Value| {
+        values.push(v);
+        match backend {
+            sea_orm::DatabaseBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        }
     };
-    // Two calls in one batch may carry the same nonce: only the first is fresh.
-    let mut seen = std::collections::HashSet::new();
-    Ok(claims
+    let now = now_ms();
+    let selects: Vec<String> = claims
         .iter()
         .map(|c| {
-            fresh
-                .iter()
-                .any(|r| r.public_key == c.public_key && r.nonce == c.nonce)
-                && seen.insert((&c.public_key, &c.nonce))
+            let nonce = mark(c.nonce.clone().into());
+            let at = mark(now.into());
+            let key = mark(c.public_key.clone().into());
+            format!(
+                "SELECT public_key, {nonce}, CAST({at} AS BIGINT) FROM user_keys \
+                 WHERE public_key = {key} AND revoked_at IS NULL"
+            )
+        })
+        .collect();
+    // Each SELECT ends in a WHERE clause, which SQLite needs to read the
+    // ON CONFLICT that follows as the upsert's.
+    let sql = format!(
+        "INSERT INTO request_nonces (public_key, nonce, created_at) {} \
+         ON CONFLICT (public_key, nonce) DO NOTHING RETURNING public_key, nonce",
+        selects.join(" UNION ALL ")
+    );
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
+        .await?;
+    let mut fresh = std::collections::HashSet::with_capacity(rows.len());
+    for r in rows {
+        fresh.insert((
+            r.try_get::<String>("", "public_key")?,
+            r.try_get::<String>("", "nonce")?,
+        ));
+    }
+    // Two calls in one batch may carry the same nonce: only the first is
+    // fresh (`remove`).
+    let checks: Vec<bool> = claims
+        .iter()
+        .map(|c| fresh.remove(&(c.public_key.clone(), c.nonce.clone())))
+        .collect();
+    // Refusals are rare: only then is it worth a statement to say which.
+    let refused: Vec<String> = claims
+        .iter()
+        .zip(&checks)
+        .filter(|(_, ok)| !**ok)
+        .map(|(c, _)| c.public_key.clone())
+        .collect();
+    let linked: Vec<String> = match refused.is_empty() {
+        true => Vec::new(),
+        false => {
+            user_key::Entity::find()
+                .select_only()
+                .column(user_key::Column::PublicKey)
+                .filter(user_key::Column::PublicKey.is_in(refused))
+                .filter(user_key::Column::RevokedAt.is_null())
+                .into_tuple()
+                .all(conn)
+                .await?
+        }
+    };
+    Ok(claims
+        .iter()
+        .zip(checks)
+        .map(|(c, ok)| match ok {
+            true => NonceCheck::Fresh,
+            false if linked.contains(&c.public_key) => NonceCheck::Replayed,
+            false => NonceCheck::KeyRevoked,
         })
         .collect())
 }
@@ -522,10 +600,58 @@ pub fn replayed() -> Error {
     )
 }
 
+fn unknown_key() -> Error {
+    Error::unauthorized(
+        "unknown-key",
+        "this public key is not linked to any account (or was revoked)",
+    )
+}
+
+/// Who owns a public key, remembered for a while: every signed request
+/// would otherwise read it. A key's owner never changes and roles are only
+/// ever added, so an entry can only be late, never wrong: a revocation is
+/// enforced when the request's nonce is recorded ([`record_nonces`], on
+/// every replica at once), and an added role shows once the entry expires.
+pub struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (AuthUser, std::time::Instant)>>,
+    ttl: std::time::Duration,
+}
+
+impl Default for KeyCache {
+    fn default() -> KeyCache {
+        KeyCache {
+            entries: Default::default(),
+            ttl: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Past this many keys the cache starts over rather than track recency.
+const KEY_CACHE_CAP: usize = 100_000;
+
+impl KeyCache {
+    fn get(&self, key_hex: &str) -> Option<AuthUser> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key_hex)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(u, _)| *u)
+    }
+
+    fn put(&self, key_hex: &str, user: AuthUser) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_CACHE_CAP {
+            entries.clear();
+        }
+        entries.insert(key_hex.to_owned(), (user, std::time::Instant::now()));
+    }
+}
+
 /// Verifies a signed request: timestamp within the skew window, signature
 /// by a linked, unrevoked key. The nonce comes back unrecorded.
 pub async fn authenticate_signature(
     conn: &impl ConnectionTrait,
+    keys: &KeyCache,
     h: &SignatureHeaders<'_>,
     method: &str,
     path: &str,
@@ -567,17 +693,19 @@ pub async fn authenticate_signature(
         .map_err(|e| Error::unauthorized("bad-signature", e.to_string()))?;
 
     let key_hex = signing::public_key_hex(&vk);
-    let query = user_key::Entity::find()
-        .filter(user_key::Column::PublicKey.eq(key_hex.clone()))
-        .filter(user_key::Column::RevokedAt.is_null());
-    let user = owner_of(conn, query, user_key::Column::UserId)
-        .await?
-        .ok_or_else(|| {
-            Error::unauthorized(
-                "unknown-key",
-                "this public key is not linked to any account (or was revoked)",
-            )
-        })?;
+    let user = match keys.get(&key_hex) {
+        Some(u) => u,
+        None => {
+            let query = user_key::Entity::find()
+                .filter(user_key::Column::PublicKey.eq(key_hex.clone()))
+                .filter(user_key::Column::RevokedAt.is_null());
+            let u = owner_of(conn, query, user_key::Column::UserId)
+                .await?
+                .ok_or_else(unknown_key)?;
+            keys.put(&key_hex, u);
+            u
+        }
+    };
     Ok((
         user,
         NonceClaim {

@@ -84,6 +84,7 @@ async fn authenticate(
         };
         let (user, claim) = accounts::authenticate_signature(
             &st.db.conn,
+            &st.keys,
             &h,
             req.method().as_str(),
             req.path(),

@@ -21,7 +21,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::accounts::{self, AuthUser, NonceClaim, PendingNonce};
+use crate::accounts::{AuthUser, NonceClaim, PendingNonce};
 use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
 use crate::db::{Db, now_ms};
@@ -367,50 +367,38 @@ async fn record_leases(
     (picked, gold): (&[i64], &[i64]),
     (now, until): (i64, i64),
 ) -> Result<(Vec<api::Task>, Vec<i64>, Vec<i64>)> {
-    // Items never change their data, so they are read before the gate. An
-    // item that closes in between is leased anyway; its answer is refused
-    // (`item-complete`), as it would be if it closed a moment later.
-    let rows = item::Entity::find()
-        .filter(item::Column::Id.is_in(picked.to_vec()))
-        .all(&state.db.conn)
-        .await?;
-    let mut stale = Vec::new();
-    let mut open = Vec::with_capacity(picked.len());
-    for id in picked {
-        match rows
-            .iter()
-            .find(|r| r.id == *id && (r.status == "open" || gold.contains(id)))
-        {
-            Some(it) => open.push(it),
-            None => stale.push(*id),
-        }
-    }
-    let ids: Vec<i64> = open.iter().map(|it| it.id).collect();
     // Checked before the write; a review lease taken meanwhile is caught
     // when the answer comes (`reviewed-this-item`).
     let barred = match p.schema.is_reviewed() {
-        true => crate::consensus::review::reviewed_items(&state.db.conn, user, &ids).await?,
+        true => crate::consensus::review::reviewed_items(&state.db.conn, user, picked).await?,
         false => Vec::new(),
     };
-    open.retain(|it| !barred.contains(&it.id));
-    let leases = match open.is_empty() {
-        true => Vec::new(),
-        false => {
-            let items = open.iter().map(|it| it.id).collect();
-            writer::write_leases(
-                &state.lease_writer,
-                (&state.db, &state.metrics),
-                nonce.claim(),
-                (p.row.id, user),
-                items,
-                (now, until),
-            )
-            .await?
-        }
-    };
-    if !open.is_empty() {
-        nonce.committed();
+    let wanted: Vec<i64> = picked
+        .iter()
+        .copied()
+        .filter(|id| !barred.contains(id))
+        .collect();
+    if wanted.is_empty() {
+        return Ok((Vec::new(), Vec::new(), barred));
     }
+    let (leases, open) = writer::write_leases(
+        &state.lease_writer,
+        (&state.db, &state.metrics),
+        nonce.claim(),
+        (p.row.id, user),
+        (wanted.clone(), gold.to_vec()),
+        (now, until),
+    )
+    .await?;
+    nonce.committed();
+    // Items the queue offered but the database has closed.
+    let stale: Vec<i64> = wanted
+        .into_iter()
+        .filter(|id| !open.iter().any(|it| it.id == *id))
+        .collect();
+    // Leased in the order the queue picked them.
+    let mut open = open;
+    open.sort_by_key(|it| picked.iter().position(|id| *id == it.id));
     let schema = p.schema.to_json();
     let mut tasks = Vec::with_capacity(open.len());
     for it in open {
@@ -1094,7 +1082,7 @@ async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: 
         let writing: Vec<Writing<'_>> = jobs
             .iter()
             .zip(&fresh)
-            .filter(|(_, ok)| **ok)
+            .filter(|(_, check)| check.is_fresh())
             .map(|(j, _)| j.writing())
             .collect();
         let mut written = record_answers(&*tx, &writing).await?.into_iter();
@@ -1102,7 +1090,13 @@ async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: 
         Ok::<_, Error>(
             fresh
                 .into_iter()
-                .map(|ok| ok.then(|| written.next()).flatten())
+                .map(|check| {
+                    check.into_result().and_then(|()| {
+                        written.next().ok_or_else(|| {
+                            anyhow::anyhow!("an answer was written without a result").into()
+                        })
+                    })
+                })
                 .collect::<Vec<_>>(),
         )
     }
@@ -1112,10 +1106,10 @@ async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: 
             Metrics::add(&metrics.answer_writes, 1);
             Metrics::add(
                 &metrics.answer_calls_written,
-                out.iter().flatten().count() as u64,
+                out.iter().filter(|done| done.is_ok()).count() as u64,
             );
             for (job, done) in jobs.into_iter().zip(out) {
-                let _ = job.done.send(done.ok_or_else(accounts::replayed));
+                let _ = job.done.send(done);
             }
         }
         Err(first) if jobs.len() == 1 => {
@@ -1142,9 +1136,7 @@ async fn write_answer_alone(
     w: Writing<'_>,
 ) -> Result<(api::Submission, Effects)> {
     let tx = db.write().await?;
-    if !writer::fresh_nonces(&*tx, &[nonce]).await?[0] {
-        return Err(accounts::replayed());
-    }
+    writer::fresh_nonces(&*tx, &[nonce]).await?[0].into_result()?;
     let done = record_answers(&*tx, std::slice::from_ref(&w))
         .await?
         .into_iter()

@@ -16,13 +16,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{EntityTrait, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use tokio::sync::oneshot;
 
 use super::entity::lease;
-use crate::accounts::{self, NonceClaim};
+use crate::accounts::{self, NonceCheck, NonceClaim};
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::projects::entity::item;
 use crate::telemetry::Metrics;
 
 /// Jobs waiting for the writer's turn.
@@ -113,12 +114,15 @@ fn writer_runtime() -> &'static tokio::runtime::Handle {
 pub(super) async fn fresh_nonces(
     conn: &impl sea_orm::ConnectionTrait,
     nonces: &[Option<&NonceClaim>],
-) -> Result<Vec<bool>> {
+) -> Result<Vec<NonceCheck>> {
     let claims: Vec<&NonceClaim> = nonces.iter().flatten().copied().collect();
-    let mut fresh = accounts::record_nonces(conn, &claims).await?.into_iter();
+    let mut checks = accounts::record_nonces(conn, &claims).await?.into_iter();
     Ok(nonces
         .iter()
-        .map(|n| n.is_none() || fresh.next().unwrap_or(false))
+        .map(|n| match n {
+            None => NonceCheck::Fresh,
+            Some(_) => checks.next().unwrap_or(NonceCheck::Replayed),
+        })
         .collect())
 }
 
@@ -128,30 +132,36 @@ pub struct LeaseJob {
     project: i64,
     user: i64,
     items: Vec<i64>,
+    /// Those of `items` that are gold: leased whatever their status.
+    gold: Vec<i64>,
     created: i64,
     expires: i64,
-    done: oneshot::Sender<Result<Vec<lease::Model>>>,
+    done: oneshot::Sender<Result<Leased>>,
 }
+
+/// A lease call's leases (in no particular order) and the items they are
+/// on. Items the call asked for but found closed are in neither.
+pub type Leased = (Vec<lease::Model>, Vec<item::Model>);
 
 pub type LeaseWriter = GroupCommit<LeaseJob>;
 
-/// Records open leases of `user` on `items` (with the request's nonce, if
-/// signed) and returns them, in no particular order. A replayed nonce
-/// refuses this call alone.
+/// Records open leases of `user` on those of `items` still open (with the
+/// request's nonce, if signed). A replayed nonce refuses this call alone.
 pub async fn write_leases(
     writer: &LeaseWriter,
     (db, metrics): (&Db, &Arc<Metrics>),
     nonce: Option<&NonceClaim>,
     (project, user): (i64, i64),
-    items: Vec<i64>,
+    (items, gold): (Vec<i64>, Vec<i64>),
     (created, expires): (i64, i64),
-) -> Result<Vec<lease::Model>> {
+) -> Result<Leased> {
     let (done, answer) = oneshot::channel();
     let job = LeaseJob {
         nonce: nonce.cloned(),
         project,
         user,
         items,
+        gold,
         created,
         expires,
         done,
@@ -164,18 +174,52 @@ pub async fn write_leases(
 }
 
 /// Writes the lease jobs in one transaction (one statement for all nonces,
-/// one for all leases) and answers each.
+/// one to read all their items, one for all leases) and answers each.
 async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
     let written = async {
         let tx = db.write().await?;
         let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
         let accepted = fresh_nonces(&*tx, &nonces).await?;
-        let rows: Vec<lease::ActiveModel> = jobs
+        let wanted: Vec<i64> = jobs
             .iter()
             .zip(&accepted)
-            .filter(|(_, ok)| **ok)
-            .flat_map(|(j, _)| {
-                j.items.iter().map(|item| lease::ActiveModel {
+            .filter(|(_, check)| check.is_fresh())
+            .flat_map(|(j, _)| j.items.iter().copied())
+            .collect();
+        let items: HashMap<i64, item::Model> = match wanted.is_empty() {
+            true => HashMap::new(),
+            false => item::Entity::find()
+                .filter(item::Column::Id.is_in(wanted))
+                .all(&*tx)
+                .await?
+                .into_iter()
+                .map(|it| (it.id, it))
+                .collect(),
+        };
+        // An item the queue offered may have closed since (a queue update
+        // lost with Redis): the database decides, inside the transaction.
+        let usable: Vec<Vec<i64>> = jobs
+            .iter()
+            .zip(&accepted)
+            .map(|(j, check)| match check.is_fresh() {
+                false => Vec::new(),
+                true => j
+                    .items
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        items
+                            .get(id)
+                            .is_some_and(|it| it.status == "open" || j.gold.contains(id))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let rows: Vec<lease::ActiveModel> = jobs
+            .iter()
+            .zip(&usable)
+            .flat_map(|(j, ids)| {
+                ids.iter().map(|item| lease::ActiveModel {
                     project_id: Set(j.project),
                     item_id: Set(*item),
                     user_id: Set(j.user),
@@ -195,15 +239,15 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
             }
         };
         tx.commit().await?;
-        Ok::<_, Error>((accepted, leases))
+        Ok::<_, Error>((accepted, usable, items, leases))
     }
     .await;
     match written {
-        Ok((accepted, leases)) => {
+        Ok((accepted, usable, items, leases)) => {
             Metrics::add(&metrics.lease_writes, 1);
             Metrics::add(
                 &metrics.lease_calls_written,
-                accepted.iter().filter(|ok| **ok).count() as u64,
+                accepted.iter().filter(|c| c.is_fresh()).count() as u64,
             );
             // RETURNING promises no order: each job takes, per item, one
             // lease of its user on that item not yet handed to another.
@@ -211,17 +255,18 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
             for l in leases {
                 left.entry((l.user_id, l.item_id)).or_default().push(l);
             }
-            for (job, ok) in jobs.into_iter().zip(accepted) {
-                if !ok {
-                    let _ = job.done.send(Err(accounts::replayed()));
+            for ((job, check), ids) in jobs.into_iter().zip(accepted).zip(usable) {
+                if let Err(refused) = check.into_result() {
+                    let _ = job.done.send(Err(refused));
                     continue;
                 }
-                let mine: Vec<lease::Model> = job
-                    .items
+                let mine: Vec<lease::Model> = ids
                     .iter()
                     .filter_map(|item| left.get_mut(&(job.user, *item)).and_then(Vec::pop))
                     .collect();
-                let _ = job.done.send(Ok(mine));
+                let on: Vec<item::Model> =
+                    ids.iter().filter_map(|id| items.get(id)).cloned().collect();
+                let _ = job.done.send(Ok((mine, on)));
             }
         }
         Err(e) => {

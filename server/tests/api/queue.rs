@@ -330,6 +330,109 @@ fn a_replayed_signed_lease_or_submission_is_refused_and_changes_nothing() {
     );
 }
 
+/// The queue may offer an item the database has closed (a queue update
+/// lost when Redis was unreachable): the lease transaction reads the item
+/// and leases only what is still open, and the queue is corrected.
+#[test]
+fn an_item_closed_behind_the_queues_back_is_not_leased() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 2, 1);
+    let first = app.block_on(async {
+        use sahel_server::projects::entity::item;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+        let first = item::Entity::find()
+            .filter(item::Column::ProjectId.eq(p.id))
+            .order_by_asc(item::Column::Seq)
+            .one(app.db())
+            .await
+            .unwrap()
+            .unwrap();
+        item::Entity::update_many()
+            .col_expr(
+                item::Column::Status,
+                sea_orm::sea_query::Expr::value("resolved"),
+            )
+            .filter(item::Column::Id.eq(first.id))
+            .exec(app.db())
+            .await
+            .unwrap();
+        first.id
+    });
+    let (alice, a) = contributor(&app, "behind-a");
+    let tasks = a.lease(p.id, 2).unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_ne!(tasks[0].item_id, first, "the closed item was not leased");
+    let (_, b) = contributor(&app, "behind-b");
+    assert!(
+        b.lease(p.id, 2).unwrap().is_empty(),
+        "the queue no longer offers the closed item"
+    );
+    let leases = app.block_on(async {
+        use sahel_server::queue::entity::lease;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        lease::Entity::find()
+            .filter(lease::Column::ProjectId.eq(p.id))
+            .all(app.db())
+            .await
+    });
+    let leases = leases.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(
+        (leases[0].user_id, leases[0].item_id),
+        (alice, tasks[0].item_id)
+    );
+}
+
+/// A server remembers who owns a key (it saves a query per request), so a
+/// revocation made through another server must still stop the key there at
+/// once: the write that records the request's nonce checks the key.
+#[test]
+fn a_key_revoked_through_one_server_is_refused_at_once_by_another() {
+    let app = spawn_app();
+    // The in-process queue is not shared: without Redis the "other" server
+    // is the same one, whose cache holds the key just the same.
+    let replica = have_pg_and_redis(&app).then(|| app.spawn_replica());
+    let elsewhere = replica.as_ref().map_or(&app.address, |r| &r.address);
+    let (_, p) = funded_project(&app, 3, 1);
+    let (user, b) = sign_up(
+        &app,
+        "revoked-elsewhere@test.sahel",
+        &[sahel_protocol::api::Role::Contributor],
+    );
+    let key = new_key();
+    let me = b.link_key(user.id, &key, None).unwrap();
+    let there = Client::new(elsewhere, sahel_worker::client::Auth::Key(key.clone()));
+    let task = there.lease(p.id, 1).unwrap().remove(0);
+
+    b.revoke_key(me.keys[0].id).unwrap();
+    assert_problem(there.submit(&answer(&task, "positive")), 401, "unknown-key");
+    assert_eq!(
+        answers_in_db(&app, p.id),
+        0,
+        "the refused answer was not saved"
+    );
+    assert_problem(there.lease(p.id, 1), 401, "unknown-key");
+    let leases = app.block_on(async {
+        use sahel_server::queue::entity::lease;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        lease::Entity::find()
+            .filter(lease::Column::UserId.eq(user.id))
+            .count(app.db())
+            .await
+    });
+    assert_eq!(leases.unwrap(), 1, "the refused lease call leased nothing");
+
+    // A fresh key of the same account works on both servers.
+    let fresh = new_key();
+    b.link_key(user.id, &fresh, None).unwrap();
+    let renewed = there.with_auth(sahel_worker::client::Auth::Key(fresh));
+    assert_eq!(
+        renewed.submit(&answer(&task, "positive")).unwrap().status,
+        AnswerStatus::Accepted
+    );
+    assert_ledger_clean(&app);
+}
+
 /// Concurrent lease calls are written together (group commit): each call
 /// still gets its own leases, and a nonce replayed within the same burst
 /// refuses that one request, not its neighbours.
