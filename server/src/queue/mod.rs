@@ -381,7 +381,7 @@ async fn record_leases(
     if wanted.is_empty() {
         return Ok((Vec::new(), Vec::new(), barred));
     }
-    let (leases, open) = writer::write_leases(
+    let (leases, mut open) = writer::write_leases(
         &state.lease_writer,
         (&state.db, &state.metrics),
         nonce.claim(),
@@ -397,7 +397,6 @@ async fn record_leases(
         .filter(|id| !open.iter().any(|it| it.id == *id))
         .collect();
     // Leased in the order the queue picked them.
-    let mut open = open;
     open.sort_by_key(|it| picked.iter().position(|id| *id == it.id));
     let schema = p.schema.to_json();
     let mut tasks = Vec::with_capacity(open.len());

@@ -5,7 +5,7 @@ use ed25519_dalek::SigningKey;
 use sahel_protocol::Micros;
 use sahel_protocol::api::{self, Role, TaskType};
 use sahel_server::projects::entity::item;
-use sahel_server::queue::entity::answer;
+use sahel_server::queue::entity::{answer, lease};
 pub use sahel_server::testing::{TestApp, spawn_app};
 use sahel_worker::client::{Auth, Client};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -122,6 +122,26 @@ pub fn answers_in_db(app: &TestApp, project: i64) -> u64 {
     app.block_on(
         answer::Entity::find()
             .filter(answer::Column::ProjectId.eq(project))
+            .count(app.db()),
+    )
+    .unwrap()
+}
+
+/// Every lease row of a project, whatever its status.
+pub fn leases_of_project(app: &TestApp, project: i64) -> Vec<lease::Model> {
+    app.block_on(
+        lease::Entity::find()
+            .filter(lease::Column::ProjectId.eq(project))
+            .all(app.db()),
+    )
+    .unwrap()
+}
+
+/// How many leases a user was ever given.
+pub fn leases_of_user(app: &TestApp, user: i64) -> u64 {
+    app.block_on(
+        lease::Entity::find()
+            .filter(lease::Column::UserId.eq(user))
             .count(app.db()),
     )
     .unwrap()

@@ -8,7 +8,7 @@ use sahel_protocol::api::{self, AnswerStatus};
 use sahel_server::consensus::quality::entity::{discard, gold_item};
 use sahel_server::consensus::quality::run;
 use sahel_server::projects::entity::item;
-use sahel_server::queue::entity::{answer, lease};
+use sahel_server::queue::entity::answer;
 use sahel_worker::client::Client;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -497,13 +497,7 @@ fn the_exam_admits_who_passes_and_locks_out_who_fails() {
         bad.submit(&answer(&t, "neutral")).unwrap();
     }
     assert_problem(bad.lease(p.id, 1), 403, "exam-failed");
-    let leases = app
-        .block_on(
-            lease::Entity::find()
-                .filter(lease::Column::ProjectId.eq(p.id))
-                .all(app.db()),
-        )
-        .unwrap();
+    let leases = leases_of_project(&app, p.id);
     assert_eq!(leases.len(), 3 + 2 + 3);
 }
 

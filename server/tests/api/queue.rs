@@ -269,15 +269,11 @@ fn a_replayed_signed_lease_or_submission_is_refused_and_changes_nothing() {
         again.json::<api::Problem>().unwrap().kind,
         "urn:sahel:problem:replayed-request"
     );
-    let leases = app.block_on(async {
-        use sahel_server::queue::entity::lease;
-        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-        lease::Entity::find()
-            .filter(lease::Column::UserId.eq(user.id))
-            .count(app.db())
-            .await
-    });
-    assert_eq!(leases.unwrap(), 1, "the replay leased nothing");
+    assert_eq!(
+        leases_of_user(&app, user.id),
+        1,
+        "the replay leased nothing"
+    );
 
     let body = serde_json::to_vec(&answer(&task, "positive")).unwrap();
     assert_eq!(
@@ -367,15 +363,7 @@ fn an_item_closed_behind_the_queues_back_is_not_leased() {
         b.lease(p.id, 2).unwrap().is_empty(),
         "the queue no longer offers the closed item"
     );
-    let leases = app.block_on(async {
-        use sahel_server::queue::entity::lease;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-        lease::Entity::find()
-            .filter(lease::Column::ProjectId.eq(p.id))
-            .all(app.db())
-            .await
-    });
-    let leases = leases.unwrap();
+    let leases = leases_of_project(&app, p.id);
     assert_eq!(leases.len(), 1);
     assert_eq!(
         (leases[0].user_id, leases[0].item_id),
@@ -412,15 +400,11 @@ fn a_key_revoked_through_one_server_is_refused_at_once_by_another() {
         "the refused answer was not saved"
     );
     assert_problem(there.lease(p.id, 1), 401, "unknown-key");
-    let leases = app.block_on(async {
-        use sahel_server::queue::entity::lease;
-        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
-        lease::Entity::find()
-            .filter(lease::Column::UserId.eq(user.id))
-            .count(app.db())
-            .await
-    });
-    assert_eq!(leases.unwrap(), 1, "the refused lease call leased nothing");
+    assert_eq!(
+        leases_of_user(&app, user.id),
+        1,
+        "the refused lease call leased nothing"
+    );
 
     // A fresh key of the same account works on both servers.
     let fresh = new_key();
@@ -481,15 +465,7 @@ fn concurrent_lease_calls_each_get_their_own_leases_and_a_replay_among_them_is_r
         first.contains(&200) && first.contains(&401),
         "the same signed request twice: one served, one refused ({first:?})"
     );
-    let leases = app.block_on(async {
-        use sahel_server::queue::entity::lease;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-        lease::Entity::find()
-            .filter(lease::Column::ProjectId.eq(p.id))
-            .all(app.db())
-            .await
-    });
-    let leases = leases.unwrap();
+    let leases = leases_of_project(&app, p.id);
     for (i, (user, _)) in people.iter().enumerate() {
         let served: Vec<&(usize, u16, String)> = of(i).filter(|r| r.1 == 200).collect();
         assert_eq!(

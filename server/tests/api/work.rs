@@ -144,13 +144,7 @@ fn a_contributor_never_gets_an_item_twice_and_leases_stop_at_what_is_needed() {
         0,
         "two open leases already cover overlap 2"
     );
-    let open = app
-        .block_on(
-            lease::Entity::find()
-                .filter(lease::Column::ProjectId.eq(p.id))
-                .all(app.db()),
-        )
-        .unwrap();
+    let open = leases_of_project(&app, p.id);
     assert_eq!(open.len(), 4);
 }
 
