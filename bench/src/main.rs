@@ -614,6 +614,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         total("sahel_answer_writes_total"),
         total("sahel_answer_batches_split_total"),
     );
+    let held_hits = total("sahel_held_lease_hits_total");
     let problems = rt.block_on(check_invariants(&servers.database_url, project, !timed_out))?;
     let backend = match (&args.database_url, &args.redis_url) {
         (Some(_), Some(_)) => "postgresql+redis",
@@ -640,6 +641,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         "answer_calls_written": answer_calls,
         "answer_writes": answer_writes,
         "answer_batches_split": answer_splits,
+        "held_lease_hits": held_hits,
         "server_peak_rss_mb": rss.iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
         "timed_out": timed_out,
         "invariants_ok": problems.is_empty(),
@@ -700,6 +702,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "answer writes    {answer_calls} answers in {answer_writes} transactions ({:.1} per transaction), {answer_splits} batches split",
             answer_calls as f64 / answer_writes.max(1) as f64
+        );
+        println!(
+            "held leases      {held_hits} answers on leases their server still held (no read)"
         );
         println!(
             "server peak RSS  {}",

@@ -14,11 +14,16 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::ledger::{self, receipts, receipts::ServerKey};
 use crate::queue::QueueBackend;
+use crate::queue::held::HeldLeases;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::redis::RedisQueue;
 use crate::queue::writer::GroupCommit;
 use crate::state::AppState;
 use crate::{accounts, api, consensus, demo, queue};
+
+/// Memory for leases handed out and not yet answered (`HeldLeases`): at
+/// 1 KiB items, some 50,000 of them.
+const HELD_LEASE_BYTES: usize = 64 << 20;
 
 pub struct Application {
     port: u16,
@@ -63,6 +68,7 @@ impl Application {
             quality: Default::default(),
             server_key,
             artifacts,
+            held: Arc::new(HeldLeases::new(HELD_LEASE_BYTES)),
             lease_writer: Arc::new(GroupCommit::new(serial)),
             answer_writer: Arc::new(GroupCommit::new(serial)),
             gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(

@@ -28,6 +28,8 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     /// The randomness that places gold items.
     pub gold_draw: Arc<GoldDraw>,
+    /// Leases handed out here and not yet answered, with their items.
+    pub held: Arc<crate::queue::held::HeldLeases>,
     /// Write concurrent lease calls and answers together (group commit).
     pub lease_writer: Arc<crate::queue::writer::LeaseWriter>,
     pub answer_writer: Arc<crate::queue::AnswerWriter>,

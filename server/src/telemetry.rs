@@ -31,6 +31,9 @@ pub struct Metrics {
     pub answer_calls_written: AtomicU64,
     pub answer_writes: AtomicU64,
     pub answer_batches_split: AtomicU64,
+    /// Answers whose lease and item this process still held from the
+    /// lease call (no read needed).
+    pub held_lease_hits: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +90,11 @@ impl Metrics {
             "sahel_answer_batches_split_total",
             "Answer batches that met a refusal and were written one answer at a time.",
             self.answer_batches_split.load(Ordering::Relaxed),
+        );
+        counter(
+            "sahel_held_lease_hits_total",
+            "Answers on leases this process handed out, answered without reading the lease.",
+            self.held_lease_hits.load(Ordering::Relaxed),
         );
         counter(
             "sahel_queue_rebuilds_total",

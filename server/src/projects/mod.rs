@@ -132,28 +132,69 @@ pub fn cost(
     answers.checked_add(reviews)
 }
 
-/// Projects' terms (schema, overlap, caps, reward, owner) by id. They never
-/// change once a project exists, and the submit path needs them for every
-/// answer, so they are read once. The cached row's other fields (status,
-/// item count) go stale: read those from the database.
+/// Projects' terms (schema, overlap, caps, reward, owner, item count) by
+/// id. They never change once a project is funded, and every lease and
+/// answer needs them, so they are read once; drafts are never kept (their
+/// items and settings still change).
+///
+/// Each entry also remembers the status this process last saw. Only the
+/// lease path uses it, as a hint: while it says open, a lease call skips
+/// reading the project and the lease batch checks the status in its own
+/// transaction instead (`queue::writer`), since any replica may pause,
+/// resume or close the bounty meanwhile. Anything else that needs the
+/// status reads the row.
 #[derive(Default)]
-pub struct ProjectCache(std::sync::Mutex<std::collections::HashMap<i64, std::sync::Arc<Project>>>);
+pub struct ProjectCache(
+    std::sync::Mutex<std::collections::HashMap<i64, (std::sync::Arc<Project>, ProjectStatus)>>,
+);
 
 impl ProjectCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<i64, (std::sync::Arc<Project>, ProjectStatus)>,
+    > {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub async fn terms(
         &self,
         conn: &impl ConnectionTrait,
         id: i64,
     ) -> Result<std::sync::Arc<Project>> {
-        if let Some(p) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+        if let Some((p, _)) = self.lock().get(&id) {
             return Ok(p.clone());
         }
-        let p = std::sync::Arc::new(get(conn, id).await?);
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, p.clone());
-        Ok(p)
+        Ok(self.saw(get(conn, id).await?))
+    }
+
+    /// Keeps a project just read (unless a draft) with its status.
+    pub fn saw(&self, p: Project) -> std::sync::Arc<Project> {
+        let status = p.status();
+        let p = std::sync::Arc::new(p);
+        if status != ProjectStatus::Draft {
+            let mut map = self.lock();
+            let entry = map.entry(p.row.id).or_insert_with(|| (p.clone(), status));
+            entry.1 = status;
+            return entry.0.clone();
+        }
+        p
+    }
+
+    /// A funded project's terms when this process last saw it open.
+    pub fn open_terms(&self, id: i64) -> Option<std::sync::Arc<Project>> {
+        match self.lock().get(&id) {
+            Some((p, ProjectStatus::Open)) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// The project was found in `status` (a lease batch saw it).
+    pub fn set_status(&self, id: i64, status: ProjectStatus) {
+        if let Some(entry) = self.lock().get_mut(&id) {
+            entry.1 = status;
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! (item, contributor) pair, and an item that still needs answers.
 
 pub mod entity;
+pub mod held;
 pub mod memory;
 pub mod redis;
 pub mod writer;
@@ -273,29 +274,21 @@ pub async fn lease(
             format!("lease 1 to {MAX_BATCH} tasks at a time"),
         ));
     }
-    let p = projects::get_visible(&state.db.conn, user, project_id).await?;
-    match p.status() {
-        ProjectStatus::Open => {}
-        ProjectStatus::Completed => return Ok(Vec::new()),
-        ProjectStatus::Paused => {
-            return Err(Error::conflict(
-                "project-paused",
-                "this bounty is paused by its buyer; tasks you already hold may still be answered",
-            ));
+    // While this process last saw the bounty open, its cached terms serve
+    // and the lease batch checks the status where it writes; otherwise
+    // the row is read, for the right refusal.
+    let p = match state.projects.open_terms(project_id) {
+        Some(p) => p,
+        None => {
+            let read = projects::get_visible(&state.db.conn, user, project_id).await?;
+            let status = read.status();
+            let p = state.projects.saw(read);
+            if !leasable(status)? {
+                return Ok(Vec::new());
+            }
+            p
         }
-        ProjectStatus::Closed => {
-            return Err(Error::conflict(
-                "project-closed",
-                "this project was closed by its buyer",
-            ));
-        }
-        ProjectStatus::Draft => {
-            return Err(Error::conflict(
-                "project-not-open",
-                "this project is not funded yet",
-            ));
-        }
-    }
+    };
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
     // The quality engine may refuse the contributor (suspended, exam
@@ -311,6 +304,11 @@ pub async fn lease(
         {
             Ok(r) => r,
             Err(QueueError::NotLoaded(p)) => {
+                // A bounty closed or completed is unloaded: say so rather
+                // than have the caller retry.
+                if !settled_status(state, p).await? {
+                    return Ok(Vec::new());
+                }
                 // Rebuild in the background; this caller retries after the 503.
                 let st = state.clone();
                 tokio::spawn(async move {
@@ -326,6 +324,9 @@ pub async fn lease(
     let (picked, gold) =
         quality::gold::mix(state, user, &p, &admission, reserved, count, now).await?;
     if picked.is_empty() {
+        // No batch will check the status: nothing to offer may mean the
+        // bounty was closed or paused behind the cached status.
+        settled_status(state, project_id).await?;
         return Ok(Vec::new());
     }
     match record_leases(state, nonce, &p, user.id, (&picked, &gold), (now, until)).await {
@@ -357,6 +358,35 @@ pub async fn lease(
     }
 }
 
+/// Whether a bounty in `status` hands out tasks: yes when open, none (an
+/// empty answer) when completed, a refusal saying why otherwise.
+fn leasable(status: ProjectStatus) -> Result<bool> {
+    match status {
+        ProjectStatus::Open => Ok(true),
+        ProjectStatus::Completed => Ok(false),
+        ProjectStatus::Paused => Err(Error::conflict(
+            "project-paused",
+            "this bounty is paused by its buyer; tasks you already hold may still be answered",
+        )),
+        ProjectStatus::Closed => Err(Error::conflict(
+            "project-closed",
+            "this project was closed by its buyer",
+        )),
+        ProjectStatus::Draft => Err(Error::conflict(
+            "project-not-open",
+            "this project is not funded yet",
+        )),
+    }
+}
+
+/// Reads a bounty's status where no lease batch will (the queue had
+/// nothing for the call), remembers it, and refuses unless it is open.
+async fn settled_status(state: &AppState, project_id: i64) -> Result<bool> {
+    let status = projects::get(&state.db.conn, project_id).await?.status();
+    state.projects.set_status(project_id, status);
+    leasable(status)
+}
+
 /// Records leases on `picked` (in order); `gold` lists those that are gold
 /// items, leased whatever their status.
 async fn record_leases(
@@ -381,7 +411,7 @@ async fn record_leases(
     if wanted.is_empty() {
         return Ok((Vec::new(), Vec::new(), barred));
     }
-    let (leases, mut open) = writer::write_leases(
+    let written = writer::write_leases(
         &state.lease_writer,
         (&state.db, &state.metrics),
         nonce.claim(),
@@ -391,6 +421,15 @@ async fn record_leases(
     )
     .await?;
     nonce.committed();
+    let (leases, mut open) = match written {
+        writer::Leased::Recorded(leases, open) => (leases, open),
+        writer::Leased::NotOpen(status) => {
+            state.projects.set_status(p.row.id, status);
+            // A completed bounty has no open item: the queue was stale.
+            leasable(status)?;
+            return Ok((Vec::new(), wanted, barred));
+        }
+    };
     // Items the queue offered but the database has closed.
     let stale: Vec<i64> = wanted
         .into_iter()
@@ -400,12 +439,14 @@ async fn record_leases(
     open.sort_by_key(|it| picked.iter().position(|id| *id == it.id));
     let schema = p.schema.to_json();
     let mut tasks = Vec::with_capacity(open.len());
+    let mut held = Vec::with_capacity(open.len());
     for it in open {
         // RETURNING promises no order: match the leases by item.
         let l = leases
             .iter()
             .find(|l| l.item_id == it.id)
             .ok_or_else(|| anyhow::anyhow!("no lease returned for item {}", it.id))?;
+        held.push((l.clone(), it.clone()));
         tasks.push(api::Task {
             lease_id: l.id,
             project_id: p.row.id,
@@ -417,11 +458,13 @@ async fn record_leases(
             schema: schema.clone(),
         });
     }
+    state.held.keep(now, held);
     Ok((tasks, stale, barred))
 }
 
 /// Gives a lease back before it expires, so someone else can take the item.
 pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<()> {
+    state.held.forget(lease_id);
     let tx = state.db.write().await?;
     let l = own_lease(&*tx, user, lease_id).await?;
     let res = lease::Entity::update_many()
@@ -448,6 +491,7 @@ pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result
 pub async fn renew(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<api::LeaseInfo> {
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
+    state.held.forget(lease_id);
     let tx = state.db.write().await?;
     let l = own_lease(&*tx, user, lease_id).await?;
     lease_usable(&l, now)?;
@@ -702,8 +746,17 @@ async fn prepare_answer(
     request_key: Option<&str>,
 ) -> Result<Box<Prepared>> {
     let conn = &state.db.conn;
-    let (l, item_row) = lease_and_item(conn, user, req.lease_id).await?;
     let now = now_ms();
+    // Handed out here: only what never changes is used, the writes
+    // re-check the rest. Looking expired, it may have been renewed
+    // elsewhere; someone else's, it gets the read's refusal.
+    let (l, item_row) = match state.held.take(req.lease_id) {
+        Some((l, it)) if l.user_id == user.id && l.expires_at >= now => {
+            Metrics::add(&state.metrics.held_lease_hits, 1);
+            (l, it)
+        }
+        _ => lease_and_item(conn, user, req.lease_id).await?,
+    };
     lease_usable(&l, now)?;
     let p = state.projects.terms(conn, l.project_id).await?;
     let shaped = p

@@ -16,14 +16,16 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sahel_protocol::api::ProjectStatus;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use tokio::sync::oneshot;
 
 use super::entity::lease;
 use crate::accounts::{self, NonceCheck, NonceClaim};
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::projects::entity::item;
+use crate::projects::entity::{item, project};
+use crate::projects::parse_status;
 use crate::telemetry::Metrics;
 
 /// Jobs waiting for the writer's turn.
@@ -139,14 +141,21 @@ pub struct LeaseJob {
     done: oneshot::Sender<Result<Leased>>,
 }
 
-/// A lease call's leases (in no particular order) and the items they are
-/// on. Items the call asked for but found closed are in neither.
-pub type Leased = (Vec<lease::Model>, Vec<item::Model>);
+/// What a lease call's write found.
+pub enum Leased {
+    /// Its leases (in no particular order) and the items they are on.
+    /// Items the call asked for but found closed are in neither.
+    Recorded(Vec<lease::Model>, Vec<item::Model>),
+    /// The project was not open when the batch wrote: nothing was leased
+    /// (the request's nonce is spent all the same).
+    NotOpen(ProjectStatus),
+}
 
 pub type LeaseWriter = GroupCommit<LeaseJob>;
 
-/// Records open leases of `user` on those of `items` still open (with the
-/// request's nonce, if signed). A replayed nonce refuses this call alone.
+/// Records open leases of `user` on those of `items` still open, if the
+/// project is still open (with the request's nonce, if signed). A replayed
+/// nonce refuses this call alone.
 pub async fn write_leases(
     writer: &LeaseWriter,
     (db, metrics): (&Db, &Arc<Metrics>),
@@ -174,16 +183,42 @@ pub async fn write_leases(
 }
 
 /// Writes the lease jobs in one transaction (one statement for all nonces,
-/// one to read all their items, one for all leases) and answers each.
+/// one to read their projects' statuses, one to read all their items, one
+/// for all leases) and answers each.
 async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
     let written = async {
         let tx = db.write().await?;
         let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
         let accepted = fresh_nonces(&*tx, &nonces).await?;
-        let wanted: Vec<i64> = jobs
+        // Read here, in the transaction that writes the leases, so that a
+        // lease call needs no read of its project of its own: a pause or
+        // close by any replica is seen by the next batch.
+        let mut projects: Vec<i64> = jobs
             .iter()
             .zip(&accepted)
             .filter(|(_, check)| check.is_fresh())
+            .map(|(j, _)| j.project)
+            .collect();
+        projects.sort_unstable();
+        projects.dedup();
+        let status: HashMap<i64, ProjectStatus> = match projects.is_empty() {
+            true => HashMap::new(),
+            false => project::Entity::find()
+                .select_only()
+                .columns([project::Column::Id, project::Column::Status])
+                .filter(project::Column::Id.is_in(projects))
+                .into_tuple::<(i64, String)>()
+                .all(&*tx)
+                .await?
+                .into_iter()
+                .map(|(id, s)| (id, parse_status(&s)))
+                .collect(),
+        };
+        let open = |j: &LeaseJob| status.get(&j.project) == Some(&ProjectStatus::Open);
+        let wanted: Vec<i64> = jobs
+            .iter()
+            .zip(&accepted)
+            .filter(|(j, check)| check.is_fresh() && open(j))
             .flat_map(|(j, _)| j.items.iter().copied())
             .collect();
         let items: HashMap<i64, item::Model> = match wanted.is_empty() {
@@ -201,7 +236,7 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
         let usable: Vec<Vec<i64>> = jobs
             .iter()
             .zip(&accepted)
-            .map(|(j, check)| match check.is_fresh() {
+            .map(|(j, check)| match check.is_fresh() && open(j) {
                 false => Vec::new(),
                 true => j
                     .items
@@ -239,11 +274,11 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
             }
         };
         tx.commit().await?;
-        Ok::<_, Error>((accepted, usable, items, leases))
+        Ok::<_, Error>((accepted, status, usable, items, leases))
     }
     .await;
     match written {
-        Ok((accepted, usable, items, leases)) => {
+        Ok((accepted, status, usable, items, leases)) => {
             Metrics::add(&metrics.lease_writes, 1);
             Metrics::add(
                 &metrics.lease_calls_written,
@@ -260,13 +295,22 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
                     let _ = job.done.send(Err(refused));
                     continue;
                 }
+                // A project gone is a draft as far as leasing goes.
+                match status.get(&job.project).copied() {
+                    Some(ProjectStatus::Open) => {}
+                    other => {
+                        let not = other.unwrap_or(ProjectStatus::Draft);
+                        let _ = job.done.send(Ok(Leased::NotOpen(not)));
+                        continue;
+                    }
+                }
                 let mine: Vec<lease::Model> = ids
                     .iter()
                     .filter_map(|item| left.get_mut(&(job.user, *item)).and_then(Vec::pop))
                     .collect();
                 let on: Vec<item::Model> =
                     ids.iter().filter_map(|id| items.get(id)).cloned().collect();
-                let _ = job.done.send(Ok((mine, on)));
+                let _ = job.done.send(Ok(Leased::Recorded(mine, on)));
             }
         }
         Err(e) => {

@@ -417,6 +417,98 @@ fn a_key_revoked_through_one_server_is_refused_at_once_by_another() {
     assert_ledger_clean(&app);
 }
 
+/// A server that saw a bounty open leases without reading the bounty
+/// again: the lease batch checks its status in the transaction that writes
+/// the leases, so a pause or a close made through another server stops
+/// leasing there at once, and a resume starts it again.
+#[test]
+fn a_bounty_paused_or_closed_through_one_server_stops_leases_at_once_on_another() {
+    let app = spawn_app();
+    let replica = have_pg_and_redis(&app).then(|| app.spawn_replica());
+    let elsewhere = replica.as_ref().map_or(&app.address, |r| &r.address);
+    let (b, p) = funded_project(&app, 6, 1);
+    let (uid, c) = contributor(&app, "paused-elsewhere");
+    let there = c.with_base(elsewhere);
+    let held = there.lease(p.id, 1).unwrap().remove(0);
+
+    b.pause_project(p.id).unwrap();
+    assert_problem(there.lease(p.id, 2), 409, "project-paused");
+    assert_problem(there.lease(p.id, 1), 409, "project-paused");
+    assert_eq!(
+        leases_of_user(&app, uid),
+        1,
+        "the refused calls leased nothing"
+    );
+    // A task taken before the pause may still be answered.
+    assert_eq!(
+        there.submit(&answer(&held, &truth(&held))).unwrap().status,
+        AnswerStatus::Accepted
+    );
+
+    b.resume_project(p.id).unwrap();
+    let next = there.lease(p.id, 5).unwrap();
+    assert_eq!(
+        next.len(),
+        5,
+        "the items set aside for the refused calls went back to the queue"
+    );
+
+    b.close_project(p.id, "close-elsewhere").unwrap();
+    assert_problem(there.lease(p.id, 1), 409, "project-closed");
+    assert_problem(
+        there.submit(&answer(&next[0], &truth(&next[0]))),
+        410,
+        "lease-released",
+    );
+    assert_eq!(leases_of_user(&app, uid), 6);
+    assert_eq!(answers_in_db(&app, p.id), 1);
+    assert_ledger_clean(&app);
+}
+
+/// A server keeps the leases it hands out, so that their answers need no
+/// read, but trusts only what never changes: a lease released through
+/// another server is refused here, and one renewed there is still good
+/// here after its first expiry.
+#[test]
+fn a_lease_released_or_renewed_through_another_server_is_judged_by_the_database() {
+    let app = TestApp::spawn(|c| c.lease_secs = 1);
+    let replica = have_pg_and_redis(&app).then(|| app.spawn_replica());
+    let elsewhere = replica.as_ref().map_or(&app.address, |r| &r.address);
+    let (_, p) = funded_project(&app, 2, 1);
+    let (_, c) = contributor(&app, "held-elsewhere");
+    let there = c.with_base(elsewhere);
+    let mut tasks = there.lease(p.id, 2).unwrap();
+    let (released, renewed) = (tasks.remove(0), tasks.remove(0));
+
+    c.release(released.lease_id).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let info = c.renew(renewed.lease_id).unwrap();
+    assert!(info.expires_at.0 > renewed.expires_at.0);
+    // Past the expiry the lease was handed out with, inside the renewed one.
+    std::thread::sleep(std::time::Duration::from_millis(
+        (renewed.expires_at.0 - sahel_server::db::now_ms() + 100).max(0) as u64,
+    ));
+    assert!(
+        sahel_server::db::now_ms() < info.expires_at.0,
+        "the machine was too slow"
+    );
+
+    assert_problem(
+        there.submit(&answer(&released, &truth(&released))),
+        410,
+        "lease-released",
+    );
+    assert_eq!(
+        there
+            .submit(&answer(&renewed, &truth(&renewed)))
+            .unwrap()
+            .status,
+        AnswerStatus::Accepted
+    );
+    assert_eq!(answers_in_db(&app, p.id), 1);
+    assert_ledger_clean(&app);
+}
+
 /// Concurrent lease calls are written together (group commit): each call
 /// still gets its own leases, and a nonce replayed within the same burst
 /// refuses that one request, not its neighbours.
