@@ -122,9 +122,21 @@ fn unix_secs() -> i64 {
 
 impl Client {
     pub fn new(base: &str, auth: Auth) -> Client {
+        // A bound on each phase rather than on the whole call: with a
+        // global or per-call budget, ureq resolves the host on a thread
+        // spawned for every request, pooled connection or not (a thread
+        // per request in `sahel push` and in the load generator, which
+        // spent a fifth of its CPU creating them). Without one, an IP
+        // address resolves at once and a name through the system's own
+        // resolver timeout.
+        let phase = Some(Duration::from_secs(120));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_send_request(phase)
+            .timeout_send_body(phase)
+            .timeout_recv_response(phase)
+            .timeout_recv_body(phase)
             .build()
             .into();
         Client {
