@@ -615,6 +615,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         total("sahel_answer_batches_split_total"),
     );
     let held_hits = total("sahel_held_lease_hits_total");
+    let busy = |name: &str| {
+        servers
+            .urls
+            .iter()
+            .map(|u| metric_f64(u, name))
+            .sum::<f64>()
+            / (servers.urls.len() as f64 * elapsed.as_secs_f64())
+    };
+    let (lease_busy, answer_busy) = (
+        busy("sahel_lease_batch_seconds_total"),
+        busy("sahel_answer_batch_seconds_total"),
+    );
     let problems = rt.block_on(check_invariants(&servers.database_url, project, !timed_out))?;
     let backend = match (&args.database_url, &args.redis_url) {
         (Some(_), Some(_)) => "postgresql+redis",
@@ -642,6 +654,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "answer_writes": answer_writes,
         "answer_batches_split": answer_splits,
         "held_lease_hits": held_hits,
+        "lease_writer_busy": lease_busy,
+        "answer_writer_busy": answer_busy,
         "server_peak_rss_mb": rss.iter().map(|b| *b as f64 / 1048576.0).collect::<Vec<_>>(),
         "timed_out": timed_out,
         "invariants_ok": problems.is_empty(),
@@ -705,6 +719,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         println!(
             "held leases      {held_hits} answers on leases their server still held (no read)"
+        );
+        println!(
+            "writers busy     leases {:.0} %, answers {:.0} % of the time (per server)",
+            lease_busy * 100.0,
+            answer_busy * 100.0
         );
         println!(
             "server peak RSS  {}",

@@ -15,6 +15,15 @@ pub fn init() {
         .try_init();
 }
 
+/// Adds its lifetime, in microseconds, to a counter when dropped.
+pub struct Timing<'a>(&'a AtomicU64, std::time::Instant);
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        Metrics::add(self.0, self.1.elapsed().as_micros() as u64);
+    }
+}
+
 /// Monotonic counters of this process.
 #[derive(Default)]
 pub struct Metrics {
@@ -31,6 +40,10 @@ pub struct Metrics {
     pub answer_calls_written: AtomicU64,
     pub answer_writes: AtomicU64,
     pub answer_batches_split: AtomicU64,
+    /// Microseconds spent writing lease and answer batches: against wall
+    /// time, how busy each writer is.
+    pub lease_batch_us: AtomicU64,
+    pub answer_batch_us: AtomicU64,
     /// Answers whose lease and item this process still held from the
     /// lease call (no read needed).
     pub held_lease_hits: AtomicU64,
@@ -41,11 +54,16 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Adds the microseconds until the returned guard is dropped.
+    pub fn time(counter: &AtomicU64) -> Timing<'_> {
+        Timing(counter, std::time::Instant::now())
+    }
+
     /// The Prometheus text exposition of the counters and the process's
     /// memory (current and peak resident set, from /proc on Linux).
     pub fn render(&self, queue_backend: &str) -> String {
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
+        let mut counter = |name: &str, help: &str, v: &dyn std::fmt::Display| {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
@@ -54,52 +72,63 @@ impl Metrics {
         counter(
             "sahel_leases_granted_total",
             "Task leases handed out.",
-            self.leases_granted.load(Ordering::Relaxed),
+            &self.leases_granted.load(Ordering::Relaxed),
         );
         counter(
             "sahel_answers_recorded_total",
             "Answers committed.",
-            self.answers_recorded.load(Ordering::Relaxed),
+            &self.answers_recorded.load(Ordering::Relaxed),
         );
         counter(
             "sahel_items_closed_total",
             "Items resolved or closed without consensus.",
-            self.items_closed.load(Ordering::Relaxed),
+            &self.items_closed.load(Ordering::Relaxed),
         );
         counter(
             "sahel_lease_calls_written_total",
             "Lease calls whose leases were committed.",
-            self.lease_calls_written.load(Ordering::Relaxed),
+            &self.lease_calls_written.load(Ordering::Relaxed),
         );
         counter(
             "sahel_lease_writes_total",
             "Transactions that committed lease calls (one per batch of concurrent calls).",
-            self.lease_writes.load(Ordering::Relaxed),
+            &self.lease_writes.load(Ordering::Relaxed),
         );
         counter(
             "sahel_answer_calls_written_total",
             "Answers committed by the answer writer.",
-            self.answer_calls_written.load(Ordering::Relaxed),
+            &self.answer_calls_written.load(Ordering::Relaxed),
         );
         counter(
             "sahel_answer_writes_total",
             "Transactions that committed answers (one per batch of concurrent answers on SQLite).",
-            self.answer_writes.load(Ordering::Relaxed),
+            &self.answer_writes.load(Ordering::Relaxed),
         );
         counter(
             "sahel_answer_batches_split_total",
             "Answer batches that met a refusal and were written one answer at a time.",
-            self.answer_batches_split.load(Ordering::Relaxed),
+            &self.answer_batches_split.load(Ordering::Relaxed),
+        );
+        let seconds = |us: &AtomicU64| us.load(Ordering::Relaxed) as f64 / 1e6;
+        counter(
+            "sahel_lease_batch_seconds_total",
+            "Time spent writing lease batches (one at a time per process).",
+            &seconds(&self.lease_batch_us),
+        );
+        counter(
+            "sahel_answer_batch_seconds_total",
+            "Time spent writing answer batches (one at a time per process).",
+            &seconds(&self.answer_batch_us),
         );
         counter(
             "sahel_held_lease_hits_total",
             "Answers on leases this process handed out, answered without reading the lease.",
-            self.held_lease_hits.load(Ordering::Relaxed),
+            &self.held_lease_hits.load(Ordering::Relaxed),
         );
         counter(
             "sahel_queue_rebuilds_total",
             "Projects loaded into the queue from the database.",
-            self.queue_rebuilds.load(Ordering::Relaxed),
+            &self.queue_rebuilds.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

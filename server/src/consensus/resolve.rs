@@ -32,35 +32,43 @@ pub enum Outcome {
     Closed,
 }
 
+/// Gives decided answers their verdict in one statement: the accepted
+/// paid `reward`, the rejected nothing. Returns the rows as updated.
 async fn set_answers(
     conn: &impl ConnectionTrait,
-    ids: &[i64],
-    status: &str,
-    paid: i64,
+    (accepted, rejected): (&[i64], &[i64]),
+    reward: i64,
     now: i64,
-) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
+) -> Result<Vec<answer::Model>> {
+    if accepted.is_empty() && rejected.is_empty() {
+        return Ok(Vec::new());
     }
-    answer::Entity::update_many()
-        .col_expr(answer::Column::Status, Expr::value(status))
-        .col_expr(answer::Column::Paid, Expr::value(paid))
+    let is_accepted = || answer::Column::Id.is_in(accepted.to_vec());
+    let status = CaseStatement::new()
+        .case(is_accepted(), Expr::val("accepted"))
+        .finally(Expr::val("rejected"));
+    let paid = CaseStatement::new()
+        .case(is_accepted(), Expr::val(reward))
+        .finally(Expr::val(0i64));
+    Ok(answer::Entity::update_many()
+        .col_expr(answer::Column::Status, status.into())
+        .col_expr(answer::Column::Paid, paid.into())
         .col_expr(answer::Column::DecidedAt, Expr::value(now))
-        .filter(answer::Column::Id.is_in(ids.to_vec()))
-        .exec(conn)
-        .await?;
-    Ok(())
+        .filter(answer::Column::Id.is_in(accepted.iter().chain(rejected).copied()))
+        .exec_with_returning(conn)
+        .await?)
 }
 
 /// Decides each of `items` (the rows as just updated by the submissions)
 /// that has all the answers it needs, under the bounty's quality settings
-/// (`settings`, read by the caller). One outcome per item, in order.
+/// (`settings`, read by the caller). One outcome per item, in order, and
+/// the answers given a verdict, as updated.
 pub async fn resolve_items(
     conn: &impl ConnectionTrait,
     p: &Project,
     settings: Option<&quality::entity::settings::Model>,
     items: &[item::Model],
-) -> Result<Vec<Outcome>> {
+) -> Result<(Vec<Outcome>, Vec<answer::Model>)> {
     resolve(conn, p, settings, items, false).await
 }
 
@@ -76,7 +84,8 @@ pub async fn resolve_early(
         return Ok(Outcome::Pending);
     };
     let settings = quality::settings(conn, p.row.id).await?;
-    let outcomes = resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
+    let (outcomes, _) =
+        resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
     Ok(outcomes.into_iter().next().unwrap_or(Outcome::Pending))
 }
 
@@ -96,7 +105,7 @@ async fn resolve(
     settings: Option<&quality::entity::settings::Model>,
     items: &[item::Model],
     early: bool,
-) -> Result<Vec<Outcome>> {
+) -> Result<(Vec<Outcome>, Vec<answer::Model>)> {
     let ready = |it: &item::Model| it.status == "open" && (early || it.answers_count >= it.needed);
     let ids: Vec<i64> = items
         .iter()
@@ -104,7 +113,7 @@ async fn resolve(
         .map(|it| it.id)
         .collect();
     if ids.is_empty() {
-        return Ok(vec![Outcome::Pending; items.len()]);
+        return Ok((vec![Outcome::Pending; items.len()], Vec::new()));
     }
     let mut pending: HashMap<i64, Vec<answer::Model>> = HashMap::new();
     for a in answer::Entity::find()
@@ -183,17 +192,16 @@ async fn resolve(
             }
         });
     }
-    apply(conn, p, w).await?;
-    Ok(outcomes)
+    let decided = apply(conn, p, w).await?;
+    Ok((outcomes, decided))
 }
 
 /// Writes the gathered decisions, in the lock order every money
 /// transaction keeps (answers, items, leases, project, chain head,
 /// accounts), so closing a bounty never deadlocks with a payment.
-async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<()> {
+async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Vec<answer::Model>> {
     let now = now_ms();
-    set_answers(conn, &w.accepted, "accepted", p.row.reward, now).await?;
-    set_answers(conn, &w.rejected, "rejected", 0, now).await?;
+    let decided = set_answers(conn, (&w.accepted, &w.rejected), p.row.reward, now).await?;
     if !w.need_more.is_empty() {
         let mut needed = CaseStatement::new();
         for (id, n) in &w.need_more {
@@ -213,7 +221,7 @@ async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<()
         projects::complete_if_done(conn, p.row.id).await?;
     }
     ledger::payments::pay_answers(conn, p.row.id, &w.payments, p.row.reward).await?;
-    Ok(())
+    Ok(decided)
 }
 
 /// Closes an item with its status and stored result.

@@ -995,6 +995,7 @@ async fn record_answers(
     // Each project's counted items are decided together, under the
     // quality settings its answers were checked with.
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
+    let mut decided: Vec<answer::Model> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
     for w in batch {
         let p = &w.prepared.project;
@@ -1007,28 +1008,16 @@ async fn record_answers(
             .filter(|it| it.project_id == p.row.id)
             .cloned()
             .collect();
-        let decided = resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
-        outcome.extend(mine.iter().map(|it| it.id).zip(decided));
+        let (outcomes, verdicts) =
+            resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
+        outcome.extend(mine.iter().map(|it| it.id).zip(outcomes));
+        decided.extend(verdicts);
     }
-    // Only a decision changes an answer's status and pay.
-    let closed: Vec<i64> = answers
-        .iter()
-        .filter(|a| outcome.get(&a.item_id) == Some(&Outcome::Closed))
-        .map(|a| a.id)
-        .collect();
-    let decided: Vec<answer::Model> = match closed.is_empty() {
-        true => Vec::new(),
-        false => {
-            answer::Entity::find()
-                .filter(answer::Column::Id.is_in(closed))
-                .all(conn)
-                .await?
-        }
-    };
 
     let mut out = Vec::with_capacity(batch.len());
     for (((w, a), g), reload) in batch.iter().zip(answers).zip(gold).zip(reload) {
         let item = a.item_id;
+        // Only a decision changes an answer's status and pay.
         let a = decided.iter().find(|d| d.id == a.id).cloned().unwrap_or(a);
         let mut submission = to_api_submission(&a);
         if let Some(g) = &g
@@ -1117,6 +1106,7 @@ impl AnswerJob {
 /// written alone, in its own transaction, so a refusal touches nobody
 /// else's answer.
 async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: Vec<AnswerJob>) {
+    let _busy = Metrics::time(&metrics.answer_batch_us);
     // Replicas write batches concurrently on PostgreSQL: rows locked one
     // answer at a time (a contributor's standing in a project) are taken
     // in one order by every batch, so two batches wait, never deadlock.

@@ -186,6 +186,7 @@ pub async fn write_leases(
 /// one to read their projects' statuses, one to read all their items, one
 /// for all leases) and answers each.
 async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
+    let _busy = Metrics::time(&metrics.lease_batch_us);
     let written = async {
         let tx = db.write().await?;
         let nonces: Vec<Option<&NonceClaim>> = jobs.iter().map(|j| j.nonce.as_ref()).collect();
