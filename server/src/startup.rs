@@ -17,7 +17,6 @@ use crate::queue::QueueBackend;
 use crate::queue::held::HeldLeases;
 use crate::queue::memory::MemoryQueue;
 use crate::queue::redis::RedisQueue;
-use crate::queue::writer::GroupCommit;
 use crate::state::AppState;
 use crate::{accounts, api, consensus, demo, queue};
 
@@ -58,19 +57,24 @@ impl Application {
         ledger::apply_settings(&db, &config)
             .await
             .map_err(|e| anyhow::anyhow!("writing the ledger settings: {e}"))?;
+        let metrics: Arc<crate::telemetry::Metrics> = Default::default();
         let state = AppState {
+            lease_writer: Arc::new(queue::writer::lease_writer(
+                serial,
+                db.clone(),
+                metrics.clone(),
+            )),
+            answer_writer: Arc::new(queue::answer_writer(serial, db.clone(), metrics.clone())),
             db,
             queue,
             config: Arc::new(config.clone()),
-            metrics: Default::default(),
+            metrics,
             projects: Default::default(),
             keys: Default::default(),
             quality: Default::default(),
             server_key,
             artifacts,
             held: Arc::new(HeldLeases::new(HELD_LEASE_BYTES)),
-            lease_writer: Arc::new(GroupCommit::new(serial)),
-            answer_writer: Arc::new(GroupCommit::new(serial)),
             gold_draw: Arc::new(crate::consensus::quality::gold::GoldDraw::new(
                 config.gold_seed,
             )),

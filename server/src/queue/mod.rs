@@ -413,7 +413,6 @@ async fn record_leases(
     }
     let written = writer::write_leases(
         &state.lease_writer,
-        (&state.db, &state.metrics),
         nonce.claim(),
         (p.row.id, user),
         (wanted.clone(), gold.to_vec()),
@@ -650,12 +649,7 @@ pub async fn submit(
                 hash: hash.clone(),
                 done,
             };
-            state
-                .answer_writer
-                .run(job, answer, |jobs| {
-                    write_answer_batch(state.db.clone(), state.metrics.clone(), jobs)
-                })
-                .await?
+            state.answer_writer.run(job, answer).await?
         };
         nonce.committed();
         Ok::<_, Error>((submission, Some(effects)))
@@ -1087,6 +1081,21 @@ pub struct AnswerJob {
 }
 
 pub type AnswerWriter = writer::GroupCommit<AnswerJob>;
+
+impl writer::Job for AnswerJob {
+    fn weight(&self) -> usize {
+        1
+    }
+    /// Answer rows in one INSERT (14 values each).
+    const MAX_BATCH_WEIGHT: usize = 256;
+}
+
+/// The answer writer of a server.
+pub fn answer_writer(own_thread: bool, db: Db, metrics: std::sync::Arc<Metrics>) -> AnswerWriter {
+    writer::GroupCommit::start(own_thread, move |jobs| {
+        write_answer_batch(db.clone(), metrics.clone(), jobs)
+    })
+}
 
 impl AnswerJob {
     fn writing(&self) -> Writing<'_> {

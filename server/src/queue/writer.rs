@@ -3,22 +3,25 @@
 //! Every lease call and every answer ends in a small write. On SQLite each
 //! write transaction holds the one write gate, and each statement is a
 //! round trip to the connection's thread; under load the gate, not the
-//! CPU, sets the pace. So a call does not write alone: it queues its job,
-//! and whichever call takes the writer's turn next writes everything queued
-//! in one transaction and hands each call its own result. A call whose job
-//! another call wrote just waits for its answer. On SQLite batches run on
-//! a thread of their own (`writer_runtime`). On PostgreSQL leases and
-//! answers are batched too: the turn is per process, so it saves commits
-//! and round trips, not a gate; replicas' batches that deadlock are split
-//! and written one by one.
+//! CPU, sets the pace. So a call does not write alone: it sends its job to
+//! a writer, a task that takes everything waiting, writes it in one
+//! transaction, hands each call its own result, and starts over. One
+//! writer per kind of job and process: on SQLite on a thread of their own
+//! (`writer_runtime`), on PostgreSQL on the server's runtime, where the
+//! batches save commits and round trips rather than a gate; replicas'
+//! batches that deadlock are split and written one by one.
+//!
+//! The next batch starts the moment the last one ends: a writer that was
+//! a caller holding a turn had first to be woken on a busy HTTP worker,
+//! which left the SQLite gate idle a third of the time between batches.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sahel_protocol::api::ProjectStatus;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::entity::lease;
 use crate::accounts::{self, NonceCheck, NonceClaim};
@@ -28,68 +31,62 @@ use crate::projects::entity::{item, project};
 use crate::projects::parse_status;
 use crate::telemetry::Metrics;
 
-/// Jobs waiting for the writer's turn.
-pub struct GroupCommit<J> {
-    queued: Mutex<Vec<J>>,
-    turn: tokio::sync::Mutex<()>,
-    own_thread: bool,
+/// A job's share of a batch, and the most a batch takes (one job more at
+/// most): bounds a transaction's statements and their bound parameters.
+pub trait Job: Send + 'static {
+    fn weight(&self) -> usize;
+    const MAX_BATCH_WEIGHT: usize;
 }
 
-impl<J: Send + 'static> GroupCommit<J> {
-    /// `own_thread`: run batches on the writer thread (`writer_runtime`).
-    /// For SQLite only, whose connections answer through channels; a
-    /// PostgreSQL socket is driven by the runtime that opened it.
-    pub fn new(own_thread: bool) -> Self {
-        GroupCommit {
-            queued: Mutex::new(Vec::new()),
-            turn: tokio::sync::Mutex::new(()),
-            own_thread,
-        }
-    }
+/// Sends jobs to their writer.
+pub struct GroupCommit<J> {
+    jobs: mpsc::UnboundedSender<J>,
+}
 
-    /// Queues `job` and waits for its result on `answer`. Whenever this
-    /// call holds the turn meanwhile, it runs `write` on everything queued.
-    pub async fn run<T, F>(
-        &self,
-        job: J,
-        mut answer: oneshot::Receiver<Result<T>>,
-        write: impl Fn(Vec<J>) -> F,
-    ) -> Result<T>
+impl<J: Job> GroupCommit<J> {
+    /// Starts the writer, which runs `write` on each batch until every
+    /// sender is gone. `own_thread`: on the writer thread
+    /// (`writer_runtime`), for SQLite only, whose connections answer
+    /// through channels; a PostgreSQL socket is driven by the runtime that
+    /// opened it, which must be the current one.
+    pub fn start<F>(own_thread: bool, write: impl Fn(Vec<J>) -> F + Send + 'static) -> Self
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.lock_queue().push(job);
-        loop {
-            tokio::select! {
-                biased;
-                r = &mut answer => {
-                    return r.unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("the write batch holding this call was abandoned").into())
-                    });
-                }
-                _turn = self.turn.lock() => {
-                    // Whoever held the turn before wrote everything queued
-                    // then, and answered before letting go: an empty queue
-                    // means this call's answer is waiting.
-                    let jobs = std::mem::take(&mut *self.lock_queue());
-                    if !jobs.is_empty() {
-                        // Its own task: the batch answers other calls too,
-                        // so it must finish even if this call is dropped.
-                        let batch = match self.own_thread {
-                            true => writer_runtime().spawn(write(jobs)),
-                            false => tokio::spawn(write(jobs)),
-                        };
-                        if let Err(e) = batch.await {
-                            tracing::error!(error = %e, "a write batch task failed");
+        let (jobs, mut waiting) = mpsc::unbounded_channel::<J>();
+        let writer = async move {
+            while let Some(first) = waiting.recv().await {
+                let mut weight = first.weight();
+                let mut batch = vec![first];
+                while weight < J::MAX_BATCH_WEIGHT {
+                    match waiting.try_recv() {
+                        Ok(job) => {
+                            weight += job.weight();
+                            batch.push(job);
                         }
+                        Err(_) => break,
                     }
                 }
+                write(batch).await;
             }
+        };
+        match own_thread {
+            true => drop(writer_runtime().spawn(writer)),
+            false => drop(tokio::spawn(writer)),
         }
+        GroupCommit { jobs }
     }
 
-    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<J>> {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    /// Sends `job` to the writer and waits for its result on `answer`. A
+    /// caller that goes away does not take its job back: the writer still
+    /// writes it, with the batch it is in.
+    pub async fn run<T>(&self, job: J, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+        self.jobs
+            .send(job)
+            .map_err(|_| anyhow::anyhow!("the writer has stopped"))?;
+        answer.await.unwrap_or_else(|_| {
+            Err(anyhow::anyhow!("the write batch holding this call was abandoned").into())
+        })
     }
 }
 
@@ -158,7 +155,6 @@ pub type LeaseWriter = GroupCommit<LeaseJob>;
 /// nonce refuses this call alone.
 pub async fn write_leases(
     writer: &LeaseWriter,
-    (db, metrics): (&Db, &Arc<Metrics>),
     nonce: Option<&NonceClaim>,
     (project, user): (i64, i64),
     (items, gold): (Vec<i64>, Vec<i64>),
@@ -175,11 +171,22 @@ pub async fn write_leases(
         expires,
         done,
     };
-    writer
-        .run(job, answer, |jobs| {
-            write_lease_batch(db.clone(), metrics.clone(), jobs)
-        })
-        .await
+    writer.run(job, answer).await
+}
+
+impl Job for LeaseJob {
+    fn weight(&self) -> usize {
+        self.items.len().max(1)
+    }
+    /// Lease rows in one INSERT (7 values each).
+    const MAX_BATCH_WEIGHT: usize = 1_000;
+}
+
+/// The lease writer of a server.
+pub fn lease_writer(own_thread: bool, db: Db, metrics: Arc<Metrics>) -> LeaseWriter {
+    GroupCommit::start(own_thread, move |jobs| {
+        write_lease_batch(db.clone(), metrics.clone(), jobs)
+    })
 }
 
 /// Writes the lease jobs in one transaction (one statement for all nonces,
@@ -322,5 +329,90 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Probe {
+        n: usize,
+        done: oneshot::Sender<Result<usize>>,
+    }
+
+    impl Job for Probe {
+        fn weight(&self) -> usize {
+            self.n
+        }
+        const MAX_BATCH_WEIGHT: usize = 10;
+    }
+
+    /// Jobs sent while a batch is being written wait for the next one,
+    /// which takes them all up to the weight bound; each caller gets its
+    /// own result, and a caller that left still has its job written.
+    #[tokio::test]
+    async fn jobs_queued_during_a_batch_are_written_together_within_the_bound() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::<Vec<usize>>::new()));
+        let (gate_tx, gate_rx) = tokio::sync::watch::channel(false);
+        let seen = batches.clone();
+        let writer = GroupCommit::start(false, move |jobs: Vec<Probe>| {
+            let seen = seen.clone();
+            let mut gate = gate_rx.clone();
+            async move {
+                // The first batch holds until the test has queued the rest.
+                let _ = gate.wait_for(|open| *open).await;
+                seen.lock()
+                    .unwrap()
+                    .push(jobs.iter().map(|j| j.n).collect());
+                for j in jobs {
+                    let _ = j.done.send(Ok(j.n * 100));
+                }
+            }
+        });
+        let send = |n: usize| {
+            let (done, answer) = oneshot::channel();
+            (Probe { n, done }, answer)
+        };
+        let (first, first_answer) = send(1);
+        let first_call = writer.run(first, first_answer);
+        let mut rest = Vec::new();
+        let mut first_call = Box::pin(first_call);
+        // Let the writer take the first job alone before the others come.
+        tokio::select! {
+            _ = &mut first_call => panic!("the first batch cannot finish yet"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+        for n in [4, 4, 4, 2] {
+            rest.push(send(n));
+        }
+        // This caller leaves at once: its job is written all the same.
+        let (gone, gone_answer) = send(3);
+        drop(
+            tokio::time::timeout(
+                std::time::Duration::from_millis(1),
+                writer.run(gone, gone_answer),
+            )
+            .await,
+        );
+        let calls: Vec<_> = rest.into_iter().map(|(j, a)| writer.run(j, a)).collect();
+        gate_tx.send(true).unwrap();
+        assert_eq!(first_call.await.unwrap(), 100);
+        let results = futures_util::future::join_all(calls).await;
+        let results: Vec<usize> = results.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(results, vec![400, 400, 400, 200]);
+        let batches = batches.lock().unwrap().clone();
+        assert_eq!(batches[0], vec![1]);
+        let later: Vec<usize> = batches[1..].iter().flatten().copied().collect();
+        assert_eq!(
+            later.iter().sum::<usize>(),
+            3 + 4 + 4 + 4 + 2,
+            "{batches:?}"
+        );
+        for b in &batches[1..] {
+            // A batch stops taking jobs once it reaches the bound.
+            assert!(b[..b.len() - 1].iter().sum::<usize>() < 10, "{batches:?}");
+        }
+        assert!(batches.len() >= 3, "the bound split the burst: {batches:?}");
     }
 }
