@@ -173,6 +173,18 @@ impl Application {
                 }
             }
         });
+        // SQLite's log is copied into the database file here, not by the
+        // writer inside a commit (`Db::checkpoint`).
+        let state = self.state.clone();
+        let checkpoints = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.db.checkpoint().await {
+                    tracing::warn!(error = %e, "checkpointing the SQLite log failed");
+                }
+            }
+        });
         // Royalty rounds: steppable, idempotent, safe on several servers.
         let state = self.state.clone();
         let royalties = tokio::spawn(async move {
@@ -202,6 +214,7 @@ impl Application {
         let res = self.server.await;
         housekeeping.abort();
         signer.abort();
+        checkpoints.abort();
         royalties.abort();
         quality.abort();
         res
