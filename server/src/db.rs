@@ -98,7 +98,7 @@ impl Db {
                     // and lease indexes it inserts into at random.
                     // Its statements' text varies with the batch size (an
                     // IN list, a multi-row insert), so it keeps many more
-                    // prepared: at sqlx's default of 100 the cache turned
+                    // prepared (400): at sqlx's default of 100 the cache turned
                     // over and every batch was parsed and planned again.
                     //
                     // Nor does it checkpoint the WAL into the database file
@@ -109,7 +109,7 @@ impl Db {
                         .pragma("temp_store", "MEMORY")
                         .pragma("cache_size", "-32768")
                         .pragma("wal_autocheckpoint", "0")
-                        .statement_cache_capacity(2_000),
+                        .statement_cache_capacity(400),
                     false => o,
                 }
             });
