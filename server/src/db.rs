@@ -128,23 +128,26 @@ impl Db {
     /// Copies what the SQLite write-ahead log holds into the database
     /// file, without waiting for (or blocking) the writer or readers; the
     /// writer then starts the log over once it is all copied. Run every
-    /// second (`startup`), since the writer does not. Nothing on
-    /// PostgreSQL. Returns the log's frames and how many are copied.
-    pub async fn checkpoint(&self) -> Result<Option<(i64, i64)>, DbErr> {
-        if self.gate.is_none() {
+    /// second (`startup`), since the writer does not. Under steady writes
+    /// that copy never catches up (a commit lands while it runs), so once
+    /// the log is past `restart_after` frames it is copied again under the
+    /// write gate, where nothing can land, and the next write starts the
+    /// log over. Nothing on PostgreSQL. Returns the log's frames and how
+    /// many are copied.
+    pub async fn checkpoint(&self, restart_after: i64) -> Result<Option<(i64, i64)>, DbErr> {
+        let Some(gate) = &self.gate else {
             return Ok(None);
+        };
+        match passive_checkpoint(&self.conn).await? {
+            // All copied as it ended says nothing: the writer appends all
+            // the time, and starts the log over only if a transaction of
+            // its begins with all of it copied.
+            Some((log, _)) if log > restart_after => {
+                let _gate = gate.lock().await;
+                passive_checkpoint(&self.writer).await
+            }
+            done => Ok(done),
         }
-        let row = self
-            .conn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "PRAGMA wal_checkpoint(PASSIVE)",
-            ))
-            .await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get_by_index(1)?, r.try_get_by_index(2)?)),
-            None => None,
-        })
     }
 
     /// Whether write transactions take turns in this process (SQLite's
@@ -184,6 +187,21 @@ pub fn now_ms() -> i64 {
     sahel_protocol::Timestamp::now().millis()
 }
 
+/// `PRAGMA wal_checkpoint(PASSIVE)` on `conn`: the log's frames and how
+/// many are copied into the database file.
+async fn passive_checkpoint(conn: &DatabaseConnection) -> Result<Option<(i64, i64)>, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get_by_index(1)?, r.try_get_by_index(2)?)),
+        None => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +232,7 @@ mod tests {
         let grown = std::fs::metadata(&wal).unwrap().len();
         // 400 rows of 12 KB: past the 1,000 pages at which SQLite would
         // have checkpointed inside a commit by default.
-        let (frames, copied) = db.checkpoint().await.unwrap().unwrap();
+        let (frames, copied) = db.checkpoint(i64::MAX).await.unwrap().unwrap();
         assert!(frames > 1_000, "{frames} frames in the log");
         assert_eq!(copied, frames, "all of the log copied");
         for _ in 0..50 {
@@ -225,6 +243,42 @@ mod tests {
             grown,
             "the log started over rather than grew"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Under writes that never pause, the log is still started over, by
+    /// the checkpoint taking the gate once it is past its bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_steady_writes_the_log_stays_bounded() {
+        let dir =
+            std::env::temp_dir().join(format!("sahel-db-test-{}", crate::accounts::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let db = Db::connect(&url, 2).await.unwrap();
+        let tx = db.write().await.unwrap();
+        tx.execute_unprepared("CREATE TABLE t (x TEXT)")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let writing = db.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..1_500 {
+                let tx = writing.write().await.unwrap();
+                tx.execute_unprepared("INSERT INTO t VALUES (hex(randomblob(6000)))")
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+        while !writer.is_finished() {
+            db.checkpoint(300).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        writer.await.unwrap();
+        // 1,500 rows of 12 KB wrote some 5,000 pages; the log file holds
+        // what a few checkpoint periods wrote, not all of it.
+        let wal = std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
+        assert!(wal < 1_500 * 4096, "the log grew to {wal} bytes");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,10 @@ use crate::{accounts, api, consensus, demo, queue};
 /// 1 KiB items, some 50,000 of them.
 const HELD_LEASE_BYTES: usize = 64 << 20;
 
+/// SQLite log frames (4 KiB pages) past which the checkpoint takes the
+/// write gate so that the log starts over (`Db::checkpoint`): 32 MiB.
+const CHECKPOINT_RESTART_FRAMES: i64 = 8_192;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -180,7 +184,7 @@ impl Application {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(e) = state.db.checkpoint().await {
+                if let Err(e) = state.db.checkpoint(CHECKPOINT_RESTART_FRAMES).await {
                     tracing::warn!(error = %e, "checkpointing the SQLite log failed");
                 }
             }

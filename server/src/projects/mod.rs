@@ -721,17 +721,19 @@ pub async fn close(
         });
     }
     let now = now_ms();
+    let end_leases = || {
+        crate::queue::entity::lease::Entity::update_many()
+            .col_expr(
+                crate::queue::entity::lease::Column::Status,
+                Expr::value("released"),
+            )
+            .filter(crate::queue::entity::lease::Column::ProjectId.eq(project_id))
+            .filter(crate::queue::entity::lease::Column::Status.eq("open"))
+            .exec(&*tx)
+    };
     // Row locks in the order every payment takes them: leases, items,
     // project, then (in the ledger) the chain head and accounts.
-    let leases = crate::queue::entity::lease::Entity::update_many()
-        .col_expr(
-            crate::queue::entity::lease::Column::Status,
-            Expr::value("released"),
-        )
-        .filter(crate::queue::entity::lease::Column::ProjectId.eq(project_id))
-        .filter(crate::queue::entity::lease::Column::Status.eq("open"))
-        .exec(&*tx)
-        .await?;
+    let leases = end_leases().await?;
     let items = item::Entity::update_many()
         .col_expr(item::Column::Status, Expr::value("cancelled"))
         .col_expr(item::Column::ResolvedAt, Expr::value(now))
@@ -747,12 +749,16 @@ pub async fn close(
         .filter(project::Column::Id.eq(project_id))
         .exec(&*tx)
         .await?;
+    // On PostgreSQL a lease batch that read the bounty open holds its row
+    // shared until it commits (`queue::writer`): the update above waited
+    // for it, and the leases it wrote meanwhile end here. None comes after.
+    let late = end_leases().await?;
     let refunded = ledger::payments::refund_escrow(&*tx, project_id, p.row.buyer_id, key).await?;
     tx.commit().await?;
     Ok(api::ClosedProject {
         project: get(&db.conn, project_id).await?.to_api(),
         refunded,
-        leases_ended: leases.rows_affected,
+        leases_ended: leases.rows_affected + late.rows_affected,
         items_cancelled: items.rows_affected,
     })
 }

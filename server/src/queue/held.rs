@@ -73,17 +73,25 @@ impl HeldLeases {
         }
     }
 
-    /// Takes a lease out (an answer is about to use it).
-    pub fn take(&self, lease_id: i64) -> Option<(lease::Model, item::Model)> {
+    /// Takes out a lease of `user`'s that an answer is about to use, if it
+    /// has not expired by `now` (then it is dropped: another replica may
+    /// have renewed it, so it must be read). Someone else's stays.
+    pub fn take(&self, lease_id: i64, user: i64, now: i64) -> Option<(lease::Model, item::Model)> {
         let mut g = self.lock();
+        if g.by_id.get(&lease_id)?.0.user_id != user {
+            return None;
+        }
         let (l, it) = g.by_id.remove(&lease_id)?;
         g.bytes -= cost(&it);
-        Some((l, it))
+        (l.expires_at >= now).then_some((l, it))
     }
 
     /// Forgets a lease (released or renewed here).
     pub fn forget(&self, lease_id: i64) {
-        self.take(lease_id);
+        let mut g = self.lock();
+        if let Some((_, it)) = g.by_id.remove(&lease_id) {
+            g.bytes -= cost(&it);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -129,11 +137,17 @@ mod tests {
     fn a_taken_lease_is_gone_and_its_bytes_freed() {
         let h = HeldLeases::new(10_000);
         h.keep(0, [entry(1, 100, "abc"), entry(2, 100, "de")]);
-        let (l, it) = h.take(1).expect("held");
+        // Someone else's is neither given nor dropped.
+        assert!(h.take(1, 8, 0).is_none());
+        let (l, it) = h.take(1, 7, 0).expect("held");
         assert_eq!((l.id, it.data.as_str()), (1, "abc"));
-        assert!(h.take(1).is_none());
+        assert!(h.take(1, 7, 0).is_none());
         assert_eq!(h.len(), 1);
         assert_eq!(h.lock().bytes, ENTRY_OVERHEAD + 2);
+        // One that looks expired is dropped, to be read again.
+        assert!(h.take(2, 7, 101).is_none());
+        assert!(h.is_empty());
+        assert_eq!(h.lock().bytes, 0);
     }
 
     #[test]
@@ -148,15 +162,15 @@ mod tests {
         );
         // Lease 1 expired by 100: dropped on the next keep.
         h.keep(100, [entry(3, 500, &"z".repeat(10))]);
-        assert!(h.take(1).is_none());
+        assert!(h.take(1, 7, 0).is_none());
         assert_eq!(h.len(), 2);
         // Over the bound: the oldest (2) makes room.
         h.keep(100, [entry(4, 500, &"w".repeat(10)), entry(5, 500, "v")]);
-        assert!(h.take(2).is_none());
+        assert!(h.take(2, 7, 100).is_none());
         assert!(h.lock().bytes <= 3 * ENTRY_OVERHEAD + 30);
-        assert!(h.take(5).is_some());
+        assert!(h.take(5, 7, 100).is_some());
         // An item bigger than the whole bound is never kept.
         h.keep(100, [entry(6, 500, &"q".repeat(10_000))]);
-        assert!(h.take(6).is_none());
+        assert!(h.take(6, 7, 100).is_none());
     }
 }

@@ -279,15 +279,10 @@ pub async fn lease(
     // the row is read, for the right refusal.
     let p = match state.projects.open_terms(project_id) {
         Some(p) => p,
-        None => {
-            let read = projects::get_visible(&state.db.conn, user, project_id).await?;
-            let status = read.status();
-            let p = state.projects.saw(read);
-            if !leasable(status)? {
-                return Ok(Vec::new());
-            }
-            p
-        }
+        None => match read_leasable(state, user, project_id).await? {
+            Some(p) => p,
+            None => return Ok(Vec::new()),
+        },
     };
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
@@ -306,7 +301,7 @@ pub async fn lease(
             Err(QueueError::NotLoaded(p)) => {
                 // A bounty closed or completed is unloaded: say so rather
                 // than have the caller retry.
-                if !settled_status(state, p).await? {
+                if read_leasable(state, user, p).await?.is_none() {
                     return Ok(Vec::new());
                 }
                 // Rebuild in the background; this caller retries after the 503.
@@ -326,7 +321,7 @@ pub async fn lease(
     if picked.is_empty() {
         // No batch will check the status: nothing to offer may mean the
         // bounty was closed or paused behind the cached status.
-        settled_status(state, project_id).await?;
+        read_leasable(state, user, project_id).await?;
         return Ok(Vec::new());
     }
     match record_leases(state, nonce, &p, user.id, (&picked, &gold), (now, until)).await {
@@ -379,12 +374,17 @@ fn leasable(status: ProjectStatus) -> Result<bool> {
     }
 }
 
-/// Reads a bounty's status where no lease batch will (the queue had
-/// nothing for the call), remembers it, and refuses unless it is open.
-async fn settled_status(state: &AppState, project_id: i64) -> Result<bool> {
-    let status = projects::get(&state.db.conn, project_id).await?.status();
-    state.projects.set_status(project_id, status);
-    leasable(status)
+/// Reads a bounty as `user` may see it and remembers its status: its
+/// terms if it is open, none if it is completed, a refusal otherwise.
+async fn read_leasable(
+    state: &AppState,
+    user: &AuthUser,
+    project_id: i64,
+) -> Result<Option<std::sync::Arc<Project>>> {
+    let read = projects::get_visible(&state.db.conn, user, project_id).await?;
+    let status = read.status();
+    let p = state.projects.saw(read);
+    Ok(leasable(status)?.then_some(p))
 }
 
 /// Records leases on `picked` (in order); `gold` lists those that are gold
@@ -744,12 +744,12 @@ async fn prepare_answer(
     // Handed out here: only what never changes is used, the writes
     // re-check the rest. Looking expired, it may have been renewed
     // elsewhere; someone else's, it gets the read's refusal.
-    let (l, item_row) = match state.held.take(req.lease_id) {
-        Some((l, it)) if l.user_id == user.id && l.expires_at >= now => {
+    let (l, item_row) = match state.held.take(req.lease_id, user.id, now) {
+        Some(held) => {
             Metrics::add(&state.metrics.held_lease_hits, 1);
-            (l, it)
+            held
         }
-        _ => lease_and_item(conn, user, req.lease_id).await?,
+        None => lease_and_item(conn, user, req.lease_id).await?,
     };
     lease_usable(&l, now)?;
     let p = state.projects.terms(conn, l.project_id).await?;

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use sahel_protocol::api::ProjectStatus;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use tokio::sync::{mpsc, oneshot};
@@ -67,7 +68,14 @@ impl<J: Job> GroupCommit<J> {
                         Err(_) => break,
                     }
                 }
-                write(batch).await;
+                // A batch that panics drops its jobs (their callers hear
+                // that it was abandoned); the writer goes on with the next.
+                let written = std::panic::AssertUnwindSafe(write(batch)).catch_unwind();
+                if written.await.is_err() {
+                    tracing::error!(
+                        "a write batch panicked; its calls were answered with an error"
+                    );
+                }
             }
         };
         match own_thread {
@@ -200,7 +208,10 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
         let accepted = fresh_nonces(&*tx, &nonces).await?;
         // Read here, in the transaction that writes the leases, so that a
         // lease call needs no read of its project of its own: a pause or
-        // close by any replica is seen by the next batch.
+        // close by any replica is seen by the next batch. Shared-locked
+        // on PostgreSQL until the leases commit: a pause or close waits
+        // for them (and `projects::close` then ends them), never lets
+        // them in after it.
         let mut projects: Vec<i64> = jobs
             .iter()
             .zip(&accepted)
@@ -215,6 +226,7 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
                 .select_only()
                 .columns([project::Column::Id, project::Column::Status])
                 .filter(project::Column::Id.is_in(projects))
+                .lock_shared()
                 .into_tuple::<(i64, String)>()
                 .all(&*tx)
                 .await?
@@ -414,5 +426,25 @@ mod tests {
             assert!(b[..b.len() - 1].iter().sum::<usize>() < 10, "{batches:?}");
         }
         assert!(batches.len() >= 3, "the bound split the burst: {batches:?}");
+    }
+
+    /// A batch that panics answers its callers with an error and does not
+    /// take the writer down: the next job is written.
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_calls_and_the_writer_goes_on() {
+        let writer = GroupCommit::start(false, |jobs: Vec<Probe>| async move {
+            if jobs.iter().any(|j| j.n == 0) {
+                panic!("a bad batch");
+            }
+            for j in jobs {
+                let _ = j.done.send(Ok(j.n));
+            }
+        });
+        let call = |n: usize| {
+            let (done, answer) = oneshot::channel();
+            writer.run(Probe { n, done }, answer)
+        };
+        assert!(call(0).await.is_err());
+        assert_eq!(call(7).await.unwrap(), 7);
     }
 }
