@@ -39,9 +39,14 @@ pub trait Job: Send + 'static {
     const MAX_BATCH_WEIGHT: usize;
 }
 
+/// Jobs that may wait for a writer: past this, callers wait to queue
+/// theirs, so a stalled database holds requests back instead of memory
+/// growing with every retry.
+const WAITING_JOBS: usize = 4_096;
+
 /// Sends jobs to their writer.
 pub struct GroupCommit<J> {
-    jobs: mpsc::UnboundedSender<J>,
+    jobs: mpsc::Sender<J>,
 }
 
 impl<J: Job> GroupCommit<J> {
@@ -54,7 +59,7 @@ impl<J: Job> GroupCommit<J> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (jobs, mut waiting) = mpsc::unbounded_channel::<J>();
+        let (jobs, mut waiting) = mpsc::channel::<J>(WAITING_JOBS);
         let writer = async move {
             while let Some(first) = waiting.recv().await {
                 let mut weight = first.weight();
@@ -91,6 +96,7 @@ impl<J: Job> GroupCommit<J> {
     pub async fn run<T>(&self, job: J, answer: oneshot::Receiver<Result<T>>) -> Result<T> {
         self.jobs
             .send(job)
+            .await
             .map_err(|_| anyhow::anyhow!("the writer has stopped"))?;
         answer.await.unwrap_or_else(|_| {
             Err(anyhow::anyhow!("the write batch holding this call was abandoned").into())
