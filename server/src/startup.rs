@@ -47,7 +47,13 @@ impl Application {
                 .context("opening the artifact store")?;
         let db = Db::connect(&config.database_url(), config.db_pool).await?;
         db.migrate().await?;
-        let serial = db.serializes_writes();
+        // The write batches run on a thread of their own, with (on
+        // PostgreSQL) connections opened there.
+        let batches = {
+            let (db, url) = (db.clone(), config.database_url());
+            queue::writer::on_writer_thread(async move { db.with_own_writers(&url, 4).await })
+                .await??
+        };
         let queue: Arc<dyn QueueBackend> = match &config.redis_url {
             Some(url) => Arc::new(
                 RedisQueue::connect(url, &config.redis_prefix)
@@ -64,11 +70,10 @@ impl Application {
         let metrics: Arc<crate::telemetry::Metrics> = Default::default();
         let state = AppState {
             lease_writer: Arc::new(queue::writer::lease_writer(
-                serial,
-                db.clone(),
+                batches.clone(),
                 metrics.clone(),
             )),
-            answer_writer: Arc::new(queue::answer_writer(serial, db.clone(), metrics.clone())),
+            answer_writer: Arc::new(queue::answer_writer(batches, metrics.clone())),
             db,
             queue,
             config: Arc::new(config.clone()),

@@ -515,34 +515,48 @@ pub async fn record_nonces(
         return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claims.len() * 3);
-    let mut mark = |v: sea_orm::Value| {
-        values.push(v);
-        match backend {
-            sea_orm::DatabaseBackend::Postgres => format!("${}", values.len()),
-            _ => "?".to_owned(),
+    let now = now_ms();
+    let (sql, values) = match backend {
+        // One statement text whatever the number of claims (`db::shape`).
+        sea_orm::DatabaseBackend::Postgres => {
+            let claimed: Vec<serde_json::Value> = claims
+                .iter()
+                .map(|c| serde_json::json!({ "public_key": c.public_key, "nonce": c.nonce }))
+                .collect();
+            (
+                "INSERT INTO request_nonces (public_key, nonce, created_at) \
+                 SELECT k.public_key, c.nonce, CAST($2 AS BIGINT) \
+                 FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS c(public_key text, nonce text) \
+                 JOIN user_keys k ON k.public_key = c.public_key AND k.revoked_at IS NULL \
+                 ON CONFLICT (public_key, nonce) DO NOTHING RETURNING public_key, nonce"
+                    .to_owned(),
+                vec![
+                    serde_json::Value::Array(claimed).to_string().into(),
+                    now.into(),
+                ],
+            )
+        }
+        _ => {
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(claims.len() * 3);
+            for c in claims {
+                values.extend([
+                    c.nonce.clone().into(),
+                    now.into(),
+                    c.public_key.clone().into(),
+                ]);
+            }
+            // Each SELECT ends in a WHERE clause, which SQLite needs to
+            // read the ON CONFLICT that follows as the upsert's.
+            let select = "SELECT public_key, ?, CAST(? AS BIGINT) FROM user_keys \
+                          WHERE public_key = ? AND revoked_at IS NULL";
+            let sql = format!(
+                "INSERT INTO request_nonces (public_key, nonce, created_at) {} \
+                 ON CONFLICT (public_key, nonce) DO NOTHING RETURNING public_key, nonce",
+                vec![select; claims.len()].join(" UNION ALL ")
+            );
+            (sql, values)
         }
     };
-    let now = now_ms();
-    let selects: Vec<String> = claims
-        .iter()
-        .map(|c| {
-            let nonce = mark(c.nonce.clone().into());
-            let at = mark(now.into());
-            let key = mark(c.public_key.clone().into());
-            format!(
-                "SELECT public_key, {nonce}, CAST({at} AS BIGINT) FROM user_keys \
-                 WHERE public_key = {key} AND revoked_at IS NULL"
-            )
-        })
-        .collect();
-    // Each SELECT ends in a WHERE clause, which SQLite needs to read the
-    // ON CONFLICT that follows as the upsert's.
-    let sql = format!(
-        "INSERT INTO request_nonces (public_key, nonce, created_at) {} \
-         ON CONFLICT (public_key, nonce) DO NOTHING RETURNING public_key, nonce",
-        selects.join(" UNION ALL ")
-    );
     let rows = conn
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
             backend, sql, values,

@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde_json::json;
 
 use super::{Decision, Vote, decide, quality};
-use crate::db::now_ms;
+use crate::db::{now_ms, shape};
 use crate::error::Result;
 use crate::ledger;
 use crate::projects::entity::item;
@@ -43,7 +43,8 @@ async fn set_answers(
     if accepted.is_empty() && rejected.is_empty() {
         return Ok(Vec::new());
     }
-    let is_accepted = || answer::Column::Id.is_in(accepted.to_vec());
+    let backend = conn.get_database_backend();
+    let is_accepted = || shape::any_of(backend, answer::Column::Id, accepted.iter().copied());
     let status = CaseStatement::new()
         .case(is_accepted(), Expr::val("accepted"))
         .finally(Expr::val("rejected"));
@@ -54,7 +55,11 @@ async fn set_answers(
         .col_expr(answer::Column::Status, status.into())
         .col_expr(answer::Column::Paid, paid.into())
         .col_expr(answer::Column::DecidedAt, Expr::value(now))
-        .filter(answer::Column::Id.is_in(accepted.iter().chain(rejected).copied()))
+        .filter(shape::any_of(
+            backend,
+            answer::Column::Id,
+            accepted.iter().chain(rejected).copied(),
+        ))
         .exec_with_returning(conn)
         .await?)
 }
@@ -117,7 +122,11 @@ async fn resolve(
     }
     let mut pending: HashMap<i64, Vec<answer::Model>> = HashMap::new();
     for a in answer::Entity::find()
-        .filter(answer::Column::ItemId.is_in(ids))
+        .filter(shape::any_of(
+            conn.get_database_backend(),
+            answer::Column::ItemId,
+            ids,
+        ))
         .filter(answer::Column::Status.eq("pending"))
         .order_by_asc(answer::Column::Id)
         .all(conn)
@@ -241,31 +250,44 @@ async fn close_items(
     closed: &[(i64, &'static str, Option<String>)],
     now: i64,
 ) -> Result<()> {
-    let mut status = CaseStatement::new();
-    let mut result = CaseStatement::new();
-    for (id, s, r) in closed {
-        status = status.case(item::Column::Id.eq(*id), Expr::val(*s));
-        result = result.case(item::Column::Id.eq(*id), Expr::val(r.clone()));
-    }
+    let backend = conn.get_database_backend();
+    let status: Vec<(i64, sea_orm::Value)> =
+        closed.iter().map(|(id, s, _)| (*id, (*s).into())).collect();
+    let result: Vec<(i64, sea_orm::Value)> = closed
+        .iter()
+        .map(|(id, _, r)| (*id, r.clone().into()))
+        .collect();
     let ids = || closed.iter().map(|(id, _, _)| *id);
     item::Entity::update_many()
         .col_expr(
             item::Column::Status,
-            status.finally(Expr::col(item::Column::Status)).into(),
+            shape::per_id(
+                backend,
+                item::Column::Id,
+                &status,
+                "text",
+                Expr::col(item::Column::Status),
+            ),
         )
         .col_expr(
             item::Column::Result,
-            result.finally(Expr::col(item::Column::Result)).into(),
+            shape::per_id(
+                backend,
+                item::Column::Id,
+                &result,
+                "text",
+                Expr::col(item::Column::Result),
+            ),
         )
         .col_expr(item::Column::ResolvedAt, Expr::value(now))
-        .filter(item::Column::Id.is_in(ids()))
+        .filter(shape::any_of(backend, item::Column::Id, ids()))
         .exec(conn)
         .await?;
     // A closed item has no use for leases; any left (a holder whose lease
     // lapsed just as the last answer came) end with it.
     lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
-        .filter(lease::Column::ItemId.is_in(ids()))
+        .filter(shape::any_of(backend, lease::Column::ItemId, ids()))
         .filter(lease::Column::Status.eq("open"))
         .exec(conn)
         .await?;

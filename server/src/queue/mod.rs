@@ -16,7 +16,7 @@ pub mod writer;
 
 use sahel_protocol::api::{self, AnswerStatus, ProjectStatus, Role};
 use sahel_protocol::{Micros, Timestamp, provenance};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::accounts::{AuthUser, NonceClaim, PendingNonce};
 use crate::consensus::quality;
 use crate::consensus::resolve::{self, Outcome};
-use crate::db::{Db, now_ms};
+use crate::db::{Db, now_ms, shape};
 use crate::error::{Error, Result, is_unique_violation};
 use crate::projects::entity::{item, project};
 use crate::projects::{self, Project};
@@ -656,9 +656,7 @@ pub async fn submit(
     };
     match attempt.await {
         Ok((submission, effects)) => {
-            if let Some(e) = effects {
-                apply_effects(state, e).await;
-            }
+            tell_queue(state, effects.into_iter().collect()).await;
             Ok(submission)
         }
         Err(e) => twin_result(&state.db.conn, user, &key, &hash, e).await,
@@ -841,13 +839,18 @@ async fn record_answers(
     let Some(latest) = batch.iter().map(|w| w.prepared.now).max() else {
         return Ok(Vec::new());
     };
+    let backend = conn.get_database_backend();
     // The leases as read before the gate: still open and unexpired when
     // the last of the batch was checked, or this UPDATE misses one. (Each
     // was read as its author's by `own_lease`; a lease never changes
     // hands.)
     let used = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("submitted"))
-        .filter(lease::Column::Id.is_in(batch.iter().map(|w| w.prepared.lease.id)))
+        .filter(shape::any_of(
+            backend,
+            lease::Column::Id,
+            batch.iter().map(|w| w.prepared.lease.id),
+        ))
         .filter(lease::Column::Status.eq("open"))
         .filter(lease::Column::ExpiresAt.gte(latest))
         .exec(conn)
@@ -940,10 +943,7 @@ async fn record_answers(
             ..Default::default()
         }
     });
-    let inserted = match answer::Entity::insert_many(rows)
-        .exec_with_returning(conn)
-        .await
-    {
+    let inserted = match shape::insert_rows(conn, rows.collect()).await {
         Ok(a) => a,
         // An item and contributor pair, or (a concurrent request on
         // another lease) an idempotency key: `twin_result` tells which.
@@ -1053,17 +1053,26 @@ async fn count_answers(
             None => per_item.push((item, 1)),
         }
     }
+    let backend = conn.get_database_backend();
+    let per_item: Vec<(i64, sea_orm::Value)> =
+        per_item.into_iter().map(|(i, k)| (i, k.into())).collect();
     let added = || {
-        let mut case = CaseStatement::new();
-        for (item, k) in &per_item {
-            case = case.case(item::Column::Id.eq(*item), Expr::val(*k));
-        }
-        let case: Expr = case.finally(Expr::val(0)).into();
-        Expr::col(item::Column::AnswersCount).add(case)
+        let k = shape::per_id(
+            backend,
+            item::Column::Id,
+            &per_item,
+            "integer",
+            Expr::val(0),
+        );
+        Expr::col(item::Column::AnswersCount).add(k)
     };
     Ok(item::Entity::update_many()
         .col_expr(item::Column::AnswersCount, added())
-        .filter(item::Column::Id.is_in(per_item.iter().map(|(i, _)| *i)))
+        .filter(shape::any_of(
+            backend,
+            item::Column::Id,
+            per_item.iter().map(|(i, _)| *i),
+        ))
         .filter(item::Column::Status.eq("open"))
         .filter(added().lte(Expr::col(item::Column::Needed)))
         .exec_with_returning(conn)
@@ -1091,8 +1100,8 @@ impl writer::Job for AnswerJob {
 }
 
 /// The answer writer of a server.
-pub fn answer_writer(own_thread: bool, db: Db, metrics: std::sync::Arc<Metrics>) -> AnswerWriter {
-    writer::GroupCommit::start(own_thread, move |jobs| {
+pub fn answer_writer(db: Db, metrics: std::sync::Arc<Metrics>) -> AnswerWriter {
+    writer::GroupCommit::start(true, move |jobs| {
         write_answer_batch(db.clone(), metrics.clone(), jobs)
     })
 }
@@ -1197,6 +1206,26 @@ async fn write_answer_alone(
     Metrics::add(&metrics.answer_writes, 1);
     Metrics::add(&metrics.answer_calls_written, 1);
     Ok(done)
+}
+
+/// Tells the queue about committed answers before their client hears of
+/// them, on a task of its own: a client that hangs up drops its request,
+/// and with it anything the request still had to do, which would leave
+/// the queue offering an answered item's slot (answers then refused as
+/// `item-complete`) until the next rebuild.
+async fn tell_queue(state: &AppState, effects: Vec<Effects>) {
+    if effects.is_empty() {
+        return;
+    }
+    let st = state.clone();
+    let told = tokio::spawn(async move {
+        for e in effects {
+            apply_effects(&st, e).await;
+        }
+    });
+    if let Err(e) = told.await {
+        tracing::error!(error = %e, "telling the queue about committed answers failed");
+    }
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the
@@ -1363,9 +1392,7 @@ pub async fn submit_batch(
     }
     tx.commit().await?;
     nonce.committed();
-    for e in effects {
-        apply_effects(state, e).await;
-    }
+    tell_queue(state, effects).await;
     Ok(results
         .into_iter()
         .map(|r| match r {

@@ -6,10 +6,12 @@
 //! CPU, sets the pace. So a call does not write alone: it sends its job to
 //! a writer, a task that takes everything waiting, writes it in one
 //! transaction, hands each call its own result, and starts over. One
-//! writer per kind of job and process: on SQLite on a thread of their own
-//! (`writer_runtime`), on PostgreSQL on the server's runtime, where the
-//! batches save commits and round trips rather than a gate; replicas'
-//! batches that deadlock are split and written one by one.
+//! writer per kind of job and process, both on a thread of their own
+//! (`writer_runtime`), where each reply from the database is taken up the
+//! moment it comes. On PostgreSQL the batches save commits and round trips
+//! rather than a gate, and run on connections opened on that thread
+//! (`Db::with_own_writers`); replicas' batches that deadlock are split and
+//! written one by one.
 //!
 //! The next batch starts the moment the last one ends: a writer that was
 //! a caller holding a turn had first to be woken on a busy HTTP worker,
@@ -21,12 +23,12 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use sahel_protocol::api::ProjectStatus;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use tokio::sync::{mpsc, oneshot};
 
 use super::entity::lease;
 use crate::accounts::{self, NonceCheck, NonceClaim};
-use crate::db::Db;
+use crate::db::{Db, shape};
 use crate::error::{Error, Result};
 use crate::projects::entity::{item, project};
 use crate::projects::parse_status;
@@ -52,9 +54,9 @@ pub struct GroupCommit<J> {
 impl<J: Job> GroupCommit<J> {
     /// Starts the writer, which runs `write` on each batch until every
     /// sender is gone. `own_thread`: on the writer thread
-    /// (`writer_runtime`), for SQLite only, whose connections answer
-    /// through channels; a PostgreSQL socket is driven by the runtime that
-    /// opened it, which must be the current one.
+    /// (`writer_runtime`), else on the current runtime. A PostgreSQL
+    /// socket is driven by the runtime that opened it: a writer on the
+    /// writer thread writes through connections opened there.
     pub fn start<F>(own_thread: bool, write: impl Fn(Vec<J>) -> F + Send + 'static) -> Self
     where
         F: Future<Output = ()> + Send + 'static,
@@ -102,6 +104,17 @@ impl<J: Job> GroupCommit<J> {
             Err(anyhow::anyhow!("the write batch holding this call was abandoned").into())
         })
     }
+}
+
+/// Runs `work` on the writer thread, where the connections it opens are
+/// then driven.
+pub async fn on_writer_thread<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> anyhow::Result<T> {
+    writer_runtime()
+        .spawn(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("the writer thread failed: {e}"))
 }
 
 /// The thread that runs write batches, and nothing else. A batch is a
@@ -197,8 +210,8 @@ impl Job for LeaseJob {
 }
 
 /// The lease writer of a server.
-pub fn lease_writer(own_thread: bool, db: Db, metrics: Arc<Metrics>) -> LeaseWriter {
-    GroupCommit::start(own_thread, move |jobs| {
+pub fn lease_writer(db: Db, metrics: Arc<Metrics>) -> LeaseWriter {
+    GroupCommit::start(true, move |jobs| {
         write_lease_batch(db.clone(), metrics.clone(), jobs)
     })
 }
@@ -250,7 +263,11 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
         let items: HashMap<i64, item::Model> = match wanted.is_empty() {
             true => HashMap::new(),
             false => item::Entity::find()
-                .filter(item::Column::Id.is_in(wanted))
+                .filter(shape::any_of(
+                    tx.get_database_backend(),
+                    item::Column::Id,
+                    wanted,
+                ))
                 .all(&*tx)
                 .await?
                 .into_iter()
@@ -293,11 +310,7 @@ async fn write_lease_batch(db: Db, metrics: Arc<Metrics>, jobs: Vec<LeaseJob>) {
             .collect();
         let leases = match rows.is_empty() {
             true => Vec::new(),
-            false => {
-                lease::Entity::insert_many(rows)
-                    .exec_with_returning(&*tx)
-                    .await?
-            }
+            false => shape::insert_rows(&*tx, rows).await?,
         };
         tx.commit().await?;
         Ok::<_, Error>((accepted, status, usable, items, leases))

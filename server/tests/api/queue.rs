@@ -807,3 +807,119 @@ fn a_batch_completing_many_items_decides_and_pays_each_once() {
     assert_eq!(escrow_of(&app, p.id), Micros(30 * reward - 28 * reward));
     assert_ledger_clean(&app);
 }
+
+/// The write batches' set-valued statements (`db::shape`): on PostgreSQL a
+/// set is one bound value, on SQLite a list; either way exactly the listed
+/// rows are read and changed, a listed null is written as null, and rows
+/// inserted together come back as written, quotes and all.
+#[test]
+fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
+    use sahel_server::db::shape;
+    use sahel_server::projects::entity::item;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 3, 1);
+    app.block_on(async {
+        let db = app.db();
+        let backend = db.get_database_backend();
+        let mut ids: Vec<i64> = item::Entity::find()
+            .filter(item::Column::ProjectId.eq(p.id))
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|it| it.id)
+            .collect();
+        ids.sort_unstable();
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let picked = |set: Vec<i64>| async move {
+            let mut got: Vec<i64> = item::Entity::find()
+                .filter(shape::any_of(backend, item::Column::Id, set))
+                .all(db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|it| it.id)
+                .collect();
+            got.sort_unstable();
+            got
+        };
+        assert_eq!(picked(vec![c, a]).await, vec![a, c]);
+        assert_eq!(picked(Vec::new()).await, Vec::<i64>::new());
+
+        for (id, kept) in [(b, "old"), (c, "kept")] {
+            item::Entity::update_many()
+                .col_expr(item::Column::Result, Expr::value(kept))
+                .filter(item::Column::Id.eq(id))
+                .exec(db)
+                .await
+                .unwrap();
+        }
+        let tricky = "a \"quoted\" {brace}, back\\slash, é, 'single'";
+        let pairs = [
+            (a, sea_orm::Value::from(tricky)),
+            (b, sea_orm::Value::String(None)),
+        ];
+        let changed = item::Entity::update_many()
+            .col_expr(
+                item::Column::Result,
+                shape::per_id(
+                    backend,
+                    item::Column::Id,
+                    &pairs,
+                    "text",
+                    Expr::col(item::Column::Result),
+                ),
+            )
+            .filter(shape::any_of(backend, item::Column::Id, [a, b, c]))
+            .exec(db)
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected, 3);
+        let result = |id: i64| async move {
+            item::Entity::find_by_id(id)
+                .one(db)
+                .await
+                .unwrap()
+                .unwrap()
+                .result
+        };
+        assert_eq!(result(a).await.as_deref(), Some(tricky));
+        assert_eq!(result(b).await, None, "a listed null is written");
+        assert_eq!(result(c).await.as_deref(), Some("kept"), "unlisted");
+
+        let row = |seq: i64, data: &str| item::ActiveModel {
+            project_id: Set(p.id),
+            seq: Set(seq),
+            data: Set(data.to_owned()),
+            status: Set("cancelled".into()),
+            needed: Set(2),
+            answers_count: Set(0),
+            result: Set(None),
+            created_at: Set(7),
+            resolved_at: Set(None),
+            ..Default::default()
+        };
+        let mut written = shape::insert_rows(db, vec![row(100, tricky), row(101, "{\"n\":1}")])
+            .await
+            .unwrap();
+        written.sort_by_key(|it| it.seq);
+        assert_eq!(written.len(), 2);
+        assert_ne!(written[0].id, written[1].id);
+        for (it, data) in written.iter().zip([tricky, "{\"n\":1}"]) {
+            let stored = item::Entity::find_by_id(it.id)
+                .one(db)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&stored, it, "returned as stored");
+            assert_eq!(stored.data, data);
+            assert_eq!(
+                (stored.needed, stored.result, stored.created_at),
+                (2, None, 7)
+            );
+        }
+    });
+}

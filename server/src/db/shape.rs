@@ -1,0 +1,179 @@
+//! Statements whose text does not depend on how many rows they touch.
+//!
+//! A write batch's IN lists, CASE arms and multi-row inserts grow with the
+//! batch, so on PostgreSQL nearly every batch brought statements its
+//! connection had not prepared: each cost a round trip to parse and plan
+//! before the one that ran it (13 of an answer batch's 25), and the
+//! statement cache turned over. Here, on PostgreSQL, a set travels as one
+//! value (an array literal or a JSON document) in a statement of fixed
+//! text. On SQLite, where preparing is in-process and the writer keeps 400
+//! statements, they stay plain lists.
+
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, IntoColumnRef};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ColumnType, ConnectionTrait, DbBackend, DbErr, EntityName,
+    EntityTrait, IdenStatic, IntoActiveModel, Iterable, Statement, Value,
+};
+use serde_json::Value as Json;
+
+/// `col IN (ids)`.
+pub fn any_of(
+    backend: DbBackend,
+    col: impl IntoColumnRef,
+    ids: impl IntoIterator<Item = i64>,
+) -> Expr {
+    let ids: Vec<i64> = ids.into_iter().collect();
+    match backend {
+        DbBackend::Postgres => Expr::cust_with_exprs(
+            "$1 = ANY(CAST($2 AS bigint[]))",
+            [Expr::col(col), Expr::val(pg_array(&ids))],
+        ),
+        _ => Expr::col(col).is_in(ids),
+    }
+}
+
+/// For each row, the value paired with its `id` (null included; of SQL
+/// type `sql_type` on PostgreSQL), or `otherwise` for a row not listed.
+pub fn per_id(
+    backend: DbBackend,
+    id: impl IntoColumnRef + Clone,
+    pairs: &[(i64, Value)],
+    sql_type: &'static str,
+    otherwise: Expr,
+) -> Expr {
+    match backend {
+        DbBackend::Postgres => {
+            let ids: Vec<i64> = pairs.iter().map(|(i, _)| *i).collect();
+            let values: Vec<Json> = pairs.iter().map(|(_, v)| json_of(v)).collect();
+            Expr::cust_with_exprs(
+                format!(
+                    "CASE WHEN array_position(CAST($2 AS bigint[]), $3) IS NULL THEN $4 \
+                     ELSE CAST(CAST($1 AS jsonb) ->> \
+                     (array_position(CAST($2 AS bigint[]), $3) - 1) AS {sql_type}) END"
+                ),
+                [
+                    Expr::val(Json::Array(values).to_string()),
+                    Expr::val(pg_array(&ids)),
+                    Expr::col(id),
+                    otherwise,
+                ],
+            )
+        }
+        _ => {
+            let mut case = CaseStatement::new();
+            for (i, v) in pairs {
+                case = case.case(
+                    Expr::col(id.clone()).eq(Expr::val(*i)),
+                    Expr::val(v.clone()),
+                );
+            }
+            case.finally(otherwise).into()
+        }
+    }
+}
+
+/// Inserts `rows` (each with the same columns set) and returns them as
+/// written, in no particular order.
+pub async fn insert_rows<A>(
+    conn: &impl ConnectionTrait,
+    rows: Vec<A>,
+) -> Result<Vec<<A::Entity as EntityTrait>::Model>, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
+    let backend = conn.get_database_backend();
+    let columns: Vec<(<A::Entity as EntityTrait>::Column, &'static str)> = match rows.first() {
+        Some(first) if backend == DbBackend::Postgres => {
+            let set: Option<Vec<_>> = <A::Entity as EntityTrait>::Column::iter()
+                .filter(|c| first.get(*c).is_set())
+                .map(|c| pg_type(c.def().get_column_type()).map(|t| (c, t)))
+                .collect();
+            set.unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    if columns.is_empty() {
+        return match rows.is_empty() {
+            true => Ok(Vec::new()),
+            false => A::Entity::insert_many(rows).exec_with_returning(conn).await,
+        };
+    }
+    let docs: Vec<Json> = rows
+        .iter()
+        .map(|r| {
+            Json::Object(
+                columns
+                    .iter()
+                    .map(|(c, _)| {
+                        let v = r.get(*c).into_value().map_or(Json::Null, |v| json_of(&v));
+                        (c.as_str().to_owned(), v)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let names = columns
+        .iter()
+        .map(|(c, _)| format!("\"{}\"", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let types = columns
+        .iter()
+        .map(|(c, t)| format!("\"{}\" {t}", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let table = A::Entity::default().table_name().to_owned();
+    let sql = format!(
+        "INSERT INTO \"{table}\" ({names}) SELECT {names} \
+         FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS r({types}) RETURNING *"
+    );
+    A::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Value::from(Json::Array(docs).to_string())],
+        ))
+        .all(conn)
+        .await
+}
+
+/// A PostgreSQL array literal of ids.
+fn pg_array(ids: &[i64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('{');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push('}');
+    s
+}
+
+/// The SQL type a JSON field is read as, for the column types rows here
+/// carry; none for others (those inserts keep the multi-row form).
+fn pg_type(t: &ColumnType) -> Option<&'static str> {
+    Some(match t {
+        ColumnType::BigInteger => "bigint",
+        ColumnType::Integer => "integer",
+        ColumnType::SmallInteger => "smallint",
+        ColumnType::String(_) | ColumnType::Text | ColumnType::Char(_) => "text",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Double => "double precision",
+        _ => return None,
+    })
+}
+
+fn json_of(v: &Value) -> Json {
+    match v {
+        Value::Bool(Some(b)) => Json::from(*b),
+        Value::SmallInt(Some(i)) => Json::from(*i),
+        Value::Int(Some(i)) => Json::from(*i),
+        Value::BigInt(Some(i)) => Json::from(*i),
+        Value::Double(Some(f)) => Json::from(*f),
+        Value::String(Some(s)) => Json::from(s.as_str()),
+        _ => Json::Null,
+    }
+}
