@@ -258,26 +258,17 @@ async fn close_items(
         .map(|(id, _, r)| (*id, r.clone().into()))
         .collect();
     let ids = || closed.iter().map(|(id, _, _)| *id);
+    let per_item = |values: &[(i64, sea_orm::Value)], col: item::Column| {
+        shape::per_id(backend, item::Column::Id, values, "text", Expr::col(col))
+    };
     item::Entity::update_many()
         .col_expr(
             item::Column::Status,
-            shape::per_id(
-                backend,
-                item::Column::Id,
-                &status,
-                "text",
-                Expr::col(item::Column::Status),
-            ),
+            per_item(&status, item::Column::Status),
         )
         .col_expr(
             item::Column::Result,
-            shape::per_id(
-                backend,
-                item::Column::Id,
-                &result,
-                "text",
-                Expr::col(item::Column::Result),
-            ),
+            per_item(&result, item::Column::Result),
         )
         .col_expr(item::Column::ResolvedAt, Expr::value(now))
         .filter(shape::any_of(backend, item::Column::Id, ids()))

@@ -221,16 +221,22 @@ async fn passive_checkpoint(conn: &DatabaseConnection) -> Result<Option<(i64, i6
 mod tests {
     use super::*;
 
-    /// The writer leaves the log alone; `checkpoint` copies all of it into
-    /// the database file while nothing else runs, and the writer then
-    /// starts the log over instead of growing it.
-    #[tokio::test]
-    async fn the_background_checkpoint_copies_the_log_the_writer_leaves() {
+    /// A fresh SQLite database in a directory of its own.
+    async fn scratch() -> (std::path::PathBuf, Db) {
         let dir =
             std::env::temp_dir().join(format!("sahel-db-test-{}", crate::accounts::random_hex(6)));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
         let db = Db::connect(&url, 2).await.unwrap();
+        (dir, db)
+    }
+
+    /// The writer leaves the log alone; `checkpoint` copies all of it into
+    /// the database file while nothing else runs, and the writer then
+    /// starts the log over instead of growing it.
+    #[tokio::test]
+    async fn the_background_checkpoint_copies_the_log_the_writer_leaves() {
+        let (dir, db) = scratch().await;
         let write = |sql: &'static str| {
             let db = db.clone();
             async move {
@@ -268,11 +274,7 @@ mod tests {
     /// next write begins, and without the gated copy the log only grows.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn under_steady_writes_the_log_stays_bounded() {
-        let dir =
-            std::env::temp_dir().join(format!("sahel-db-test-{}", crate::accounts::random_hex(6)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-        let db = Db::connect(&url, 2).await.unwrap();
+        let (dir, db) = scratch().await;
         let tx = db.write().await.unwrap();
         tx.execute_unprepared("CREATE TABLE t (x TEXT)")
             .await

@@ -36,6 +36,14 @@ fn cost(it: &item::Model) -> usize {
     ENTRY_OVERHEAD + it.data.len()
 }
 
+impl Inner {
+    fn remove(&mut self, lease_id: i64) -> Option<(lease::Model, item::Model)> {
+        let (l, it) = self.by_id.remove(&lease_id)?;
+        self.bytes -= cost(&it);
+        Some((l, it))
+    }
+}
+
 impl HeldLeases {
     pub fn new(max_bytes: usize) -> Self {
         HeldLeases {
@@ -81,17 +89,13 @@ impl HeldLeases {
         if g.by_id.get(&lease_id)?.0.user_id != user {
             return None;
         }
-        let (l, it) = g.by_id.remove(&lease_id)?;
-        g.bytes -= cost(&it);
+        let (l, it) = g.remove(lease_id)?;
         (l.expires_at >= now).then_some((l, it))
     }
 
     /// Forgets a lease (released or renewed here).
     pub fn forget(&self, lease_id: i64) {
-        let mut g = self.lock();
-        if let Some((_, it)) = g.by_id.remove(&lease_id) {
-            g.bytes -= cost(&it);
-        }
+        self.lock().remove(lease_id);
     }
 
     pub fn len(&self) -> usize {

@@ -652,11 +652,11 @@ pub async fn submit(
             state.answer_writer.run(job, answer).await?
         };
         nonce.committed();
-        Ok::<_, Error>((submission, Some(effects)))
+        Ok::<_, Error>((submission, effects))
     };
     match attempt.await {
         Ok((submission, effects)) => {
-            tell_queue(state, effects.into_iter().collect()).await;
+            tell_queue(state, vec![effects]).await;
             Ok(submission)
         }
         Err(e) => twin_result(&state.db.conn, user, &key, &hash, e).await,

@@ -816,7 +816,7 @@ fn a_batch_completing_many_items_decides_and_pays_each_once() {
 fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
     use sahel_server::db::shape;
     use sahel_server::projects::entity::item;
-    use sea_orm::sea_query::Expr;
+    use sea_orm::sea_query::{Expr, ExprTrait};
     use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
     let app = spawn_app();
@@ -824,19 +824,9 @@ fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
     app.block_on(async {
         let db = app.db();
         let backend = db.get_database_backend();
-        let mut ids: Vec<i64> = item::Entity::find()
-            .filter(item::Column::ProjectId.eq(p.id))
-            .all(db)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|it| it.id)
-            .collect();
-        ids.sort_unstable();
-        let (a, b, c) = (ids[0], ids[1], ids[2]);
-        let picked = |set: Vec<i64>| async move {
+        let ids_where = |cond: Expr| async move {
             let mut got: Vec<i64> = item::Entity::find()
-                .filter(shape::any_of(backend, item::Column::Id, set))
+                .filter(cond)
                 .all(db)
                 .await
                 .unwrap()
@@ -846,6 +836,9 @@ fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
             got.sort_unstable();
             got
         };
+        let ids = ids_where(Expr::col(item::Column::ProjectId).eq(p.id)).await;
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let picked = |set: Vec<i64>| ids_where(shape::any_of(backend, item::Column::Id, set));
         assert_eq!(picked(vec![c, a]).await, vec![a, c]);
         assert_eq!(picked(Vec::new()).await, Vec::<i64>::new());
 
