@@ -468,6 +468,71 @@ fn servers_cpu_ms(servers: &Servers) -> u64 {
         .sum()
 }
 
+/// CPU of the whole machine and of the local database and Redis, read
+/// from `/proc` at the start and end of the run: the servers and the load
+/// generator are not all it costs, and on a machine that is nearly busy the
+/// sum per answer sets the ceiling on answers/s whatever the code does.
+struct MachineCpu {
+    /// Busy milliseconds over all cores (anything not idle or waiting).
+    busy_ms: u64,
+    /// Per process of the services named in [`SERVICES`]: pid, name, ms.
+    services: Vec<(u32, &'static str, u64)>,
+}
+
+/// Service processes counted on their own, by command name.
+const SERVICES: [&str; 2] = ["postgres", "redis-server"];
+
+impl MachineCpu {
+    fn read() -> MachineCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // cpu user nice system idle iowait irq softirq steal ... (ticks)
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let field = |i: usize| ticks.get(i).copied().unwrap_or(0);
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+        let mut services = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if let Some(name) = SERVICES.iter().find(|n| comm.trim() == **n) {
+                let ms = sahel_server::telemetry::cpu_ms_of(&pid.to_string());
+                services.push((pid, *name, ms));
+            }
+        }
+        MachineCpu {
+            busy_ms: busy * 10,
+            services,
+        }
+    }
+
+    /// Milliseconds since `before`: the machine's, then each service's (a
+    /// process that started meanwhile counts whole; one that ended is lost).
+    fn since(&self, before: &MachineCpu) -> (u64, BTreeMap<&'static str, u64>) {
+        let mut by_name: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (pid, name, ms) in &self.services {
+            let was = before
+                .services
+                .iter()
+                .find(|(p, n, _)| p == pid && n == name)
+                .map_or(0, |(_, _, ms)| *ms);
+            *by_name.entry(name).or_default() += ms.saturating_sub(was);
+        }
+        (self.busy_ms.saturating_sub(before.busy_ms), by_name)
+    }
+}
+
 /// The queue and ledger invariants, read from the database rows.
 async fn check_invariants(
     database_url: &str,
@@ -571,6 +636,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         servers_cpu_ms(&servers),
         sahel_server::telemetry::cpu_ms_of("self"),
     );
+    let machine_before = MachineCpu::read();
     barrier.wait();
     let started = Instant::now();
     let results: Vec<ThreadResult> = handles
@@ -584,6 +650,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         servers_cpu_ms(&servers).saturating_sub(cpu_before.0),
         sahel_server::telemetry::cpu_ms_of("self").saturating_sub(cpu_before.1),
     );
+    let (machine_ms, services_ms) = MachineCpu::read().since(&machine_before);
     let timed_out = Instant::now() >= deadline;
 
     let mut lease: Vec<u32> = results
@@ -597,6 +664,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     lease.sort_unstable();
     submit.sort_unstable();
     let answers: u64 = results.iter().map(|r| r.answers).sum();
+    // At this CPU cost per answer, a machine busy all the time would give
+    // `cores` seconds of CPU per second: the most this setup can reach here.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine_us = machine_ms as f64 * 1000.0 / answers.max(1) as f64;
+    let ceiling = cores as f64 * 1e6 / machine_us.max(1.0);
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for r in &results {
         for (kind, n) in &r.errors {
@@ -648,6 +720,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         "errors": errors,
         "server_cpu_ms": cpu.0,
         "bench_cpu_ms": cpu.1,
+        "service_cpu_ms": services_ms,
+        "machine_cpu_ms": machine_ms,
+        "cores": cores,
+        "ceiling_answers_per_s": ceiling,
         "lease_calls_written": lease_calls,
         "lease_writes": lease_writes,
         "answer_calls_written": answer_calls,
@@ -708,6 +784,20 @@ fn run(args: Args) -> anyhow::Result<()> {
             cpu.0 as f64 / 1000.0,
             cpu.1 as f64 / 1000.0,
             elapsed.as_secs_f64()
+        );
+        let mut beside: Vec<String> = services_ms
+            .iter()
+            // An idle service on the machine is not part of this setup.
+            .filter(|(_, ms)| **ms * 100 >= machine_ms)
+            .map(|(name, ms)| format!("{name} {:.0} us", per(*ms)))
+            .collect();
+        beside.push(format!(
+            "whole machine {machine_us:.0} us ({:.0} % of {cores} cores busy)",
+            machine_ms as f64 / (cores as f64 * elapsed.as_secs_f64() * 10.0)
+        ));
+        println!("                 {}", beside.join(", "));
+        println!(
+            "CPU ceiling      {ceiling:.0} answers/s: all {cores} cores busy at {machine_us:.0} us per answer"
         );
         println!(
             "lease writes     {lease_calls} calls in {lease_writes} transactions ({:.1} per transaction)",
