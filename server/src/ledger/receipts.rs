@@ -23,7 +23,7 @@ use sahel_protocol::receipt::{
     ChainLink, GENESIS_HASH, Receipt, ReceiptBundle, ReceiptPosting, parse_hash, receipt_hash,
 };
 use sahel_protocol::signing;
-use sea_orm::sea_query::{CaseStatement, Expr, Query};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -31,7 +31,7 @@ use sea_orm::{
 
 use super::AccountRef;
 use super::entity::{account, chain_head, posting, receipt, transaction};
-use crate::db::Db;
+use crate::db::{Db, shape};
 use crate::error::Result;
 
 /// The server's ed25519 key. Its `Debug` never shows the secret.
@@ -282,6 +282,9 @@ pub async fn load(conn: &impl ConnectionTrait, rows: Vec<receipt::Model>) -> Res
     Ok(out)
 }
 
+/// Receipts signed per write transaction by [`sign_pending`].
+const SIGNED_PER_WRITE: usize = 100;
+
 /// Signs receipts committed but not yet signed, oldest first, after
 /// checking each one's hash against its rows. Returns how many it signed.
 /// Idempotent and safe to run on several servers at once (ed25519 is
@@ -312,17 +315,34 @@ pub async fn sign_pending(db: &Db, key: &ServerKey) -> Result<usize> {
                 ),
             }
         }
-        if !sigs.is_empty() {
-            // One statement for the page: a receipt per closed item made
-            // this one UPDATE per receipt, a third of a statement per answer.
-            let mut by_seq = CaseStatement::new();
-            for (seq, sig) in &sigs {
-                by_seq = by_seq.case(receipt::Column::Seq.eq(*seq), Expr::val(sig.clone()));
-            }
+        // One statement per slice of the page: a receipt per closed item
+        // made this one UPDATE per receipt, a third of a statement per
+        // answer. A slice, not the page: on SQLite each row looks its value
+        // up among the statement's, so a page of 1,000 held the write gate
+        // 22 ms every 2 s under load, in every writer's p99.
+        for slice in sigs.chunks(SIGNED_PER_WRITE) {
+            let backend = db.backend();
+            let values: Vec<(i64, sea_orm::Value)> = slice
+                .iter()
+                .map(|(seq, sig)| (*seq, sig.clone().into()))
+                .collect();
             let tx = db.write().await?;
             receipt::Entity::update_many()
-                .col_expr(receipt::Column::Signature, by_seq.into())
-                .filter(receipt::Column::Seq.is_in(sigs.iter().map(|(seq, _)| *seq)))
+                .col_expr(
+                    receipt::Column::Signature,
+                    shape::per_id(
+                        backend,
+                        receipt::Column::Seq,
+                        &values,
+                        "text",
+                        Expr::col(receipt::Column::Signature),
+                    ),
+                )
+                .filter(shape::any_of(
+                    backend,
+                    receipt::Column::Seq,
+                    slice.iter().map(|(seq, _)| *seq),
+                ))
                 .filter(receipt::Column::Signature.is_null())
                 .exec(&*tx)
                 .await?;

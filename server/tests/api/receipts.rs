@@ -142,3 +142,39 @@ fn a_tampered_posting_is_found_by_the_audit_and_by_the_owners_verification() {
         "{errors:?}"
     );
 }
+
+/// The signer pages through pending receipts (1,000 a read) and writes
+/// their signatures a slice at a time: every receipt of a backlog that
+/// spans pages and ends in a partial slice is signed, each with the
+/// server key's signature of its own hash.
+#[test]
+fn a_backlog_of_receipts_is_signed_to_the_last_one() {
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let app = spawn_app();
+    let (u, _) = app.create_user("backlog@test.sahel", &[]);
+    for _ in 0..1_050 {
+        app.deposit(u, Micros(1));
+    }
+    let unsigned = || {
+        app.block_on(
+            receipt::Entity::find()
+                .filter(receipt::Column::Signature.is_null())
+                .count(app.db()),
+        )
+        .unwrap()
+    };
+    // One pass signs them all (the background signer may take some first:
+    // both write the same signatures, each only where none is yet).
+    app.block_on(sahel_server::ledger::receipts::sign_pending(
+        &app.state.db,
+        &app.state.server_key,
+    ))
+    .unwrap();
+    assert_eq!(unsigned(), 0);
+    let audit = app.audit();
+    assert_eq!(audit.chain.receipts, 1_050);
+    assert_eq!(audit.chain.unsigned, 0);
+    assert_eq!(audit.chain.problems, Vec::<String>::new());
+    assert!(audit.is_clean(), "{audit:?}");
+}
