@@ -305,10 +305,12 @@ pub async fn sign_pending(db: &Db, key: &ServerKey) -> Result<usize> {
         };
         after = last.seq;
         let receipts = load(&db.conn, rows).await?;
-        let mut sigs = Vec::with_capacity(receipts.len());
+        let mut sigs: Vec<(i64, sea_orm::Value)> = Vec::with_capacity(receipts.len());
         for r in &receipts {
             match (r.recompute_hash(), parse_hash(&r.hash)) {
-                (Some(a), Some(b)) if a == b => sigs.push((r.seq as i64, key.sign_hash(&a))),
+                (Some(a), Some(b)) if a == b => {
+                    sigs.push((r.seq as i64, key.sign_hash(&a).into()));
+                }
                 _ => tracing::error!(
                     seq = r.seq,
                     "receipt content does not match its hash; refusing to sign it"
@@ -320,12 +322,8 @@ pub async fn sign_pending(db: &Db, key: &ServerKey) -> Result<usize> {
         // answer. A slice, not the page: on SQLite each row looks its value
         // up among the statement's, so a page of 1,000 held the write gate
         // 22 ms every 2 s under load, in every writer's p99.
+        let backend = db.backend();
         for slice in sigs.chunks(SIGNED_PER_WRITE) {
-            let backend = db.backend();
-            let values: Vec<(i64, sea_orm::Value)> = slice
-                .iter()
-                .map(|(seq, sig)| (*seq, sig.clone().into()))
-                .collect();
             let tx = db.write().await?;
             receipt::Entity::update_many()
                 .col_expr(
@@ -333,7 +331,7 @@ pub async fn sign_pending(db: &Db, key: &ServerKey) -> Result<usize> {
                     shape::per_id(
                         backend,
                         receipt::Column::Seq,
-                        &values,
+                        slice,
                         "text",
                         Expr::col(receipt::Column::Signature),
                     ),
