@@ -90,13 +90,36 @@ pub enum SignatureError {
     Mismatch,
 }
 
+/// Parses a hex public key. Keys seen before come from a process-wide
+/// cache: decompressing the point is a square root in the field, a sixth
+/// of a strict verification's work, and a server checks three signatures
+/// per answer from the same few thousand keys.
 pub fn parse_public_key(hex_key: &str) -> Result<VerifyingKey, SignatureError> {
     let bytes: [u8; 32] = hex::decode(hex_key)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or(SignatureError::BadKey)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| SignatureError::BadKey)
+    let cache = PARSED_KEYS.get_or_init(Default::default);
+    if let Some(key) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&bytes) {
+        return Ok(*key);
+    }
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| SignatureError::BadKey)?;
+    let mut keys = cache.lock().unwrap_or_else(|e| e.into_inner());
+    // Past the bound the cache starts over rather than track recency: a
+    // miss costs one decompression, and the bound caps the memory (about
+    // 200 bytes a key) whatever keys a client sends.
+    if keys.len() >= PARSED_KEYS_CAP {
+        keys.clear();
+    }
+    keys.insert(bytes, key);
+    Ok(key)
 }
+
+/// Only keys that parse are kept; see [`parse_public_key`].
+static PARSED_KEYS: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>>,
+> = std::sync::OnceLock::new();
+const PARSED_KEYS_CAP: usize = 16_384;
 
 pub fn parse_signature(hex_sig: &str) -> Result<Signature, SignatureError> {
     let bytes: [u8; 64] = hex::decode(hex_sig)
@@ -203,5 +226,27 @@ mod tests {
         verify(&vk, &upper.canonical_message(), &h.signature).unwrap();
         assert_eq!(parse_public_key("zz"), Err(SignatureError::BadKey));
         assert_eq!(verify(&vk, b"x", "abcd"), Err(SignatureError::Malformed));
+    }
+
+    /// A key parsed again (from the cache) is the same key, and a bad
+    /// one is refused every time, never remembered.
+    #[test]
+    fn a_key_parsed_twice_is_the_same_and_a_bad_key_stays_bad() {
+        let k = key();
+        let hex_key = public_key_hex(&k.verifying_key());
+        let first = parse_public_key(&hex_key).unwrap();
+        let again = parse_public_key(&hex_key.to_ascii_uppercase()).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(again, k.verifying_key());
+        // 32 bytes that are no point on the curve (y = 2 has no x).
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        let bad = hex::encode(not_a_point);
+        for _ in 0..2 {
+            assert_eq!(parse_public_key(&bad), Err(SignatureError::BadKey));
+        }
+        let p = parts(b"x");
+        let h = sign_request(&k, &p);
+        verify(&again, &p.canonical_message(), &h.signature).unwrap();
     }
 }
