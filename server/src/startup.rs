@@ -191,11 +191,16 @@ impl Application {
         let state = self.state.clone();
         let checkpoints = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut last = None;
             loop {
                 tick.tick().await;
-                if let Err(e) = state.db.checkpoint(CHECKPOINT_RESTART_FRAMES).await {
-                    tracing::warn!(error = %e, "checkpointing the SQLite log failed");
-                }
+                last = match state.db.checkpoint(CHECKPOINT_RESTART_FRAMES, last).await {
+                    Ok(log) => log,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpointing the SQLite log failed");
+                        None
+                    }
+                };
             }
         });
         // Royalty rounds: steppable, idempotent, safe on several servers.

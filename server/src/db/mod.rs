@@ -108,7 +108,7 @@ impl Db {
                     // NORMAL in WAL mode is durable across application
                     // crashes; only an OS crash can lose the last commits.
                     .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(30))
+                    .busy_timeout(BUSY_TIMEOUT)
                     .foreign_keys(true)
                     .create_if_missing(true);
                 match writer {
@@ -155,7 +155,16 @@ impl Db {
     /// write gate, where nothing can land, and the next write starts the
     /// log over. Nothing on PostgreSQL. Returns the log's frames and how
     /// many are copied.
-    pub async fn checkpoint(&self, restart_after: i64) -> Result<Option<(i64, i64)>, DbErr> {
+    ///
+    /// `before` is what the last call returned: a log all copied and
+    /// unchanged since is one nobody writes to, and its file is cut to
+    /// nothing (a log once grown to its bound otherwise keeps its size on
+    /// disk however long the server then sits idle).
+    pub async fn checkpoint(
+        &self,
+        restart_after: i64,
+        before: Option<(i64, i64)>,
+    ) -> Result<Option<(i64, i64)>, DbErr> {
         let Some(gate) = &self.gate else {
             return Ok(None);
         };
@@ -166,6 +175,10 @@ impl Db {
             Some((log, _)) if log > restart_after => {
                 let _gate = gate.lock().await;
                 passive_checkpoint(&self.writer).await
+            }
+            Some((log, copied)) if log > 0 && copied == log && before == Some((log, copied)) => {
+                let _gate = gate.lock().await;
+                truncate_log(&self.writer).await
             }
             done => Ok(done),
         }
@@ -205,10 +218,17 @@ pub fn now_ms() -> i64 {
 /// `PRAGMA wal_checkpoint(PASSIVE)` on `conn`: the log's frames and how
 /// many are copied into the database file.
 async fn passive_checkpoint(conn: &DatabaseConnection) -> Result<Option<(i64, i64)>, DbErr> {
+    wal_checkpoint(conn, "PASSIVE").await
+}
+
+async fn wal_checkpoint(
+    conn: &DatabaseConnection,
+    mode: &str,
+) -> Result<Option<(i64, i64)>, DbErr> {
     let row = conn
         .query_one_raw(Statement::from_string(
             DbBackend::Sqlite,
-            "PRAGMA wal_checkpoint(PASSIVE)",
+            format!("PRAGMA wal_checkpoint({mode})"),
         ))
         .await?;
     Ok(match row {
@@ -216,6 +236,26 @@ async fn passive_checkpoint(conn: &DatabaseConnection) -> Result<Option<(i64, i6
         None => None,
     })
 }
+
+/// Cuts the log file to nothing, on the writer (the caller holds the
+/// gate). A reader still on the log's last pages makes it wait for them;
+/// with the gate held it must not, so it gives up at once instead (and
+/// the next idle second tries again).
+async fn truncate_log(writer: &DatabaseConnection) -> Result<Option<(i64, i64)>, DbErr> {
+    let busy_timeout = |ms: u128| async move {
+        writer
+            .execute_unprepared(&format!("PRAGMA busy_timeout = {ms}"))
+            .await
+    };
+    busy_timeout(0).await?;
+    let cut = wal_checkpoint(writer, "TRUNCATE").await;
+    busy_timeout(BUSY_TIMEOUT.as_millis()).await?;
+    cut
+}
+
+/// How long a connection waits for SQLite's locks held outside the gate
+/// (the background checkpoint's) before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -253,7 +293,7 @@ mod tests {
         let grown = std::fs::metadata(&wal).unwrap().len();
         // 400 rows of 12 KB: past the 1,000 pages at which SQLite would
         // have checkpointed inside a commit by default.
-        let (frames, copied) = db.checkpoint(i64::MAX).await.unwrap().unwrap();
+        let (frames, copied) = db.checkpoint(i64::MAX, None).await.unwrap().unwrap();
         assert!(frames > 1_000, "{frames} frames in the log");
         assert_eq!(copied, frames, "all of the log copied");
         for _ in 0..50 {
@@ -280,21 +320,78 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        let mut last = None;
         for _ in 0..200 {
             let tx = db.write().await.unwrap();
             let copying = db.clone();
-            let checkpoint = tokio::spawn(async move { copying.checkpoint(100).await });
+            let checkpoint = tokio::spawn(async move { copying.checkpoint(100, last).await });
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             tx.execute_unprepared("INSERT INTO t VALUES (hex(randomblob(6000)))")
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
-            checkpoint.await.unwrap().unwrap();
+            last = checkpoint.await.unwrap().unwrap();
         }
         // 200 rows of 12 KB wrote some 700 pages; the log restarted each
         // time it passed 100.
         let wal = std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
         assert!(wal < 200 * 4096, "the log grew to {wal} bytes");
+        assert!(wal > 0, "a log written every round was never idle");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A log that nobody wrote to between two checkpoints, all copied,
+    /// has its file cut to nothing; one a reader still reads from is left
+    /// as it is, and the writer goes on either way.
+    #[tokio::test]
+    async fn an_idle_log_gives_its_disk_space_back() {
+        let (dir, db) = scratch().await;
+        let wal = dir.join("t.db-wal");
+        let size = || std::fs::metadata(&wal).unwrap().len();
+        let write = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                let tx = db.write().await.unwrap();
+                tx.execute_unprepared(sql).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        };
+        write("CREATE TABLE t (x TEXT)").await;
+        for _ in 0..100 {
+            write("INSERT INTO t VALUES (hex(randomblob(6000)))").await;
+        }
+        // A reader whose snapshot was taken from the log holds it until
+        // its read ends.
+        let reader = db.conn.begin().await.unwrap();
+        let rows = reader
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.try_get_by_index::<i64>(0).unwrap(), 100);
+        let first = db.checkpoint(i64::MAX, None).await.unwrap();
+        assert!(size() > 100 * 4096, "{} bytes of log", size());
+        let held = db.checkpoint(i64::MAX, first).await.unwrap();
+        assert!(size() > 100 * 4096, "cut under a reader: {} bytes", size());
+        assert_eq!(held, first, "the log, unchanged, is tried again");
+        reader.commit().await.unwrap();
+        let cut = db.checkpoint(i64::MAX, held).await.unwrap();
+        assert_eq!(cut, Some((0, 0)));
+        assert_eq!(size(), 0, "the idle log was cut");
+        write("INSERT INTO t VALUES ('after')").await;
+        let count = db
+            .conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 101);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
