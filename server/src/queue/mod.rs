@@ -639,26 +639,26 @@ pub async fn submit(
         // p99 by 6x (README, load table). Replicas' batches may still
         // meet on an item; a deadlock only splits the batch
         // (`write_answer_batch`).
-        let (submission, effects) = {
-            let (done, answer) = tokio::sync::oneshot::channel();
-            let job = AnswerJob {
-                nonce: nonce.claim().cloned(),
-                user: *user,
-                prepared,
-                key: key.clone(),
-                hash: hash.clone(),
-                done,
-            };
-            state.answer_writer.run(job, answer).await?
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job = AnswerJob {
+            nonce: nonce.claim().cloned(),
+            user: *user,
+            prepared,
+            key: key.clone(),
+            hash: hash.clone(),
+            done,
         };
+        let st = state.clone();
+        let submission = commit_then_tell(state, async move {
+            let (submission, effects) = st.answer_writer.run(job, answer).await?;
+            Ok((submission, vec![effects]))
+        })
+        .await?;
         nonce.committed();
-        Ok::<_, Error>((submission, effects))
+        Ok::<_, Error>(submission)
     };
     match attempt.await {
-        Ok((submission, effects)) => {
-            tell_queue(state, vec![effects]).await;
-            Ok(submission)
-        }
+        Ok(submission) => Ok(submission),
         Err(e) => twin_result(&state.db.conn, user, &key, &hash, e).await,
     }
 }
@@ -1208,24 +1208,27 @@ async fn write_answer_alone(
     Ok(done)
 }
 
-/// Tells the queue about committed answers before their client hears of
-/// them, on a task of its own: a client that hangs up drops its request,
-/// and with it anything the request still had to do, which would leave
-/// the queue offering an answered item's slot (answers then refused as
-/// `item-complete`) until the next rebuild.
-async fn tell_queue(state: &AppState, effects: Vec<Effects>) {
-    if effects.is_empty() {
-        return;
-    }
+/// Runs `commit` and then tells the queue about the answers it committed,
+/// on a task of its own, before the client hears of them. A client that
+/// hangs up drops its request, and with it anything the request still had
+/// to do: awaited here, the commit would still land (the writer writes
+/// every job it was sent) but the queue would go on offering an answered
+/// item's slot (answers then refused as `item-complete`) until the next
+/// rebuild.
+async fn commit_then_tell<T: Send + 'static>(
+    state: &AppState,
+    commit: impl Future<Output = Result<(T, Vec<Effects>)>> + Send + 'static,
+) -> Result<T> {
     let st = state.clone();
-    let told = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        let (out, effects) = commit.await?;
         for e in effects {
             apply_effects(&st, e).await;
         }
+        Ok(out)
     });
-    if let Err(e) = told.await {
-        tracing::error!(error = %e, "telling the queue about committed answers failed");
-    }
+    task.await
+        .map_err(|e| anyhow::anyhow!("committing the answers failed: {e}"))?
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the
@@ -1390,9 +1393,12 @@ pub async fn submit_batch(
             }
         }
     }
-    tx.commit().await?;
+    commit_then_tell(state, async move {
+        tx.commit().await?;
+        Ok(((), effects))
+    })
+    .await?;
     nonce.committed();
-    tell_queue(state, effects).await;
     Ok(results
         .into_iter()
         .map(|r| match r {

@@ -916,3 +916,85 @@ fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
         }
     });
 }
+
+/// A client that hangs up while its answer waits for the writer does not
+/// take the queue's update with it: the answer is committed all the same,
+/// and the queue hears of it (otherwise it would offer the answered slot
+/// again until the next rebuild).
+#[test]
+fn an_answer_whose_client_hung_up_still_reaches_the_queue() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 2, 2);
+    let registered = anon(&app)
+        .register(&api::RegisterRequest {
+            email: "hangs-up@test.sahel".into(),
+            password: "correct horse battery".into(),
+            display_name: "hangs-up".into(),
+            roles: vec![api::Role::Contributor],
+        })
+        .unwrap();
+    let c = bearer(&app, &registered.token);
+    // A first answer, so that the server-held key that signs this
+    // contributor's answers exists before the writer is held.
+    let first = c.lease(p.id, 1).unwrap().remove(0);
+    c.submit(&answer(&first, &truth(&first))).unwrap();
+    let task = c.lease(p.id, 1).unwrap().remove(0);
+    let recorded = metric(&app, "sahel_answers_recorded_total");
+
+    // The writer is held: on SQLite by the write gate, on PostgreSQL by
+    // a lock on the lease row the answer batch updates.
+    let blocker = app.block_on(async {
+        use sea_orm::ConnectionTrait;
+        let tx = app.state.db.write().await.unwrap();
+        if app.is_postgres() {
+            tx.execute_unprepared(&format!(
+                "SELECT id FROM leases WHERE id = {} FOR UPDATE",
+                task.lease_id
+            ))
+            .await
+            .unwrap();
+        }
+        tx
+    });
+    let body = serde_json::to_string(&answer(&task, &truth(&task))).unwrap();
+    let request = format!(
+        "POST /api/v1/submissions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        app.address.trim_start_matches("http://"),
+        registered.token,
+        body.len()
+    );
+    app.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        // Long enough for the request to reach the writer, then a reset:
+        // the server's read fails and it drops the request's handler.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // (Deprecated because a lingering close blocks the dropping
+        // thread; a zero linger does not linger, it resets.)
+        #[allow(deprecated)]
+        s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    app.block_on(blocker.commit()).unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&app, "sahel_answers_recorded_total") == recorded {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer never reached the queue ({} answers kept)",
+            answers_in_db(&app, p.id)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(answers_in_db(&app, p.id), 2);
+    // The same answer sent again is the one already kept.
+    let again = c.submit(&answer(&task, &truth(&task))).unwrap();
+    assert_eq!(answers_in_db(&app, p.id), 2);
+    assert_eq!(again.lease_id, task.lease_id);
+    assert_queue_invariants(&app, p.id);
+    assert_ledger_clean(&app);
+}
