@@ -271,23 +271,35 @@ mod tests {
         (dir, db)
     }
 
+    /// `sql` in a write transaction of its own.
+    async fn write(db: &Db, sql: &str) {
+        let tx = db.write().await.unwrap();
+        tx.execute_unprepared(sql).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// The rows of table `t`, as `conn` sees them.
+    async fn rows_of_t(conn: &impl ConnectionTrait) -> i64 {
+        conn.query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT count(*) FROM t",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+    }
+
     /// The writer leaves the log alone; `checkpoint` copies all of it into
     /// the database file while nothing else runs, and the writer then
     /// starts the log over instead of growing it.
     #[tokio::test]
     async fn the_background_checkpoint_copies_the_log_the_writer_leaves() {
         let (dir, db) = scratch().await;
-        let write = |sql: &'static str| {
-            let db = db.clone();
-            async move {
-                let tx = db.write().await.unwrap();
-                tx.execute_unprepared(sql).await.unwrap();
-                tx.commit().await.unwrap();
-            }
-        };
-        write("CREATE TABLE t (x TEXT)").await;
+        write(&db, "CREATE TABLE t (x TEXT)").await;
         for _ in 0..400 {
-            write("INSERT INTO t VALUES (hex(randomblob(6000)))").await;
+            write(&db, "INSERT INTO t VALUES (hex(randomblob(6000)))").await;
         }
         let wal = dir.join("t.db-wal");
         let grown = std::fs::metadata(&wal).unwrap().len();
@@ -297,7 +309,7 @@ mod tests {
         assert!(frames > 1_000, "{frames} frames in the log");
         assert_eq!(copied, frames, "all of the log copied");
         for _ in 0..50 {
-            write("INSERT INTO t VALUES (hex(randomblob(6000)))").await;
+            write(&db, "INSERT INTO t VALUES (hex(randomblob(6000)))").await;
         }
         assert_eq!(
             std::fs::metadata(&wal).unwrap().len(),
@@ -348,30 +360,14 @@ mod tests {
         let (dir, db) = scratch().await;
         let wal = dir.join("t.db-wal");
         let size = || std::fs::metadata(&wal).unwrap().len();
-        let write = |sql: &'static str| {
-            let db = db.clone();
-            async move {
-                let tx = db.write().await.unwrap();
-                tx.execute_unprepared(sql).await.unwrap();
-                tx.commit().await.unwrap();
-            }
-        };
-        write("CREATE TABLE t (x TEXT)").await;
+        write(&db, "CREATE TABLE t (x TEXT)").await;
         for _ in 0..100 {
-            write("INSERT INTO t VALUES (hex(randomblob(6000)))").await;
+            write(&db, "INSERT INTO t VALUES (hex(randomblob(6000)))").await;
         }
         // A reader whose snapshot was taken from the log holds it until
         // its read ends.
         let reader = db.conn.begin().await.unwrap();
-        let rows = reader
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT count(*) FROM t",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(rows.try_get_by_index::<i64>(0).unwrap(), 100);
+        assert_eq!(rows_of_t(&reader).await, 100);
         let first = db.checkpoint(i64::MAX, None).await.unwrap();
         assert!(size() > 100 * 4096, "{} bytes of log", size());
         let held = db.checkpoint(i64::MAX, first).await.unwrap();
@@ -381,17 +377,8 @@ mod tests {
         let cut = db.checkpoint(i64::MAX, held).await.unwrap();
         assert_eq!(cut, Some((0, 0)));
         assert_eq!(size(), 0, "the idle log was cut");
-        write("INSERT INTO t VALUES ('after')").await;
-        let count = db
-            .conn
-            .query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT count(*) FROM t",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 101);
+        write(&db, "INSERT INTO t VALUES ('after')").await;
+        assert_eq!(rows_of_t(&db.conn).await, 101);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
