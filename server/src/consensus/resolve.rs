@@ -120,6 +120,11 @@ async fn resolve(
     if ids.is_empty() {
         return Ok((vec![Outcome::Pending; items.len()], Vec::new()));
     }
+    // Every answer of the items, their status checked here: with a status
+    // in the query, PostgreSQL (on statistics of a table that grew since
+    // it last looked) took the project-status index by its second column
+    // and visited every pending answer's row, 2 ms a batch, instead of the
+    // few answers of each item.
     let mut pending: HashMap<i64, Vec<answer::Model>> = HashMap::new();
     for a in answer::Entity::find()
         .filter(shape::any_of(
@@ -127,10 +132,11 @@ async fn resolve(
             answer::Column::ItemId,
             ids,
         ))
-        .filter(answer::Column::Status.eq("pending"))
         .order_by_asc(answer::Column::Id)
         .all(conn)
         .await?
+        .into_iter()
+        .filter(|a| a.status == "pending")
     {
         pending.entry(a.item_id).or_default().push(a);
     }
@@ -279,7 +285,7 @@ async fn close_items(
     lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
         .filter(shape::any_of(backend, lease::Column::ItemId, ids()))
-        .filter(lease::Column::Status.eq("open"))
+        .filter(shape::eq_unindexed(backend, lease::Column::Status, "open"))
         .exec(conn)
         .await?;
     Ok(())

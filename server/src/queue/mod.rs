@@ -469,7 +469,11 @@ pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result
     let res = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
         .filter(lease::Column::Id.eq(lease_id))
-        .filter(lease::Column::Status.eq("open"))
+        .filter(shape::eq_unindexed(
+            tx.get_database_backend(),
+            lease::Column::Status,
+            "open",
+        ))
         .exec(&*tx)
         .await?;
     if res.rows_affected == 0 {
@@ -497,7 +501,11 @@ pub async fn renew(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<a
     lease::Entity::update_many()
         .col_expr(lease::Column::ExpiresAt, Expr::value(until))
         .filter(lease::Column::Id.eq(lease_id))
-        .filter(lease::Column::Status.eq("open"))
+        .filter(shape::eq_unindexed(
+            tx.get_database_backend(),
+            lease::Column::Status,
+            "open",
+        ))
         .exec(&*tx)
         .await?;
     tx.commit().await?;
@@ -851,7 +859,7 @@ async fn record_answers(
             lease::Column::Id,
             batch.iter().map(|w| w.prepared.lease.id),
         ))
-        .filter(lease::Column::Status.eq("open"))
+        .filter(shape::eq_unindexed(backend, lease::Column::Status, "open"))
         .filter(lease::Column::ExpiresAt.gte(latest))
         .exec(conn)
         .await?;
