@@ -462,7 +462,15 @@ async fn record_leases(
 }
 
 /// Gives a lease back before it expires, so someone else can take the item.
+/// Run to the end whether or not the client waits (`to_the_end`): a commit
+/// the queue did not hear of would keep the item's slot until the lease's
+/// expiry.
 pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<()> {
+    let (state, user) = (state.clone(), *user);
+    to_the_end(async move { release_now(&state, &user, lease_id).await }).await
+}
+
+async fn release_now(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<()> {
     state.held.forget(lease_id);
     let tx = state.db.write().await?;
     let l = own_lease(&*tx, user, lease_id).await?;
@@ -490,8 +498,16 @@ pub async fn release(state: &AppState, user: &AuthUser, lease_id: i64) -> Result
     Ok(())
 }
 
-/// Extends an open, unexpired lease to a full lease period from now.
+/// Extends an open, unexpired lease to a full lease period from now. Run
+/// to the end whether or not the client waits (`to_the_end`): a renewal the
+/// queue did not hear of would end there at the old expiry, and the item
+/// be handed to someone else while the lease still holds it.
 pub async fn renew(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<api::LeaseInfo> {
+    let (state, user) = (state.clone(), *user);
+    to_the_end(async move { renew_now(&state, &user, lease_id).await }).await
+}
+
+async fn renew_now(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<api::LeaseInfo> {
     let now = now_ms();
     let until = now + state.config.lease_secs as i64 * 1000;
     state.held.forget(lease_id);
@@ -1216,27 +1232,36 @@ async fn write_answer_alone(
     Ok(done)
 }
 
+/// Runs `work` on a task of its own and waits for its result. A client
+/// that hangs up drops its request, and with it anything the request still
+/// had to do: a commit already sent would land (the writer writes every
+/// job it was sent; a commit on its way to the database completes) while
+/// the queue update after it never ran.
+async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| anyhow::anyhow!("the request's work failed: {e}"))?
+}
+
 /// Runs `commit` and then tells the queue about the answers it committed,
-/// on a task of its own, before the client hears of them. A client that
-/// hangs up drops its request, and with it anything the request still had
-/// to do: awaited here, the commit would still land (the writer writes
-/// every job it was sent) but the queue would go on offering an answered
-/// item's slot (answers then refused as `item-complete`) until the next
-/// rebuild.
+/// to the end (`to_the_end`), before the client hears of them: a queue not
+/// told would go on offering an answered item's slot (answers then refused
+/// as `item-complete`) until the next rebuild.
 async fn commit_then_tell<T: Send + 'static>(
     state: &AppState,
     commit: impl Future<Output = Result<(T, Vec<Effects>)>> + Send + 'static,
 ) -> Result<T> {
     let st = state.clone();
-    let task = tokio::spawn(async move {
+    to_the_end(async move {
         let (out, effects) = commit.await?;
         for e in effects {
             apply_effects(&st, e).await;
         }
         Ok(out)
-    });
-    task.await
-        .map_err(|e| anyhow::anyhow!("committing the answers failed: {e}"))?
+    })
+    .await
 }
 
 /// Tells the queue about a committed answer. A failure here only makes the

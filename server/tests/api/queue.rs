@@ -917,51 +917,47 @@ fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
     });
 }
 
-/// A client that hangs up while its answer waits for the writer does not
-/// take the queue's update with it: the answer is committed all the same,
-/// and the queue hears of it (otherwise it would offer the answered slot
-/// again until the next rebuild).
-#[test]
-fn an_answer_whose_client_hung_up_still_reaches_the_queue() {
-    let app = spawn_app();
-    let (_, p) = funded_project(&app, 2, 2);
-    let registered = anon(&app)
+/// A contributor signed up through the API, with the bearer token that a
+/// hand-written request carries, and a client using it.
+fn with_token(app: &TestApp, name: &str) -> (String, Client) {
+    let registered = anon(app)
         .register(&api::RegisterRequest {
-            email: "hangs-up@test.sahel".into(),
+            email: format!("{name}@test.sahel"),
             password: "correct horse battery".into(),
-            display_name: "hangs-up".into(),
+            display_name: name.into(),
             roles: vec![api::Role::Contributor],
         })
         .unwrap();
-    let c = bearer(&app, &registered.token);
-    // A first answer, so that the server-held key that signs this
-    // contributor's answers exists before the writer is held.
-    let first = c.lease(p.id, 1).unwrap().remove(0);
-    c.submit(&answer(&first, &truth(&first))).unwrap();
-    let task = c.lease(p.id, 1).unwrap().remove(0);
-    let recorded = metric(&app, "sahel_answers_recorded_total");
+    let c = bearer(app, &registered.token);
+    (registered.token, c)
+}
 
-    // The writer is held: on SQLite by the write gate, on PostgreSQL by
-    // a lock on the lease row the answer batch updates.
-    let blocker = app.block_on(async {
+/// Holds the writer until the returned transaction ends: on SQLite the
+/// write gate, on PostgreSQL a lock on the row of lease `lease_id`, which
+/// any write of that lease waits for.
+fn hold_the_writer(app: &TestApp, lease_id: i64) -> sahel_server::db::WriteTx {
+    app.block_on(async {
         use sea_orm::ConnectionTrait;
         let tx = app.state.db.write().await.unwrap();
         if app.is_postgres() {
             tx.execute_unprepared(&format!(
-                "SELECT id FROM leases WHERE id = {} FOR UPDATE",
-                task.lease_id
+                "SELECT id FROM leases WHERE id = {lease_id} FOR UPDATE"
             ))
             .await
             .unwrap();
         }
         tx
-    });
-    let body = serde_json::to_string(&answer(&task, &truth(&task))).unwrap();
+    })
+}
+
+/// Sends `POST path` with `body` as `token`'s, long enough for it to reach
+/// the writer, then resets the connection and gives the server time to
+/// drop the request's handler.
+fn post_then_hang_up(app: &TestApp, path: &str, token: &str, body: &str) {
     let request = format!(
-        "POST /api/v1/submissions HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         app.address.trim_start_matches("http://"),
-        registered.token,
         body.len()
     );
     app.block_on(async {
@@ -970,15 +966,35 @@ fn an_answer_whose_client_hung_up_still_reaches_the_queue() {
             .await
             .unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
-        // Long enough for the request to reach the writer, then a reset:
-        // the server's read fails and it drops the request's handler.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The server's read fails and it drops the request's handler.
         // (Deprecated because a lingering close blocks the dropping
         // thread; a zero linger does not linger, it resets.)
         #[allow(deprecated)]
         s.set_linger(Some(std::time::Duration::ZERO)).unwrap();
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
+}
+
+/// A client that hangs up while its answer waits for the writer does not
+/// take the queue's update with it: the answer is committed all the same,
+/// and the queue hears of it (otherwise it would offer the answered slot
+/// again until the next rebuild).
+#[test]
+fn an_answer_whose_client_hung_up_still_reaches_the_queue() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 2, 2);
+    let (token, c) = with_token(&app, "hangs-up");
+    // A first answer, so that the server-held key that signs this
+    // contributor's answers exists before the writer is held.
+    let first = c.lease(p.id, 1).unwrap().remove(0);
+    c.submit(&answer(&first, &truth(&first))).unwrap();
+    let task = c.lease(p.id, 1).unwrap().remove(0);
+    let recorded = metric(&app, "sahel_answers_recorded_total");
+
+    let blocker = hold_the_writer(&app, task.lease_id);
+    let body = serde_json::to_string(&answer(&task, &truth(&task))).unwrap();
+    post_then_hang_up(&app, "/api/v1/submissions", &token, &body);
     app.block_on(blocker.commit()).unwrap();
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -995,6 +1011,63 @@ fn an_answer_whose_client_hung_up_still_reaches_the_queue() {
     let again = c.submit(&answer(&task, &truth(&task))).unwrap();
     assert_eq!(answers_in_db(&app, p.id), 2);
     assert_eq!(again.lease_id, task.lease_id);
+    assert_queue_invariants(&app, p.id);
+    assert_ledger_clean(&app);
+}
+
+/// A renewal whose client hangs up while it waits for the writer is carried
+/// out to the end, in the database and in the queue alike (a drop between
+/// the two would leave the queue ending the lease at its old expiry): past
+/// that expiry the item is still held, and nobody else is handed it.
+#[test]
+fn a_renewal_whose_client_hung_up_still_reaches_the_queue() {
+    use sahel_server::queue::entity::lease;
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn(|c| c.lease_secs = 3);
+    let (_, p) = funded_project(&app, 1, 1);
+    let (token, holder) = with_token(&app, "renews-then-hangs-up");
+    let task = holder.lease(p.id, 1).unwrap().remove(0);
+    // Late enough that the renewal moves the expiry.
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+
+    let blocker = hold_the_writer(&app, task.lease_id);
+    let path = format!("/api/v1/leases/{}/renew", task.lease_id);
+    post_then_hang_up(&app, &path, &token, "");
+    app.block_on(blocker.commit()).unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let renewed = loop {
+        let row = app
+            .block_on(lease::Entity::find_by_id(task.lease_id).one(app.db()))
+            .unwrap()
+            .unwrap();
+        if row.expires_at > task.expires_at.0 {
+            break row.expires_at;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewal never landed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Past the expiry the lease was handed out with, inside the renewed one.
+    std::thread::sleep(std::time::Duration::from_millis(
+        (task.expires_at.0 - sahel_server::db::now_ms() + 200).max(0) as u64,
+    ));
+    assert!(
+        sahel_server::db::now_ms() < renewed,
+        "the machine was too slow"
+    );
+    let (_, other) = contributor(&app, "next-in-line");
+    assert!(
+        other.lease(p.id, 1).unwrap().is_empty(),
+        "an item under a renewed lease was handed out again"
+    );
+    assert_eq!(
+        holder.submit(&answer(&task, &truth(&task))).unwrap().status,
+        AnswerStatus::Accepted
+    );
+    assert_eq!(answers_in_db(&app, p.id), 1);
     assert_queue_invariants(&app, p.id);
     assert_ledger_clean(&app);
 }
