@@ -33,12 +33,13 @@ pub fn any_of(
 }
 
 /// `col = value` as a filter no index serves, for statements that find
-/// their rows by a key of their own (ids, items). On PostgreSQL a status test beside the key
-/// let a cached generic plan (made while the table was small) scan a
-/// status index instead: its entries for `open` include every lease ever
-/// answered until vacuum removes them (a non-HOT update leaves the old
-/// entry), 30,000 of them and 1.7 ms a batch by the end of a 10,000-item
-/// run. SQLite finds rows by rowid first whatever the other terms.
+/// their rows by a key of their own (ids, items). On PostgreSQL a status
+/// test beside the key let a cached generic plan (made while the table was
+/// small) scan a status index instead: its entries for `open` include
+/// every lease ever answered until vacuum removes them (a non-HOT update
+/// leaves the old entry), 30,000 of them and 1.7 ms a batch by the end of
+/// a 10,000-item run. SQLite finds rows by rowid first whatever the other
+/// terms.
 pub fn eq_unindexed(backend: DbBackend, col: impl IntoColumnRef, value: &'static str) -> Expr {
     match backend {
         DbBackend::Postgres => {

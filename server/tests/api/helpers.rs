@@ -29,8 +29,9 @@ pub fn bearer(app: &TestApp, token: &str) -> Client {
     Client::new(&app.address, Auth::Bearer(token.to_owned()))
 }
 
-/// Signs up through the API and returns the user and a bearer client.
-pub fn sign_up(app: &TestApp, email: &str, roles: &[Role]) -> (api::User, Client) {
+/// Signs up through the API and returns the user and its bearer token
+/// (what a hand-written request carries).
+pub fn sign_up_for_token(app: &TestApp, email: &str, roles: &[Role]) -> (api::User, String) {
     let res = anon(app)
         .register(&api::RegisterRequest {
             email: email.into(),
@@ -39,7 +40,13 @@ pub fn sign_up(app: &TestApp, email: &str, roles: &[Role]) -> (api::User, Client
             roles: roles.to_vec(),
         })
         .expect("sign-up works");
-    (res.user, bearer(app, &res.token))
+    (res.user, res.token)
+}
+
+/// Signs up through the API and returns the user and a bearer client.
+pub fn sign_up(app: &TestApp, email: &str, roles: &[Role]) -> (api::User, Client) {
+    let (user, token) = sign_up_for_token(app, email, roles);
+    (user, bearer(app, &token))
 }
 
 /// A contributor whose client signs every request with a linked key.

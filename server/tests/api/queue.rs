@@ -917,19 +917,16 @@ fn set_valued_statements_touch_exactly_their_rows_on_either_database() {
     });
 }
 
-/// A contributor signed up through the API, with the bearer token that a
+/// A contributor signed up through the API: the bearer token that a
 /// hand-written request carries, and a client using it.
 fn with_token(app: &TestApp, name: &str) -> (String, Client) {
-    let registered = anon(app)
-        .register(&api::RegisterRequest {
-            email: format!("{name}@test.sahel"),
-            password: "correct horse battery".into(),
-            display_name: name.into(),
-            roles: vec![api::Role::Contributor],
-        })
-        .unwrap();
-    let c = bearer(app, &registered.token);
-    (registered.token, c)
+    let (_, token) = sign_up_for_token(
+        app,
+        &format!("{name}@test.sahel"),
+        &[api::Role::Contributor],
+    );
+    let c = bearer(app, &token);
+    (token, c)
 }
 
 /// Holds the writer until the returned transaction ends: on SQLite the
