@@ -591,6 +591,11 @@ async fn check_invariants(
             "{open} items still open after every contributor ran out of tasks"
         ));
     }
+    // Receipts follow their transactions' commits by up to a second: chain
+    // what the servers left (unsigned: the bench has no server key).
+    sahel_server::ledger::receipts::chain_pending(&db, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let audit = sahel_server::ledger::audit(&db.conn)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -20,6 +20,7 @@ mod m20261124_000400_create_artifacts;
 mod m20261124_000500_create_reviews;
 mod m20261124_000600_add_gold_feedback;
 mod m20261124_000700_create_review_quality;
+mod m20261206_000100_add_transaction_chained;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000500_create_reviews::Migration),
             Box::new(m20261124_000600_add_gold_feedback::Migration),
             Box::new(m20261124_000700_create_review_quality::Migration),
+            Box::new(m20261206_000100_add_transaction_chained::Migration),
         ]
     }
 }

@@ -92,11 +92,13 @@ impl Application {
                 config.gold_seed,
             )),
         };
-        let chained = receipts::backfill(&state.db)
+        // Transactions committed by a server that stopped before chaining
+        // them (or written before receipts existed) are chained first.
+        let chained = receipts::chain_pending(&state.db, Some(&state.server_key))
             .await
-            .map_err(|e| anyhow::anyhow!("chaining older ledger transactions: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("chaining ledger transactions: {e}"))?;
         if chained > 0 {
-            tracing::info!(chained, "older ledger transactions chained");
+            tracing::info!(chained, "ledger transactions chained");
         }
         receipts::sign_pending(&state.db, &state.server_key)
             .await
@@ -174,15 +176,17 @@ impl Application {
                 }
             }
         });
-        // Receipts are signed within seconds of their commit by this loop,
-        // and at the latest when anyone reads them (receipts, audit).
+        // Receipts are appended and signed within a second of their
+        // transaction's commit by this loop, and at the latest when anyone
+        // reads them (receipts, audit). Every replica runs it; the chain
+        // head's lock makes them take turns.
         let state = self.state.clone();
         let signer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                if let Err(e) = receipts::sign_pending(&state.db, &state.server_key).await {
-                    tracing::warn!(error = %e, "signing receipts failed");
+                if let Err(e) = receipts::chain_pending(&state.db, Some(&state.server_key)).await {
+                    tracing::warn!(error = %e, "chaining receipts failed");
                 }
             }
         });

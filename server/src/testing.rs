@@ -331,7 +331,7 @@ impl TestApp {
     /// signatures included.
     pub fn audit(&self) -> ledger::Audit {
         self.block_on(async {
-            ledger::receipts::sign_pending(&self.state.db, &self.state.server_key).await?;
+            ledger::receipts::seal(&self.state.db, &self.state.server_key).await?;
             let key = self.state.server_key.verifying_key();
             ledger::audit_with_key(self.db(), Some(&key)).await
         })

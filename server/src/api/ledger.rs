@@ -48,7 +48,7 @@ pub async fn deposit(
 /// signatures included.
 pub async fn audit(state: web::Data<AppState>, Caller(user): Caller) -> Result<HttpResponse> {
     user.require(Role::Admin)?;
-    receipts::sign_pending(&state.db, &state.server_key).await?;
+    receipts::seal(&state.db, &state.server_key).await?;
     let key = state.server_key.verifying_key();
     let a = ledger::audit_with_key(&state.db.conn, Some(&key)).await?;
     Ok(HttpResponse::Ok().json(a.to_json()))
@@ -73,7 +73,7 @@ pub async fn my_receipts(
     Caller(user): Caller,
     q: web::Query<ReceiptsQuery>,
 ) -> Result<HttpResponse> {
-    receipts::sign_pending(&state.db, &state.server_key).await?;
+    receipts::seal(&state.db, &state.server_key).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 5000);
     let (bundle, next_after_seq) = receipts::bundle_for_user(
         &state.db.conn,

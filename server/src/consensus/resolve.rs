@@ -212,8 +212,8 @@ async fn resolve(
 }
 
 /// Writes the gathered decisions, in the lock order every money
-/// transaction keeps (answers, items, leases, project, chain head,
-/// accounts), so closing a bounty never deadlocks with a payment.
+/// transaction keeps (answers, items, leases, project, accounts), so
+/// closing a bounty never deadlocks with a payment.
 async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Vec<answer::Model>> {
     let now = now_ms();
     let decided = set_answers(conn, (&w.accepted, &w.rejected), p.row.reward, now).await?;

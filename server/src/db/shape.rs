@@ -32,6 +32,37 @@ pub fn any_of(
     }
 }
 
+/// `id IN (ids)`, for an UPDATE of non-key columns that may meet another
+/// transaction's batch on the same rows: on PostgreSQL the rows are locked
+/// first, in id order, by a subquery (`ORDER BY id FOR NO KEY UPDATE`, the
+/// lock such an UPDATE takes anyway: foreign-key checks of inserts
+/// elsewhere, which share-lock the key, do not wait for it), so two
+/// batches on overlapping rows queue instead of deadlocking. An UPDATE
+/// locks rows in the order its plan visits them, and a bitmap scan visits
+/// them in heap order, which moves as rows are updated: three replicas'
+/// answer batches deadlocked on their item counts about once a run.
+/// SQLite writes one transaction at a time.
+pub fn any_of_locked_in_order<E: EntityTrait>(
+    backend: DbBackend,
+    entity: E,
+    id: E::Column,
+    ids: impl IntoIterator<Item = i64>,
+) -> Expr {
+    match backend {
+        DbBackend::Postgres => {
+            let locked = sea_orm::sea_query::Query::select()
+                .column(id)
+                .from(entity)
+                .and_where(any_of(backend, id, ids))
+                .order_by(id, sea_orm::sea_query::Order::Asc)
+                .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
+                .to_owned();
+            Expr::col(id).in_subquery(locked)
+        }
+        _ => any_of(backend, id, ids),
+    }
+}
+
 /// `col = value` as a filter no index serves, for statements that find
 /// their rows by a key of their own (ids, items). On PostgreSQL a status
 /// test beside the key let a cached generic plan (made while the table was

@@ -37,6 +37,10 @@ pub mod transaction {
         pub memo: String,
         pub idempotency_key: Option<String>,
         pub created_at: i64,
+        /// Its receipt is in the chain. Written false with the
+        /// transaction, true by [`crate::ledger::receipts::chain_pending`]
+        /// in the transaction that appends the receipt.
+        pub chained: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -78,8 +82,10 @@ pub mod receipt {
         /// Hex SHA-256 of the previous receipt (zeros before the first).
         pub prev_hash: String,
         pub hash: String,
-        /// Hex ed25519 signature of the hash by the server key; set by
-        /// [`crate::ledger::receipts::sign_pending`] right after commit.
+        /// Hex ed25519 signature of the hash by the server key, written
+        /// with the receipt by [`crate::ledger::receipts::chain_pending`]
+        /// (or later by [`crate::ledger::receipts::sign_pending`] when the
+        /// chainer had no key).
         pub signature: Option<String>,
     }
 

@@ -25,7 +25,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
 };
 
-use crate::db::now_ms;
+use crate::db::{now_ms, shape};
 use crate::error::{Error, Result, is_unique_violation};
 use entity::{account, posting, transaction};
 
@@ -160,28 +160,22 @@ pub async fn ensure_accounts(
         .collect();
     if !missing.is_empty() {
         let now = now_ms();
+        // Payments run side by side (no lock serializes them), so two may
+        // create one account at once: the second insert waits for the
+        // first to commit and skips the row, and the lookup after it,
+        // a statement later, sees it.
         for chunk in missing.chunks(500) {
-            let inserted =
-                account::Entity::insert_many(chunk.iter().map(|r| account::ActiveModel {
-                    kind: Set(r.kind().to_owned()),
-                    owner_id: Set(r.owner()),
-                    balance: Set(0),
-                    allow_negative: Set(r.allow_negative()),
-                    created_at: Set(now),
-                    ..Default::default()
-                }))
-                .exec(conn)
-                .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(Error::conflict(
-                        "retry",
-                        "concurrent account creation; retry",
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            account::Entity::insert_many(chunk.iter().map(|r| account::ActiveModel {
+                kind: Set(r.kind().to_owned()),
+                owner_id: Set(r.owner()),
+                balance: Set(0),
+                allow_negative: Set(r.allow_negative()),
+                created_at: Set(now),
+                ..Default::default()
+            }))
+            .on_conflict_do_nothing_on([account::Column::Kind, account::Column::OwnerId])
+            .exec_without_returning(conn)
+            .await?;
         }
         lookup(conn, &missing, &mut found).await?;
     }
@@ -266,7 +260,8 @@ pub struct NewTx {
 }
 
 /// Writes one balanced transaction inside the caller's database
-/// transaction, with its receipt. Refuses (and the caller must roll back)
+/// transaction (its receipt follows the commit:
+/// [`receipts::chain_pending`]). Refuses (and the caller must roll back)
 /// if any account that may not go negative would.
 pub async fn post(
     conn: &impl ConnectionTrait,
@@ -288,8 +283,8 @@ pub async fn post(
         .ok_or_else(|| anyhow::anyhow!("ledger transaction {kind} was not posted").into())
 }
 
-/// Writes balanced transactions inside the caller's database transaction,
-/// with their receipts, in a fixed number of statements whatever their
+/// Writes balanced transactions inside the caller's database transaction
+/// (their receipts follow the commit), in a fixed number of statements whatever their
 /// count: a batch of answers closing many items pays them all at once. The
 /// result is what posting each in turn would give (a replayed key is
 /// [`Posted::Replayed`]); if any account that may not go negative would
@@ -298,8 +293,9 @@ pub async fn post(
 /// before anything is read back, so the net of the batch decides exactly
 /// as the sequence would.
 ///
-/// The chain head is locked before any balance, so every money
-/// transaction takes its locks in one order: head, then accounts.
+/// The only rows it locks are its accounts', all in one statement and in
+/// id order, so two payments wait for each other's shared accounts (a
+/// bounty's escrow, the fee account) and never deadlock.
 pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec<Posted>> {
     for t in txs {
         let sum = t
@@ -324,11 +320,9 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
     let Some(first) = txs.first() else {
         return Ok(Vec::new());
     };
-    // The chain head first: every money transaction takes its locks in
-    // one order. A replayed key is found by the insert itself (one round
-    // trip instead of a lookup and an insert); a concurrent twin's insert
-    // waits for the first to commit and then finds its row.
-    let head = receipts::lock_head(conn).await?;
+    // A replayed key is found by the insert itself (one round trip
+    // instead of a lookup and an insert); a concurrent twin's insert waits
+    // for the first to commit and then finds its row.
     let now = now_ms();
     let inserted = transaction::Entity::insert_many(txs.iter().map(|t| transaction::ActiveModel {
         kind: Set(t.kind.to_owned()),
@@ -393,6 +387,8 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
             });
             net[i].1 += amount.0;
         }
+        // Locked in id order across chunks too (see `move_balances`).
+        net.sort_unstable_by_key(|(id, _)| *id);
         let flat: Vec<(AccountRef, Micros)> = all.clone().copied().collect();
         for chunk in net.chunks(200) {
             move_balances(conn, chunk, &flat, &ids).await?;
@@ -418,16 +414,6 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
                 .exec(conn)
                 .await?;
         }
-        // Receipts in id order: the order the rows were written in.
-        let mut chained: Vec<(
-            &transaction::Model,
-            Vec<sahel_protocol::receipt::ReceiptPosting>,
-        )> = new
-            .iter()
-            .map(|(r, i)| (&rows[*r], receipts::to_receipt_postings(&txs[*i].postings)))
-            .collect();
-        chained.sort_by_key(|(t, _)| t.id);
-        receipts::append(conn, &head, &chained).await?;
     }
 
     txs.iter()
@@ -452,7 +438,10 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
 
 /// Adds each `(account id, amount)` to its balance in one statement,
 /// refusing (with the first account that falls short) if any balance that
-/// may not go negative would.
+/// may not go negative would. The rows are locked in id order
+/// (`shape::any_of_locked_in_order`): no chain-head lock serializes
+/// payments any more, so two that share accounts must take them in one
+/// order.
 async fn move_balances(
     conn: &impl ConnectionTrait,
     moves: &[(i64, i64)],
@@ -469,7 +458,12 @@ async fn move_balances(
     };
     let res = account::Entity::update_many()
         .col_expr(account::Column::Balance, delta())
-        .filter(account::Column::Id.is_in(moves.iter().map(|(id, _)| *id)))
+        .filter(shape::any_of_locked_in_order(
+            conn.get_database_backend(),
+            account::Entity,
+            account::Column::Id,
+            moves.iter().map(|(id, _)| *id),
+        ))
         .filter(
             Condition::any()
                 .add(account::Column::AllowNegative.eq(true))

@@ -1,16 +1,19 @@
 //! Receipts: the hash chain over every ledger transaction, and the server
 //! key that signs it.
 //!
-//! [`super::post`] appends the receipt inside the money transaction: it
-//! locks the chain head row first (`SELECT ... FOR UPDATE` on PostgreSQL;
-//! SQLite is already serialized by the write gate), hashes the transaction
-//! over the previous hash (layout in `sahel_protocol::receipt`), and moves
-//! the head. The ed25519 signature is attached right after commit by
-//! [`sign_pending`], which re-derives the hash from the rows before it
-//! signs, so a row altered in between is never signed. Signing outside the
-//! transaction keeps `post` free of the key (every capability can pay
-//! without carrying it); the hash, which is what makes tampering evident,
-//! is never outside it.
+//! A money transaction ([`super::post_many`]) commits without its receipt:
+//! it takes no lock shared by every payment, so payments on different
+//! accounts (answer batches of several replicas, of one bounty or many)
+//! commit side by side. [`chain_pending`] then appends the receipts of
+//! committed transactions that have none: it reads them back, hashes each
+//! over the previous hash (layout in `sahel_protocol::receipt`) and signs
+//! it when it holds the key, then, with the chain head row locked
+//! (`SELECT ... FOR UPDATE` on PostgreSQL; SQLite is serialized by the
+//! write gate), checks that nothing moved meanwhile, writes the receipts,
+//! moves the head and marks the transactions chained in one transaction.
+//! It runs every second on each server and before anyone reads receipts or
+//! audits, so no reader ever sees a transaction without its receipt; the
+//! hash is made from the committed rows, which is what it attests.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -136,19 +139,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-pub(super) fn to_receipt_postings(postings: &[(AccountRef, Micros)]) -> Vec<ReceiptPosting> {
-    postings
-        .iter()
-        .map(|(r, m)| ReceiptPosting {
-            account: r.kind().to_owned(),
-            owner: r.owner(),
-            amount: *m,
-        })
-        .collect()
-}
-
 /// Locks the chain head for the rest of the caller's transaction.
-pub(super) async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head::Model> {
+async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head::Model> {
     chain_head::Entity::find_by_id(1)
         .lock_exclusive()
         .one(conn)
@@ -156,14 +148,13 @@ pub(super) async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head:
         .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing").into())
 }
 
-/// Appends the receipts of transactions, in the order given, after
-/// `head` (locked by the caller): one statement for the receipts, one to
-/// move the head.
-pub(super) async fn append(
-    conn: &impl ConnectionTrait,
+/// The receipts of transactions, in the order given, after `head`, signed
+/// when `key` is given, and the head they end at.
+fn link(
     head: &chain_head::Model,
     txs: &[(&transaction::Model, Vec<ReceiptPosting>)],
-) -> Result<()> {
+    key: Option<&ServerKey>,
+) -> Result<(Vec<receipt::ActiveModel>, chain_head::Model)> {
     let mut prev = parse_hash(&head.hash)
         .ok_or_else(|| anyhow::anyhow!("the chain head hash is not 32 bytes of hex"))?;
     let mut seq = head.seq;
@@ -184,29 +175,16 @@ pub(super) async fn append(
             transaction_id: Set(tx.id),
             prev_hash: Set(hex::encode(prev)),
             hash: Set(hex::encode(hash)),
-            signature: Set(None),
+            signature: Set(key.map(|k| k.sign_hash(&hash))),
         });
         prev = hash;
     }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    for chunk in rows.chunks(1000) {
-        receipt::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(conn)
-            .await?;
-    }
-    let moved = chain_head::Entity::update_many()
-        .col_expr(chain_head::Column::Seq, Expr::value(seq))
-        .col_expr(chain_head::Column::Hash, Expr::value(hex::encode(prev)))
-        .filter(chain_head::Column::Id.eq(1))
-        .filter(chain_head::Column::Seq.eq(head.seq))
-        .exec(conn)
-        .await?;
-    if moved.rows_affected != 1 {
-        return Err(anyhow::anyhow!("the chain head moved under its lock").into());
-    }
-    Ok(())
+    let end = chain_head::Model {
+        id: head.id,
+        seq,
+        hash: hex::encode(prev),
+    };
+    Ok((rows, end))
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -215,6 +193,51 @@ struct PostingRow {
     amount: i64,
     kind: String,
     owner_id: i64,
+}
+
+/// The postings of transactions as receipts name them, by transaction,
+/// each in the order it was written.
+async fn postings_of(
+    conn: &impl ConnectionTrait,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<ReceiptPosting>>> {
+    let mut postings: HashMap<i64, Vec<ReceiptPosting>> = HashMap::new();
+    let prow: Vec<PostingRow> = posting::Entity::find()
+        .select_only()
+        .column(posting::Column::TransactionId)
+        .column(posting::Column::Amount)
+        .column_as(Expr::col((account::Entity, account::Column::Kind)), "kind")
+        .column_as(
+            Expr::col((account::Entity, account::Column::OwnerId)),
+            "owner_id",
+        )
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            posting::Entity::belongs_to(account::Entity)
+                .from(posting::Column::AccountId)
+                .to(account::Column::Id)
+                .into(),
+        )
+        .filter(shape::any_of(
+            conn.get_database_backend(),
+            posting::Column::TransactionId,
+            ids.iter().copied(),
+        ))
+        .order_by_asc(posting::Column::Id)
+        .into_model()
+        .all(conn)
+        .await?;
+    for p in prow {
+        postings
+            .entry(p.transaction_id)
+            .or_default()
+            .push(ReceiptPosting {
+                account: p.kind,
+                owner: p.owner_id,
+                amount: Micros(p.amount),
+            });
+    }
+    Ok(postings)
 }
 
 /// Rebuilds full receipts (content from the transaction and posting rows,
@@ -230,38 +253,7 @@ pub async fn load(conn: &impl ConnectionTrait, rows: Vec<receipt::Model>) -> Res
             .into_iter()
             .map(|t| (t.id, t))
             .collect();
-        let mut postings: HashMap<i64, Vec<ReceiptPosting>> = HashMap::new();
-        let prow: Vec<PostingRow> = posting::Entity::find()
-            .select_only()
-            .column(posting::Column::TransactionId)
-            .column(posting::Column::Amount)
-            .column_as(Expr::col((account::Entity, account::Column::Kind)), "kind")
-            .column_as(
-                Expr::col((account::Entity, account::Column::OwnerId)),
-                "owner_id",
-            )
-            .join(
-                sea_orm::JoinType::InnerJoin,
-                posting::Entity::belongs_to(account::Entity)
-                    .from(posting::Column::AccountId)
-                    .to(account::Column::Id)
-                    .into(),
-            )
-            .filter(posting::Column::TransactionId.is_in(ids))
-            .order_by_asc(posting::Column::Id)
-            .into_model()
-            .all(conn)
-            .await?;
-        for p in prow {
-            postings
-                .entry(p.transaction_id)
-                .or_default()
-                .push(ReceiptPosting {
-                    account: p.kind,
-                    owner: p.owner_id,
-                    amount: Micros(p.amount),
-                });
-        }
+        let mut postings = postings_of(conn, &ids).await?;
         for r in chunk {
             let Some(t) = txs.get(&r.transaction_id) else {
                 continue;
@@ -280,6 +272,89 @@ pub async fn load(conn: &impl ConnectionTrait, rows: Vec<receipt::Model>) -> Res
         }
     }
     Ok(out)
+}
+
+/// Transactions chained per write transaction by [`chain_pending`].
+const CHAINED_PER_WRITE: u64 = 200;
+
+/// Appends the receipts of committed transactions that have none, oldest
+/// first, signing them with `key` when given (a tool without the key
+/// leaves that to [`sign_pending`]). Returns how many it chained.
+///
+/// A page is read, hashed and signed before the write, which then only
+/// checks that nobody moved the head or chained those transactions
+/// meanwhile and writes the result (four short statements): on SQLite the
+/// write gate is shared with every answer, and a page read and signed
+/// inside it held the gate for milliseconds. If another server got there
+/// first, the page is read again. A transaction that commits after a later
+/// one was chained takes the next place: the chain's order is the order
+/// receipts were appended, which is what `seq` records.
+pub async fn chain_pending(db: &Db, key: Option<&ServerKey>) -> Result<usize> {
+    let mut chained = 0;
+    loop {
+        let read = &db.conn;
+        let head = chain_head::Entity::find_by_id(1)
+            .one(read)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing"))?;
+        let txs: Vec<transaction::Model> = transaction::Entity::find()
+            // The partial index's own predicate, so that it serves.
+            .filter(Expr::cust("NOT chained"))
+            .order_by_asc(transaction::Column::Id)
+            .limit(CHAINED_PER_WRITE)
+            .all(read)
+            .await?;
+        if txs.is_empty() {
+            return Ok(chained);
+        }
+        let ids: Vec<i64> = txs.iter().map(|t| t.id).collect();
+        let mut postings = postings_of(read, &ids).await?;
+        let links: Vec<(&transaction::Model, Vec<ReceiptPosting>)> = txs
+            .iter()
+            .map(|t| (t, postings.remove(&t.id).unwrap_or_default()))
+            .collect();
+        let (rows, end) = link(&head, &links, key)?;
+
+        let tx = db.write().await?;
+        if lock_head(&*tx).await? != head {
+            continue;
+        }
+        let marked = transaction::Entity::update_many()
+            .col_expr(transaction::Column::Chained, Expr::value(true))
+            .filter(shape::any_of(
+                db.backend(),
+                transaction::Column::Id,
+                ids.iter().copied(),
+            ))
+            .filter(Expr::cust("NOT chained"))
+            .exec(&*tx)
+            .await?;
+        if marked.rows_affected != ids.len() as u64 {
+            continue;
+        }
+        receipt::Entity::insert_many(rows)
+            .exec_without_returning(&*tx)
+            .await?;
+        chain_head::Entity::update_many()
+            .col_expr(chain_head::Column::Seq, Expr::value(end.seq))
+            .col_expr(chain_head::Column::Hash, Expr::value(end.hash))
+            .filter(chain_head::Column::Id.eq(1))
+            .exec(&*tx)
+            .await?;
+        tx.commit().await?;
+        chained += txs.len();
+        if (txs.len() as u64) < CHAINED_PER_WRITE {
+            return Ok(chained);
+        }
+    }
+}
+
+/// Brings the chain up to date for a reader: every committed transaction
+/// chained and every receipt signed.
+pub async fn seal(db: &Db, key: &ServerKey) -> Result<()> {
+    chain_pending(db, Some(key)).await?;
+    sign_pending(db, key).await?;
+    Ok(())
 }
 
 /// Receipts signed per write transaction by [`sign_pending`].
@@ -519,67 +594,4 @@ pub async fn check_chain(
         .all(conn)
         .await?;
     Ok(out)
-}
-
-/// Chains transactions written before receipts existed (an upgraded
-/// database), in id order. Run at start-up; a no-op afterwards.
-pub async fn backfill(db: &Db) -> Result<usize> {
-    let chained = Query::select()
-        .column(receipt::Column::TransactionId)
-        .from(receipt::Entity)
-        .to_owned();
-    let ids: Vec<i64> = transaction::Entity::find()
-        .select_only()
-        .column(transaction::Column::Id)
-        .filter(transaction::Column::Id.not_in_subquery(chained))
-        .order_by_asc(transaction::Column::Id)
-        .into_tuple()
-        .all(&db.conn)
-        .await?;
-    for id in &ids {
-        let tx = db.write().await?;
-        let head = lock_head(&*tx).await?;
-        let Some(t) = transaction::Entity::find_by_id(*id).one(&*tx).await? else {
-            continue;
-        };
-        if receipt::Entity::find()
-            .filter(receipt::Column::TransactionId.eq(*id))
-            .one(&*tx)
-            .await?
-            .is_some()
-        {
-            continue;
-        }
-        let prow: Vec<PostingRow> = posting::Entity::find()
-            .select_only()
-            .column(posting::Column::TransactionId)
-            .column(posting::Column::Amount)
-            .column_as(Expr::col((account::Entity, account::Column::Kind)), "kind")
-            .column_as(
-                Expr::col((account::Entity, account::Column::OwnerId)),
-                "owner_id",
-            )
-            .join(
-                sea_orm::JoinType::InnerJoin,
-                posting::Entity::belongs_to(account::Entity)
-                    .from(posting::Column::AccountId)
-                    .to(account::Column::Id)
-                    .into(),
-            )
-            .filter(posting::Column::TransactionId.eq(*id))
-            .into_model()
-            .all(&*tx)
-            .await?;
-        let postings: Vec<ReceiptPosting> = prow
-            .into_iter()
-            .map(|p| ReceiptPosting {
-                account: p.kind,
-                owner: p.owner_id,
-                amount: Micros(p.amount),
-            })
-            .collect();
-        append(&*tx, &head, &[(&t, postings)]).await?;
-        tx.commit().await?;
-    }
-    Ok(ids.len())
 }

@@ -732,7 +732,7 @@ pub async fn close(
             .exec(&*tx)
     };
     // Row locks in the order every payment takes them: leases, items,
-    // project, then (in the ledger) the chain head and accounts.
+    // project, then (in the ledger) accounts.
     let leases = end_leases().await?;
     let items = item::Entity::update_many()
         .col_expr(item::Column::Status, Expr::value("cancelled"))

@@ -1092,8 +1092,9 @@ async fn count_answers(
     };
     Ok(item::Entity::update_many()
         .col_expr(item::Column::AnswersCount, added())
-        .filter(shape::any_of(
+        .filter(shape::any_of_locked_in_order(
             backend,
+            item::Entity,
             item::Column::Id,
             per_item.iter().map(|(i, _)| *i),
         ))

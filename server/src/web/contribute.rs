@@ -467,9 +467,9 @@ async fn earnings_of(
 ) -> Result<HttpResponse, PageError> {
     let conn = &state.db.conn;
     let u = crate::accounts::get_user(conn, user_id).await?;
-    // Receipts are signed just after their commit; sign what is waiting so
-    // the page shows complete receipts.
-    ledger::receipts::sign_pending(&state.db, &state.server_key).await?;
+    // Receipts follow their transaction's commit by up to a second; seal
+    // what is waiting so the page shows every receipt, signed.
+    ledger::receipts::seal(&state.db, &state.server_key).await?;
     let page = q.page.unwrap_or(1).max(1);
     let mut history = ledger::history_page(
         conn,

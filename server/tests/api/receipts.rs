@@ -17,18 +17,18 @@ fn every_money_transaction_gets_a_chained_signed_receipt_its_owner_verifies() {
     for t in c.lease(p.id, 2).unwrap() {
         c.submit(&answer(&t, &truth(&t))).unwrap();
     }
-    // deposit, fund, two payments: four transactions, four receipts.
-    let receipts = app
-        .block_on(receipt::Entity::find().count(app.db()))
-        .unwrap();
-    assert_eq!(receipts, 4);
-
     let published = anon(&app).server_key().unwrap();
     assert_eq!(published.algorithm, "ed25519");
     assert_eq!(published.public_key, app.state.server_key.public_hex());
     let key = parse_public_key(&published.public_key).unwrap();
 
+    // A read of receipts first chains whatever committed since the
+    // chainer's last pass: deposit, fund, two payments, four receipts.
     let mine = c.all_receipts().unwrap();
+    let receipts = app
+        .block_on(receipt::Entity::find().count(app.db()))
+        .unwrap();
+    assert_eq!(receipts, 4);
     assert_eq!(mine.server_key, published.public_key);
     assert_eq!(mine.receipts.len(), 2);
     assert!(mine.receipts.iter().all(|r| r.kind == "pay_answers"));
@@ -143,12 +143,16 @@ fn a_tampered_posting_is_found_by_the_audit_and_by_the_owners_verification() {
     );
 }
 
-/// The signer pages through pending receipts (1,000 a read) and writes
-/// their signatures a slice at a time: every receipt of a backlog that
-/// spans pages and ends in a partial slice is signed, each with the
-/// server key's signature of its own hash.
+/// The chainer pages through committed transactions (200 a write) and
+/// the signer through unsigned receipts (1,000 a read, written 100 at a
+/// time): a backlog that spans pages and ends in partial ones is chained
+/// and signed to the last transaction, each receipt with the server key's
+/// signature of its own hash. Chained without the key first, as a tool
+/// does, by two chainers at once; the server's own chainer may take some
+/// first, signed.
 #[test]
-fn a_backlog_of_receipts_is_signed_to_the_last_one() {
+fn a_backlog_is_chained_and_signed_to_the_last_transaction() {
+    use sahel_server::ledger::entity::transaction;
     use sea_orm::{ColumnTrait, QueryFilter};
 
     let app = spawn_app();
@@ -164,8 +168,24 @@ fn a_backlog_of_receipts_is_signed_to_the_last_one() {
         )
         .unwrap()
     };
-    // One pass signs them all (the background signer may take some first:
-    // both write the same signatures, each only where none is yet).
+    let unchained = || {
+        app.block_on(
+            transaction::Entity::find()
+                .filter(transaction::Column::Chained.eq(false))
+                .count(app.db()),
+        )
+        .unwrap()
+    };
+    // Two chainers at once (and the server's own): each page goes to one
+    // of them, the others read again.
+    let (a, b) = app.block_on(async {
+        tokio::join!(
+            sahel_server::ledger::receipts::chain_pending(&app.state.db, None),
+            sahel_server::ledger::receipts::chain_pending(&app.state.db, None),
+        )
+    });
+    assert!(a.unwrap() + b.unwrap() <= 1_050);
+    assert_eq!(unchained(), 0);
     app.block_on(sahel_server::ledger::receipts::sign_pending(
         &app.state.db,
         &app.state.server_key,
@@ -177,4 +197,64 @@ fn a_backlog_of_receipts_is_signed_to_the_last_one() {
     assert_eq!(audit.chain.unsigned, 0);
     assert_eq!(audit.chain.problems, Vec::<String>::new());
     assert!(audit.is_clean(), "{audit:?}");
+}
+
+/// A payment takes no lock that every payment shares: with the chain head
+/// held by another transaction (PostgreSQL; SQLite runs one write at a
+/// time), answers are still accepted and paid, their transactions wait
+/// unchained, and once the head is free a read of receipts finds them
+/// chained and signed. Before, every payment locked the head until it
+/// committed, so replicas' answer batches queued on it.
+#[test]
+fn payments_commit_without_waiting_for_the_chain() {
+    use sahel_server::ledger::entity::transaction;
+    use sahel_server::ledger::{self, AccountRef};
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let app = spawn_app();
+    if !app.is_postgres() {
+        return;
+    }
+    let (_, p) = funded_project(&app, 2, 1);
+    let (uid, c) = contributor(&app, "unchained");
+    let tasks = c.lease(p.id, 2).unwrap();
+    // The deposit and funding chained, as the chainer would have by now.
+    app.block_on(sahel_server::ledger::receipts::chain_pending(
+        &app.state.db,
+        Some(&app.state.server_key),
+    ))
+    .unwrap();
+    let head = app.block_on(async {
+        let tx = app.state.db.write().await.unwrap();
+        tx.execute_unprepared("SELECT seq FROM ledger_chain_head WHERE id = 1 FOR UPDATE")
+            .await
+            .unwrap();
+        tx
+    });
+    for t in &tasks {
+        c.submit(&answer(t, &truth(t))).unwrap();
+    }
+    let balance = app
+        .block_on(ledger::balance(app.db(), AccountRef::User(uid)))
+        .unwrap();
+    assert_eq!(balance, Micros(20_000), "paid while the chain head is held");
+    let waiting: Vec<String> = app
+        .block_on(
+            transaction::Entity::find()
+                .filter(transaction::Column::Chained.eq(false))
+                .all(app.db()),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(waiting, vec!["pay_answers", "pay_answers"]);
+    app.block_on(head.commit()).unwrap();
+
+    let mine = c.all_receipts().unwrap();
+    assert_eq!(mine.receipts.len(), 2);
+    assert!(mine.receipts.iter().all(|r| r.signature.is_some()));
+    let key = parse_public_key(&app.state.server_key.public_hex()).unwrap();
+    assert_eq!(verify_bundle(&mine, &key, 2).errors, vec![]);
+    assert_ledger_clean(&app);
 }
