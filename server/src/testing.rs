@@ -327,8 +327,8 @@ impl TestApp {
         });
     }
 
-    /// Signs any pending receipts, then audits the whole ledger, receipt
-    /// signatures included.
+    /// Seals the chain (chains and signs what is pending), then audits
+    /// the whole ledger, receipt signatures included.
     pub fn audit(&self) -> ledger::Audit {
         self.block_on(async {
             ledger::receipts::seal(&self.state.db, &self.state.server_key).await?;
