@@ -258,3 +258,75 @@ fn payments_commit_without_waiting_for_the_chain() {
     assert_eq!(verify_bundle(&mine, &key, 2).errors, vec![]);
     assert_ledger_clean(&app);
 }
+
+/// An upgraded database: transactions the version before chained inside
+/// the payment keep their receipts and are marked chained by the
+/// migration, and one left without a receipt (written before receipts
+/// existed, or by a server that stopped before chaining it) is chained at
+/// the next start, after the others.
+#[test]
+fn an_upgraded_ledger_keeps_its_chain_and_chains_what_had_no_receipt() {
+    use sahel_migration::{Migrator, MigratorTrait};
+    use sahel_server::ledger::entity::transaction;
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let mut app = spawn_app();
+    let (u, _) = app.create_user("upgrade@test.sahel", &[]);
+    for _ in 0..3 {
+        app.deposit(u, Micros(7));
+    }
+    assert!(app.audit().is_clean());
+    let last = app
+        .block_on(transaction::Entity::find().all(app.db()))
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .max()
+        .unwrap();
+    // Back to the schema before `chained`, with the last transaction's
+    // receipt gone and the head moved back, as an older server leaves it.
+    app.block_on(async {
+        Migrator::down(app.db(), Some(1)).await.unwrap();
+        for sql in [
+            format!("DELETE FROM ledger_receipts WHERE transaction_id = {last}"),
+            "UPDATE ledger_chain_head SET seq = (SELECT MAX(seq) FROM ledger_receipts), \
+             hash = (SELECT hash FROM ledger_receipts \
+             WHERE seq = (SELECT MAX(seq) FROM ledger_receipts)) WHERE id = 1"
+                .to_owned(),
+        ] {
+            app.db().execute_unprepared(&sql).await.unwrap();
+        }
+        Migrator::up(app.db(), None).await.unwrap();
+    });
+    // The server's own chainer may append the missing one at any moment,
+    // and marks it in the same transaction: the marks always match the
+    // receipts.
+    let (marked, receipts) = app.block_on(async {
+        let marked = transaction::Entity::find()
+            .filter(transaction::Column::Chained.eq(true))
+            .count(app.db())
+            .await
+            .unwrap();
+        (
+            marked,
+            receipt::Entity::find().count(app.db()).await.unwrap(),
+        )
+    });
+    assert_eq!(marked, receipts);
+    assert!(receipts >= 2, "{receipts}");
+
+    app.restart();
+    let chained = app
+        .block_on(
+            receipt::Entity::find()
+                .filter(receipt::Column::TransactionId.eq(last))
+                .one(app.db()),
+        )
+        .unwrap()
+        .expect("chained at start");
+    assert_eq!(chained.seq, 3, "appended after the two kept");
+    assert!(chained.signature.is_some());
+    let audit = app.audit();
+    assert_eq!(audit.chain.receipts, 3);
+    assert!(audit.is_clean(), "{audit:?}");
+}
