@@ -94,15 +94,12 @@ impl Application {
         };
         // Transactions committed by a server that stopped before chaining
         // them (or written before receipts existed) are chained first.
-        let chained = receipts::chain_pending(&state.db, Some(&state.server_key))
+        let chained = receipts::seal(&state.db, &state.server_key)
             .await
-            .map_err(|e| anyhow::anyhow!("chaining ledger transactions: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("chaining and signing receipts: {e}"))?;
         if chained > 0 {
             tracing::info!(chained, "ledger transactions chained");
         }
-        receipts::sign_pending(&state.db, &state.server_key)
-            .await
-            .map_err(|e| anyhow::anyhow!("signing receipts: {e}"))?;
         if config.demo {
             demo::load(&state)
                 .await

@@ -21,12 +21,12 @@ use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, Set, TryInsertResult,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Set, TryInsertResult,
 };
 
 use crate::db::{now_ms, shape};
-use crate::error::{Error, Result, is_unique_violation};
+use crate::error::{Error, Result};
 use entity::{account, posting, transaction};
 
 /// The accounts money can sit in.
@@ -79,29 +79,7 @@ impl AccountRef {
 
 /// Returns the id of an account, creating it on first use.
 pub async fn ensure_account(conn: &impl ConnectionTrait, r: AccountRef) -> Result<i64> {
-    if let Some(a) = find_account(conn, r).await? {
-        return Ok(a.id);
-    }
-    let inserted = account::ActiveModel {
-        kind: Set(r.kind().to_owned()),
-        owner_id: Set(r.owner()),
-        balance: Set(0),
-        allow_negative: Set(r.allow_negative()),
-        created_at: Set(now_ms()),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await;
-    match inserted {
-        Ok(a) => Ok(a.id),
-        // Another transaction created it first; on SQLite (one writer at a
-        // time) this cannot happen, on PostgreSQL the caller retries.
-        Err(e) if is_unique_violation(&e) => Err(Error::conflict(
-            "retry",
-            "concurrent account creation; retry",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    Ok(ensure_accounts(conn, [r]).await?[&r])
 }
 
 /// The ids of many accounts, creating the missing ones: a few queries per

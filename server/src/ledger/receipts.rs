@@ -349,12 +349,13 @@ pub async fn chain_pending(db: &Db, key: Option<&ServerKey>) -> Result<usize> {
     }
 }
 
-/// Brings the chain up to date for a reader: every committed transaction
-/// chained and every receipt signed.
-pub async fn seal(db: &Db, key: &ServerKey) -> Result<()> {
-    chain_pending(db, Some(key)).await?;
+/// Brings the chain up to date (at start-up, and for a reader): every
+/// committed transaction chained and every receipt signed. Returns how
+/// many transactions it chained.
+pub async fn seal(db: &Db, key: &ServerKey) -> Result<usize> {
+    let chained = chain_pending(db, Some(key)).await?;
     sign_pending(db, key).await?;
-    Ok(())
+    Ok(chained)
 }
 
 /// Receipts signed per write transaction by [`sign_pending`].
