@@ -420,6 +420,67 @@ mod tests {
             .unwrap();
     }
 
+    /// A set of ids reaches PostgreSQL as one `bigint[]` parameter, which a
+    /// scan tests rows against as it is, not as text cast in the statement,
+    /// which it parsed again for every row. PostgreSQL only.
+    #[tokio::test]
+    async fn ids_reach_postgres_as_one_array_parameter() {
+        use sea_orm::sea_query::{Alias, Query};
+        let Some(admin) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            return;
+        };
+        let url = crate::testing::create_scratch_database(&admin, "sahel_test")
+            .await
+            .unwrap();
+        let db = Db::connect(&url, 1).await.unwrap();
+        db.conn
+            .execute_unprepared(
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT NOT NULL); \
+                 INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 50) g",
+            )
+            .await
+            .unwrap();
+        let select = Query::select()
+            .column(Alias::new("id"))
+            .from(Alias::new("t"))
+            .and_where(super::shape::any_of(
+                DbBackend::Postgres,
+                Alias::new("k"),
+                [3, 5],
+            ))
+            .order_by(Alias::new("id"), sea_orm::sea_query::Order::Asc)
+            .to_owned();
+        // One connection, so that the prepared statement is its own.
+        let tx = db.conn.begin().await.unwrap();
+        let ids: Vec<i64> = tx
+            .query_all_raw(DbBackend::Postgres.build(&select))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect();
+        let expected: Vec<i64> = (1..=50).filter(|g| [3, 5].contains(&(g % 7))).collect();
+        assert_eq!(ids, expected);
+        let types = tx
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT parameter_types::text FROM pg_prepared_statements \
+                 WHERE statement LIKE '%= ANY(%' AND NOT from_sql",
+            ))
+            .await
+            .unwrap()
+            .expect("the select was prepared");
+        assert_eq!(types.try_get_by_index::<String>(0).unwrap(), "{bigint[]}");
+        tx.commit().await.unwrap();
+        drop(db);
+        crate::testing::drop_scratch_database(&admin, &url)
+            .await
+            .unwrap();
+    }
+
     /// A log that nobody wrote to between two checkpoints, all copied,
     /// has its file cut to nothing; one a reader still reads from is left
     /// as it is, and the writer goes on either way.
