@@ -380,32 +380,38 @@ mod tests {
             .join("\n")
     }
 
+    /// A scratch PostgreSQL database (the server named by `DATABASE_URL`)
+    /// set up by `setup`, with the admin URL to drop it by; none when the
+    /// tests run on SQLite.
+    async fn scratch_postgres(setup: &str) -> Option<(String, String, Db)> {
+        let admin = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))?;
+        let url = crate::testing::create_scratch_database(&admin, "sahel_test")
+            .await
+            .unwrap();
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.conn.execute_unprepared(setup).await.unwrap();
+        Some((admin, url, db))
+    }
+
     /// The write batches' connections find rows by an index even on a
     /// table too small to need one, where a plan they keep may have been
     /// made: it still serves once the table has grown. (The shared pool,
     /// for contrast, reads the small table whole.) PostgreSQL only.
     #[tokio::test]
     async fn the_batch_writers_find_rows_by_index_on_a_small_table() {
-        let Some(admin) = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
+        let Some((admin, url, db)) = scratch_postgres(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT NOT NULL, v TEXT); \
+             CREATE INDEX t_k ON t (k); \
+             INSERT INTO t SELECT g, g % 7, 'x' FROM generate_series(1, 20) g; \
+             ANALYZE t",
+        )
+        .await
         else {
             return;
         };
-        let url = crate::testing::create_scratch_database(&admin, "sahel_test")
-            .await
-            .unwrap();
-        let db = Db::connect(&url, 2).await.unwrap();
         let writers = db.with_own_writers(&url, 1).await.unwrap();
-        db.conn
-            .execute_unprepared(
-                "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT NOT NULL, v TEXT); \
-                 CREATE INDEX t_k ON t (k); \
-                 INSERT INTO t SELECT g, g % 7, 'x' FROM generate_series(1, 20) g; \
-                 ANALYZE t",
-            )
-            .await
-            .unwrap();
         let shared = plan_of_lookup(&db.conn).await;
         assert!(shared.contains("Seq Scan on t"), "{shared}");
         let tx = writers.write().await.unwrap();
@@ -426,23 +432,14 @@ mod tests {
     #[tokio::test]
     async fn ids_reach_postgres_as_one_array_parameter() {
         use sea_orm::sea_query::{Alias, Query};
-        let Some(admin) = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
+        let Some((admin, url, db)) = scratch_postgres(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT NOT NULL); \
+             INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 50) g",
+        )
+        .await
         else {
             return;
         };
-        let url = crate::testing::create_scratch_database(&admin, "sahel_test")
-            .await
-            .unwrap();
-        let db = Db::connect(&url, 1).await.unwrap();
-        db.conn
-            .execute_unprepared(
-                "CREATE TABLE t (id BIGINT PRIMARY KEY, k BIGINT NOT NULL); \
-                 INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 50) g",
-            )
-            .await
-            .unwrap();
         let select = Query::select()
             .column(Alias::new("id"))
             .from(Alias::new("t"))
