@@ -390,7 +390,7 @@ mod tests {
         let url = crate::testing::create_scratch_database(&admin, "sahel_test")
             .await
             .unwrap();
-        let db = Db::connect(&url, 2).await.unwrap();
+        let db = Db::connect(&url, 4).await.unwrap();
         db.conn.execute_unprepared(setup).await.unwrap();
         Some((admin, url, db))
     }
@@ -472,6 +472,122 @@ mod tests {
             .expect("the select was prepared");
         assert_eq!(types.try_get_by_index::<String>(0).unwrap(), "{bigint[]}");
         tx.commit().await.unwrap();
+        drop(db);
+        crate::testing::drop_scratch_database(&admin, &url)
+            .await
+            .unwrap();
+    }
+
+    /// A table of counters for the lock-order test.
+    mod counter {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "t")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub n: i64,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    /// A set-wise update through `shape::any_of_locked_in_order` takes its
+    /// row locks in id order, not in the order its scan meets the rows:
+    /// row 1, whose live version lies after row 2's in the heap, is
+    /// already locked while the update waits for row 2. (In scan order it
+    /// would wait on row 2 holding nothing, then lock row 1 after it, and
+    /// two batches holding one each waited for each other: the deadlocks
+    /// three replicas' answer batches met.) PostgreSQL only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn set_wise_updates_lock_rows_in_id_order() {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        use sea_orm::{EntityTrait, QueryFilter, QueryOrder};
+        // Analyzed, two rows are a sequential scan's (an index scan would
+        // meet them in id order whatever the update's form).
+        let Some((admin, url, db)) = scratch_postgres(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT NOT NULL); \
+             INSERT INTO t VALUES (1, 0), (2, 0); \
+             UPDATE t SET n = 1 WHERE id = 1; \
+             ANALYZE t",
+        )
+        .await
+        else {
+            return;
+        };
+        let sql = |q: &str| Statement::from_string(DbBackend::Postgres, q);
+        let heap_order: Vec<i64> = db
+            .conn
+            .query_all_raw(sql("SELECT id FROM t ORDER BY ctid"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect();
+        assert_eq!(heap_order, [2, 1], "the setup moves row 1 behind row 2");
+
+        let holder = db.conn.begin().await.unwrap();
+        holder
+            .execute_raw(sql("SELECT id FROM t WHERE id = 2 FOR NO KEY UPDATE"))
+            .await
+            .unwrap();
+        let batch = db.conn.begin().await.unwrap();
+        let update = tokio::spawn(async move {
+            counter::Entity::update_many()
+                .col_expr(counter::Column::N, Expr::col(counter::Column::N).add(1))
+                .filter(super::shape::any_of_locked_in_order(
+                    DbBackend::Postgres,
+                    counter::Entity,
+                    counter::Column::Id,
+                    [2, 1],
+                ))
+                .exec(&batch)
+                .await
+                .unwrap();
+            batch.commit().await.unwrap();
+        });
+        // Bounded wait until the update is blocked on the holder's lock.
+        let mut waiting = false;
+        for _ in 0..250 {
+            let row = db
+                .conn
+                .query_one_raw(sql("SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%'"))
+                .await
+                .unwrap()
+                .unwrap();
+            if row.try_get_by_index::<i64>(0).unwrap() > 0 {
+                waiting = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(waiting, "the update never waited for row 2");
+        let probe = db.conn.begin().await.unwrap();
+        let row1 = probe
+            .execute_raw(sql(
+                "SELECT id FROM t WHERE id = 1 FOR NO KEY UPDATE NOWAIT",
+            ))
+            .await;
+        probe.rollback().await.unwrap();
+        let err = row1.expect_err("row 1 was free while the update waited for row 2");
+        assert!(err.to_string().contains("could not obtain lock"), "{err}");
+
+        holder.commit().await.unwrap();
+        update.await.unwrap();
+        let rows = counter::Entity::find()
+            .order_by_asc(counter::Column::Id)
+            .all(&db.conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.id, r.n)).collect::<Vec<_>>(),
+            [(1, 2), (2, 1)]
+        );
         drop(db);
         crate::testing::drop_scratch_database(&admin, &url)
             .await
