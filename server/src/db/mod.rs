@@ -556,7 +556,8 @@ mod tests {
             let row = db
                 .conn
                 .query_one_raw(sql("SELECT count(*) FROM pg_stat_activity \
-                     WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%'"))
+                     WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock' AND query LIKE 'UPDATE%'"))
                 .await
                 .unwrap()
                 .unwrap();
