@@ -78,6 +78,47 @@ fn items_already_started_are_finished_before_new_ones_in_import_order() {
     assert!(got[2] > a2.item_id);
 }
 
+/// A contributor who has touched every started item at the head of the
+/// queue (more than the lease scan's first page) is handed the first
+/// item they have not touched, and another contributor the started ones
+/// first, on either queue backend.
+#[test]
+fn a_contributor_past_many_started_items_gets_the_first_untouched_one() {
+    let app = spawn_app();
+    let (_, p) = funded_project(&app, 60, 3);
+    let (_, a) = contributor(&app, "busy");
+    let (_, b) = contributor(&app, "newcomer");
+    let mut answered: Vec<i64> = Vec::new();
+    for _ in 0..2 {
+        let tasks = a.lease(p.id, 20).unwrap();
+        let results = a
+            .submit_batch(tasks.iter().map(|t| answer(t, &truth(t))).collect())
+            .unwrap();
+        assert!(results.iter().all(|r| r.submission.is_some()));
+        answered.extend(tasks.iter().map(|t| t.item_id));
+    }
+    let held: Vec<i64> = a
+        .lease(p.id, 5)
+        .unwrap()
+        .iter()
+        .map(|t| t.item_id)
+        .collect();
+    assert_eq!(held.len(), 5);
+    // 45 started items now sort first, all of them a's.
+    let next = a.lease(p.id, 1).unwrap().remove(0).item_id;
+    let first_fresh = answered.iter().chain(&held).max().unwrap() + 1;
+    assert_eq!(next, first_fresh, "a skips the 45 items it touched");
+    let theirs: Vec<i64> = b
+        .lease(p.id, 3)
+        .unwrap()
+        .iter()
+        .map(|t| t.item_id)
+        .collect();
+    let mut started: Vec<i64> = answered.iter().chain(&held).copied().collect();
+    started.sort_unstable();
+    assert_eq!(theirs, started[..3], "b is offered started items first");
+    assert_queue_invariants(&app, p.id);
+}
 #[test]
 fn next_task_from_any_project_follows_project_priority() {
     let app = spawn_app();
