@@ -55,8 +55,8 @@ end
 /// ARGV: prefix, user, count, now, until. Frees lapsed leases, then takes
 /// up to `count` items the user has not touched, in `:avail` order. The
 /// first page is small: a contributor has touched few of the items at
-/// the head (a lease call tests 1.5 items on average under load), and a
-/// page of 200 cost Redis more to build than the rest of the script.
+/// the head (under load a lease call tests about one item), and a page
+/// of 200 cost Redis more to build than the rest of the script.
 const RESERVE: &str = r#"
 local pp, user, count, now, untils = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 if redis.call('HGET', pp .. ':meta', 'ready') ~= '1' then
