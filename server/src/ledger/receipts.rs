@@ -139,11 +139,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// Locks the chain head for the rest of the caller's transaction.
-async fn lock_head(conn: &impl ConnectionTrait) -> Result<chain_head::Model> {
-    chain_head::Entity::find_by_id(1)
-        .lock_exclusive()
-        .one(conn)
+/// The chain head, locked for the rest of the caller's transaction when
+/// `lock` is set.
+async fn read_head(conn: &impl ConnectionTrait, lock: bool) -> Result<chain_head::Model> {
+    let mut find = chain_head::Entity::find_by_id(1);
+    if lock {
+        find = find.lock_exclusive();
+    }
+    find.one(conn)
         .await?
         .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing").into())
 }
@@ -293,10 +296,7 @@ pub async fn chain_pending(db: &Db, key: Option<&ServerKey>) -> Result<usize> {
     let mut chained = 0;
     loop {
         let read = &db.conn;
-        let head = chain_head::Entity::find_by_id(1)
-            .one(read)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("the ledger chain head row is missing"))?;
+        let head = read_head(read, false).await?;
         let txs: Vec<transaction::Model> = transaction::Entity::find()
             // The partial index's own predicate, so that it serves.
             .filter(Expr::cust("NOT chained"))
@@ -316,7 +316,7 @@ pub async fn chain_pending(db: &Db, key: Option<&ServerKey>) -> Result<usize> {
         let (rows, end) = link(&head, &links, key)?;
 
         let tx = db.write().await?;
-        if lock_head(&*tx).await? != head {
+        if read_head(&*tx, true).await? != head {
             continue;
         }
         let marked = transaction::Entity::update_many()
