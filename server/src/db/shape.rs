@@ -191,7 +191,7 @@ where
 /// row, every row parsed the whole literal again: the receipt chainer's
 /// postings read, a hash join over a sequential scan, took 70 to 170 ms a
 /// page of 200 and a third of PostgreSQL's CPU in a load run.
-fn pg_array(ids: &[i64]) -> Value {
+pub(crate) fn pg_array(ids: &[i64]) -> Value {
     Value::Array(
         ArrayType::BigInt,
         Some(Box::new(ids.iter().map(|&i| Value::from(i)).collect())),
