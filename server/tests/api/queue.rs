@@ -68,12 +68,7 @@ fn items_already_started_are_finished_before_new_ones_in_import_order() {
     assert!(a1.item_id < a2.item_id, "fresh items go in import order");
     a.submit(&answer(&a2, "positive")).unwrap();
     // b is offered the started items (a1 leased, a2 answered) before item 3.
-    let got: Vec<i64> = b
-        .lease(p.id, 3)
-        .unwrap()
-        .iter()
-        .map(|t| t.item_id)
-        .collect();
+    let got = leased_items(&b, p.id, 3);
     assert_eq!(got[..2], [a1.item_id, a2.item_id]);
     assert!(got[2] > a2.item_id);
 }
@@ -97,28 +92,28 @@ fn a_contributor_past_many_started_items_gets_the_first_untouched_one() {
         assert!(results.iter().all(|r| r.submission.is_some()));
         answered.extend(tasks.iter().map(|t| t.item_id));
     }
-    let held: Vec<i64> = a
-        .lease(p.id, 5)
-        .unwrap()
-        .iter()
-        .map(|t| t.item_id)
-        .collect();
+    let held = leased_items(&a, p.id, 5);
     assert_eq!(held.len(), 5);
     // 45 started items now sort first, all of them a's.
     let next = a.lease(p.id, 1).unwrap().remove(0).item_id;
     let first_fresh = answered.iter().chain(&held).max().unwrap() + 1;
     assert_eq!(next, first_fresh, "a skips the 45 items it touched");
-    let theirs: Vec<i64> = b
-        .lease(p.id, 3)
-        .unwrap()
-        .iter()
-        .map(|t| t.item_id)
-        .collect();
+    let theirs = leased_items(&b, p.id, 3);
     let mut started: Vec<i64> = answered.iter().chain(&held).copied().collect();
     started.sort_unstable();
     assert_eq!(theirs, started[..3], "b is offered started items first");
     assert_queue_invariants(&app, p.id);
 }
+
+/// The items of a lease call of `count` tasks, in the order handed out.
+fn leased_items(c: &Client, project: i64, count: u32) -> Vec<i64> {
+    c.lease(project, count)
+        .unwrap()
+        .iter()
+        .map(|t| t.item_id)
+        .collect()
+}
+
 #[test]
 fn next_task_from_any_project_follows_project_priority() {
     let app = spawn_app();
