@@ -21,6 +21,7 @@ mod m20261124_000500_create_reviews;
 mod m20261124_000600_add_gold_feedback;
 mod m20261124_000700_create_review_quality;
 mod m20261206_000100_add_transaction_chained;
+mod m20261207_000100_reshape_hot_indexes;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000600_add_gold_feedback::Migration),
             Box::new(m20261124_000700_create_review_quality::Migration),
             Box::new(m20261206_000100_add_transaction_chained::Migration),
+            Box::new(m20261207_000100_reshape_hot_indexes::Migration),
         ]
     }
 }

@@ -17,8 +17,8 @@ use super::{Decision, Vote, decide, quality};
 use crate::db::{now_ms, shape};
 use crate::error::Result;
 use crate::ledger;
+use crate::projects::Project;
 use crate::projects::entity::item;
-use crate::projects::{self, Project};
 use crate::queue::entity::{answer, lease};
 
 /// What happened to the item, for the queue to mirror.
@@ -67,7 +67,8 @@ async fn set_answers(
 /// Decides each of `items` (the rows as just updated by the submissions)
 /// that has all the answers it needs, under the bounty's quality settings
 /// (`settings`, read by the caller). One outcome per item, in order, and
-/// the answers given a verdict, as updated.
+/// the answers given a verdict, as updated. A caller that closed an item
+/// ends its transaction with [`crate::projects::complete_if_done`].
 pub async fn resolve_items(
     conn: &impl ConnectionTrait,
     p: &Project,
@@ -233,7 +234,6 @@ async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Ve
     }
     if !w.closed.is_empty() {
         close_items(conn, &w.closed, now).await?;
-        projects::complete_if_done(conn, p.row.id).await?;
     }
     ledger::payments::pay_answers(conn, p.row.id, &w.payments, p.row.reward).await?;
     Ok(decided)
@@ -285,7 +285,7 @@ async fn close_items(
     lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
         .filter(shape::any_of(backend, lease::Column::ItemId, ids()))
-        .filter(shape::eq_unindexed(backend, lease::Column::Status, "open"))
+        .filter(lease::Column::Status.eq("open"))
         .exec(conn)
         .await?;
     Ok(())

@@ -62,23 +62,6 @@ pub fn any_of_locked_in_order<E: EntityTrait>(
     }
 }
 
-/// `col = value` as a filter no index serves, for statements that find
-/// their rows by a key of their own (ids, items). On PostgreSQL a status
-/// test beside the key let a cached generic plan (made while the table was
-/// small) scan a status index instead: its entries for `open` include
-/// every lease ever answered until vacuum removes them (a non-HOT update
-/// leaves the old entry), 30,000 of them and 1.7 ms a batch by the end of
-/// a 10,000-item run. SQLite finds rows by rowid first whatever the other
-/// terms.
-pub fn eq_unindexed(backend: DbBackend, col: impl IntoColumnRef, value: &'static str) -> Expr {
-    match backend {
-        DbBackend::Postgres => {
-            Expr::cust_with_exprs("($1 || '') = $2", [Expr::col(col), Expr::val(value)])
-        }
-        _ => Expr::col(col).eq(value),
-    }
-}
-
 /// For each row, the value paired with its `id` (null included; of SQL
 /// type `sql_type` on PostgreSQL), or `otherwise` for a row not listed.
 pub fn per_id(

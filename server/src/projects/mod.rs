@@ -557,43 +557,42 @@ pub async fn progress(conn: &impl ConnectionTrait, p: &Project) -> Result<api::P
     })
 }
 
-/// Whether more than `n` items are still open. SQLite skips the first `n`
-/// inside one step; fetching them all would send each row through the
-/// driver, and this runs in the write transaction of every item that closes.
-async fn more_open_than(conn: &impl ConnectionTrait, project_id: i64, n: u64) -> Result<bool> {
-    let beyond: Option<i64> = item::Entity::find()
+/// Whether any item of the project is still open.
+async fn any_open(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> {
+    let open: Option<i64> = item::Entity::find()
         .select_only()
         .column(item::Column::Id)
         .filter(item::Column::ProjectId.eq(project_id))
         .filter(item::Column::Status.eq("open"))
-        .offset(n)
+        // Items close roughly in import order, and on PostgreSQL each one
+        // closed leaves its `open` index entry until vacuum: looked for
+        // from the newest end, an open item is found at once.
+        .order_by_desc(item::Column::Seq)
         .limit(1)
         .into_tuple()
         .one(conn)
         .await?;
-    Ok(beyond.is_some())
+    Ok(open.is_some())
 }
-
-/// When this many items or fewer are left open, resolutions take the
-/// project row's lock before deciding whether they closed the last one.
-const COMPLETION_LOCK_BELOW: u64 = 1024;
 
 /// The advisory-lock namespace of project completion ("SC").
 const COMPLETION_LOCK_NAMESPACE: i32 = 0x5343;
 
-/// Marks a project completed once no item is open; called by the
-/// transaction that just closed an item.
+/// Marks a project completed once no item is open. Called by every
+/// transaction that closed an item, as its last statement before the
+/// commit: the lock it takes on PostgreSQL is held until then.
 ///
 /// On PostgreSQL two transactions closing the last two items cannot see
 /// each other's uncommitted work, so each could think the other's item is
-/// still open and neither would complete the project. Near the end, each
-/// therefore takes the project's completion lock and counts again: the
-/// second one to get the lock sees the first one's commit. Earlier on the
-/// count alone is enough, and nothing is locked.
+/// still open and neither would complete the project. Each therefore
+/// takes the project's completion lock before it looks: holders go one at
+/// a time, and a statement after the lock sees the commits of every
+/// holder before it, so the last to close an item sees none open, however
+/// many closed items at once. (Skipping the lock while more than 1,024
+/// items were open cost a read of 1,025 open items in every closing
+/// batch, 0.7 ms of PostgreSQL's time, and relied on fewer items than
+/// that closing in uncommitted transactions at once.)
 pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> {
-    if more_open_than(conn, project_id, COMPLETION_LOCK_BELOW).await? {
-        return Ok(false);
-    }
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         // An advisory lock, not the project row: row locks on `projects`
         // are also taken implicitly (shared) by other statements, and two
@@ -605,7 +604,7 @@ pub async fn complete_if_done(conn: &impl ConnectionTrait, project_id: i64) -> R
         ))
         .await?;
     }
-    if more_open_than(conn, project_id, 0).await? {
+    if any_open(conn, project_id).await? {
         return Ok(false);
     }
     project::Entity::update_many()
@@ -721,6 +720,8 @@ pub async fn close(
         });
     }
     let now = now_ms();
+    // A lease past its expiry has already ended (its status stays `open`:
+    // nothing rewrites it), and the bounty's live leases are found by expiry.
     let end_leases = || {
         crate::queue::entity::lease::Entity::update_many()
             .col_expr(
@@ -729,6 +730,7 @@ pub async fn close(
             )
             .filter(crate::queue::entity::lease::Column::ProjectId.eq(project_id))
             .filter(crate::queue::entity::lease::Column::Status.eq("open"))
+            .filter(crate::queue::entity::lease::Column::ExpiresAt.gt(now))
             .exec(&*tx)
     };
     // Row locks in the order every payment takes them: leases, items,

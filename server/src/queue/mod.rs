@@ -477,11 +477,7 @@ async fn release_now(state: &AppState, user: &AuthUser, lease_id: i64) -> Result
     let res = lease::Entity::update_many()
         .col_expr(lease::Column::Status, Expr::value("released"))
         .filter(lease::Column::Id.eq(lease_id))
-        .filter(shape::eq_unindexed(
-            tx.get_database_backend(),
-            lease::Column::Status,
-            "open",
-        ))
+        .filter(lease::Column::Status.eq("open"))
         .exec(&*tx)
         .await?;
     if res.rows_affected == 0 {
@@ -517,11 +513,7 @@ async fn renew_now(state: &AppState, user: &AuthUser, lease_id: i64) -> Result<a
     lease::Entity::update_many()
         .col_expr(lease::Column::ExpiresAt, Expr::value(until))
         .filter(lease::Column::Id.eq(lease_id))
-        .filter(shape::eq_unindexed(
-            tx.get_database_backend(),
-            lease::Column::Status,
-            "open",
-        ))
+        .filter(lease::Column::Status.eq("open"))
         .exec(&*tx)
         .await?;
     tx.commit().await?;
@@ -875,7 +867,7 @@ async fn record_answers(
             lease::Column::Id,
             batch.iter().map(|w| w.prepared.lease.id),
         ))
-        .filter(shape::eq_unindexed(backend, lease::Column::Status, "open"))
+        .filter(lease::Column::Status.eq("open"))
         .filter(lease::Column::ExpiresAt.gte(latest))
         .exec(conn)
         .await?;
@@ -1015,6 +1007,7 @@ async fn record_answers(
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
     let mut decided: Vec<answer::Model> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
+    let mut closed_in: Vec<i64> = Vec::new();
     for w in batch {
         let p = &w.prepared.project;
         if done.contains(&p.row.id) {
@@ -1028,8 +1021,16 @@ async fn record_answers(
             .collect();
         let (outcomes, verdicts) =
             resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
+        if outcomes.contains(&Outcome::Closed) {
+            closed_in.push(p.row.id);
+        }
         outcome.extend(mine.iter().map(|it| it.id).zip(outcomes));
         decided.extend(verdicts);
+    }
+    // Last, and in one order, as each takes its project's lock to commit.
+    closed_in.sort_unstable();
+    for project in closed_in {
+        crate::projects::complete_if_done(conn, project).await?;
     }
 
     let mut out = Vec::with_capacity(batch.len());

@@ -1104,3 +1104,51 @@ fn a_renewal_whose_client_hung_up_still_reaches_the_queue() {
     assert_queue_invariants(&app, p.id);
     assert_ledger_clean(&app);
 }
+
+/// A lease's one status change, which every answer makes, rewrites the
+/// row in its page on PostgreSQL and adds no index entry (a HOT update):
+/// no index holds a lease's status, and leases' pages keep room. The
+/// leases of the running bounty are still found by their owner and their
+/// expiry. PostgreSQL only (SQLite has no such thing).
+#[test]
+fn a_leases_status_changes_without_new_index_entries() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+    let app = spawn_app();
+    if !app.is_postgres() {
+        return;
+    }
+    let (_, p) = funded_project(&app, 3, 1);
+    let (_, c) = contributor(&app, "hot");
+    let task = c.lease(p.id, 1).unwrap().remove(0);
+    assert_eq!(
+        c.my_leases()
+            .unwrap()
+            .iter()
+            .map(|l| l.lease_id)
+            .collect::<Vec<_>>(),
+        vec![task.lease_id]
+    );
+    app.block_on(async {
+        let tx = app.db().begin().await.unwrap();
+        let run = |sql: String| Statement::from_string(DbBackend::Postgres, sql);
+        let changed = tx
+            .execute_raw(run(format!(
+                "UPDATE leases SET status = 'submitted' WHERE id = {}",
+                task.lease_id
+            )))
+            .await
+            .unwrap();
+        assert_eq!(changed.rows_affected(), 1);
+        let row = tx
+            .query_one_raw(run(
+                "SELECT pg_stat_get_xact_tuples_hot_updated('leases'::regclass)".into(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let hot: i64 = row.try_get_by_index(0).unwrap();
+        assert_eq!(hot, 1, "HOT updates of leases");
+        tx.rollback().await.unwrap();
+    });
+}

@@ -283,10 +283,17 @@ fn an_upgraded_ledger_keeps_its_chain_and_chains_what_had_no_receipt() {
         .map(|t| t.id)
         .max()
         .unwrap();
-    // Back to the schema before `chained`, with the last transaction's
-    // receipt gone and the head moved back, as an older server leaves it.
+    // Back to the schema before `chained` (and whatever came after it),
+    // with the last transaction's receipt gone and the head moved back, as
+    // an older server leaves it.
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261206_000100_add_transaction_chained")
+        .unwrap()
+        + 1;
     app.block_on(async {
-        Migrator::down(app.db(), Some(1)).await.unwrap();
+        Migrator::down(app.db(), Some(steps as u32)).await.unwrap();
         for sql in [
             format!("DELETE FROM ledger_receipts WHERE transaction_id = {last}"),
             "UPDATE ledger_chain_head SET seq = (SELECT MAX(seq) FROM ledger_receipts), \

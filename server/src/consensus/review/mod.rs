@@ -232,6 +232,7 @@ pub async fn lease(
     gold::refuse_suspended(&state.db.conn, project_id, user.id).await?;
     let tx = state.db.write().await?;
     lock_reviews(&*tx, project_id).await?;
+    let now = now_ms();
     // A reviewer never judges a rival answer on an item they answer or hold.
     let own_items: Vec<i64> = answer::Entity::find()
         .select_only()
@@ -247,10 +248,10 @@ pub async fn lease(
         .filter(crate::queue::entity::lease::Column::ProjectId.eq(project_id))
         .filter(crate::queue::entity::lease::Column::UserId.eq(user.id))
         .filter(crate::queue::entity::lease::Column::Status.eq("open"))
+        .filter(crate::queue::entity::lease::Column::ExpiresAt.gt(now))
         .into_tuple()
         .all(&*tx)
         .await?;
-    let now = now_ms();
     let wanted = p.row.reviews_per_answer.max(1) as usize;
     let mut after = 0i64;
     let found = loop {
@@ -633,6 +634,9 @@ async fn record(
     }
     gold::count_review(&*tx, p.row.id, user.id, None, now).await?;
     pay(&*tx, &p, l.item_id, user.id, &r.id.to_string()).await?;
+    if outcome == Outcome::Closed {
+        projects::complete_if_done(&*tx, p.row.id).await?;
+    }
     tx.commit().await?;
     let q = &state.queue;
     let told = match outcome {
@@ -721,7 +725,6 @@ async fn decide_answer(
                 .filter(review_lease::Column::Status.eq("open"))
                 .exec(conn)
                 .await?;
-            projects::complete_if_done(conn, p.row.id).await?;
         }
     }
     if accepted {
