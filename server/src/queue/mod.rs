@@ -138,26 +138,31 @@ pub async fn snapshot(
 ) -> Result<ProjectSnapshot> {
     let p = projects::get(conn, project_id).await?;
     let overlap = p.row.overlap as u32;
-    // Read in pages by id: a million-item project must not materialize a
-    // million database rows at once (that alone took hundreds of MB).
+    // Read in pages: a million-item project must not materialize a million
+    // database rows at once (that alone took hundreds of MB). By `seq`, the
+    // order of the bounty's open items in their index: by id, each page
+    // sorted every open item.
     let mut items: Vec<ItemSnapshot> = Vec::new();
-    let mut after = 0i64;
+    let mut after = -1i64;
     loop {
-        let page: Vec<(i64, i32)> = item::Entity::find()
+        let page: Vec<(i64, i32, i64)> = item::Entity::find()
             .select_only()
             .column(item::Column::Id)
             .column(item::Column::Needed)
+            .column(item::Column::Seq)
             .filter(item::Column::ProjectId.eq(project_id))
             .filter(item::Column::Status.eq("open"))
-            .filter(item::Column::Id.gt(after))
-            .order_by_asc(item::Column::Id)
+            .filter(item::Column::Seq.gt(after))
+            .order_by_asc(item::Column::Seq)
             .limit(SNAPSHOT_PAGE)
             .into_tuple()
             .all(conn)
             .await?;
-        let Some(&(last, _)) = page.last() else { break };
+        let Some(&(_, _, last)) = page.last() else {
+            break;
+        };
         after = last;
-        items.extend(page.into_iter().map(|(item_id, needed)| ItemSnapshot {
+        items.extend(page.into_iter().map(|(item_id, needed, _)| ItemSnapshot {
             item_id,
             needed: needed as u32,
             answered_by: vec![],
