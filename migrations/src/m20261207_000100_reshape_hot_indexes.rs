@@ -33,7 +33,7 @@ fn index(table: &str, name: &str, cols: &[&str]) -> IndexCreateStatement {
     i.to_owned()
 }
 
-fn drop(table: &str, name: &str) -> IndexDropStatement {
+fn drop_statement(table: &str, name: &str) -> IndexDropStatement {
     Index::drop().name(name).table(Alias::new(table)).to_owned()
 }
 
@@ -87,7 +87,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for (table, (old, _), (new, cols)) in SWAPS {
             m.create_index(index(table, new, cols)).await?;
-            m.drop_index(drop(table, old)).await?;
+            m.drop_index(drop_statement(table, old)).await?;
         }
         fill(m, false).await
     }
@@ -96,7 +96,7 @@ impl MigrationTrait for Migration {
         fill(m, true).await?;
         for (table, (old, cols), (new, _)) in SWAPS {
             m.create_index(index(table, old, cols)).await?;
-            m.drop_index(drop(table, new)).await?;
+            m.drop_index(drop_statement(table, new)).await?;
         }
         Ok(())
     }

@@ -80,7 +80,8 @@ pub async fn resolve_items(
 
 /// Resolves an open item if the quality engine's current model settles it
 /// already, before it has the answers it waits for (the background
-/// re-estimation calls this). Otherwise changes nothing.
+/// re-estimation calls this, and commits right after). Otherwise changes
+/// nothing.
 pub async fn resolve_early(
     conn: &impl ConnectionTrait,
     p: &Project,
@@ -92,7 +93,11 @@ pub async fn resolve_early(
     let settings = quality::settings(conn, p.row.id).await?;
     let (outcomes, _) =
         resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
-    Ok(outcomes.into_iter().next().unwrap_or(Outcome::Pending))
+    let outcome = outcomes.into_iter().next().unwrap_or(Outcome::Pending);
+    if outcome == Outcome::Closed {
+        crate::projects::complete_if_done(conn, p.row.id).await?;
+    }
+    Ok(outcome)
 }
 
 /// The writes that decisions ask for, gathered over many items.
