@@ -17,8 +17,8 @@ use super::{Decision, Vote, decide, quality};
 use crate::db::{now_ms, shape};
 use crate::error::Result;
 use crate::ledger;
-use crate::projects::Project;
 use crate::projects::entity::item;
+use crate::projects::{self, Project};
 use crate::queue::entity::{answer, lease};
 
 /// What happened to the item, for the queue to mirror.
@@ -67,8 +67,7 @@ async fn set_answers(
 /// Decides each of `items` (the rows as just updated by the submissions)
 /// that has all the answers it needs, under the bounty's quality settings
 /// (`settings`, read by the caller). One outcome per item, in order, and
-/// the answers given a verdict, as updated. A caller that closed an item
-/// ends its transaction with [`crate::projects::complete_if_done`].
+/// the answers given a verdict, as updated.
 pub async fn resolve_items(
     conn: &impl ConnectionTrait,
     p: &Project,
@@ -80,8 +79,7 @@ pub async fn resolve_items(
 
 /// Resolves an open item if the quality engine's current model settles it
 /// already, before it has the answers it waits for (the background
-/// re-estimation calls this, and commits right after). Otherwise changes
-/// nothing.
+/// re-estimation calls this). Otherwise changes nothing.
 pub async fn resolve_early(
     conn: &impl ConnectionTrait,
     p: &Project,
@@ -93,11 +91,7 @@ pub async fn resolve_early(
     let settings = quality::settings(conn, p.row.id).await?;
     let (outcomes, _) =
         resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
-    let outcome = outcomes.into_iter().next().unwrap_or(Outcome::Pending);
-    if outcome == Outcome::Closed {
-        crate::projects::complete_if_done(conn, p.row.id).await?;
-    }
-    Ok(outcome)
+    Ok(outcomes.into_iter().next().unwrap_or(Outcome::Pending))
 }
 
 /// The writes that decisions ask for, gathered over many items.
@@ -239,6 +233,7 @@ async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Ve
     }
     if !w.closed.is_empty() {
         close_items(conn, &w.closed, now).await?;
+        projects::complete_if_done(conn, p.row.id).await?;
     }
     ledger::payments::pay_answers(conn, p.row.id, &w.payments, p.row.reward).await?;
     Ok(decided)

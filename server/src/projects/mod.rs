@@ -579,8 +579,9 @@ async fn any_open(conn: &impl ConnectionTrait, project_id: i64) -> Result<bool> 
 const COMPLETION_LOCK_NAMESPACE: i32 = 0x5343;
 
 /// Marks a project completed once no item is open. Called by every
-/// transaction that closed an item, as its last statement before the
-/// commit: the lock it takes on PostgreSQL is held until then.
+/// transaction that closed an item, right after, before any payment: the
+/// project row comes before accounts in every transaction's lock order
+/// (paying first, then completing, deadlocked with a bounty's close).
 ///
 /// On PostgreSQL two transactions closing the last two items cannot see
 /// each other's uncommitted work, so each could think the other's item is

@@ -1012,7 +1012,6 @@ async fn record_answers(
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
     let mut decided: Vec<answer::Model> = Vec::new();
     let mut done: Vec<i64> = Vec::new();
-    let mut closed_in: Vec<i64> = Vec::new();
     for w in batch {
         let p = &w.prepared.project;
         if done.contains(&p.row.id) {
@@ -1026,16 +1025,8 @@ async fn record_answers(
             .collect();
         let (outcomes, verdicts) =
             resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
-        if outcomes.contains(&Outcome::Closed) {
-            closed_in.push(p.row.id);
-        }
         outcome.extend(mine.iter().map(|it| it.id).zip(outcomes));
         decided.extend(verdicts);
-    }
-    // Last, and in one order, as each takes its project's lock to commit.
-    closed_in.sort_unstable();
-    for project in closed_in {
-        crate::projects::complete_if_done(conn, project).await?;
     }
 
     let mut out = Vec::with_capacity(batch.len());

@@ -634,9 +634,6 @@ async fn record(
     }
     gold::count_review(&*tx, p.row.id, user.id, None, now).await?;
     pay(&*tx, &p, l.item_id, user.id, &r.id.to_string()).await?;
-    if outcome == Outcome::Closed {
-        projects::complete_if_done(&*tx, p.row.id).await?;
-    }
     tx.commit().await?;
     let q = &state.queue;
     let told = match outcome {
@@ -725,6 +722,7 @@ async fn decide_answer(
                 .filter(review_lease::Column::Status.eq("open"))
                 .exec(conn)
                 .await?;
+            projects::complete_if_done(conn, p.row.id).await?;
         }
     }
     if accepted {
