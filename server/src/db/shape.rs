@@ -112,6 +112,21 @@ where
     A: ActiveModelTrait + Send,
     <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
 {
+    insert_rows_skipping_conflicts(conn, rows, &[]).await
+}
+
+/// [`insert_rows`], skipping each row that would break the unique index
+/// on `conflict` (`ON CONFLICT DO NOTHING`; none: a plain insert); returns
+/// only the rows written.
+pub async fn insert_rows_skipping_conflicts<A>(
+    conn: &impl ConnectionTrait,
+    rows: Vec<A>,
+    conflict: &[<A::Entity as EntityTrait>::Column],
+) -> Result<Vec<<A::Entity as EntityTrait>::Model>, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
     let backend = conn.get_database_backend();
     let columns: Vec<(<A::Entity as EntityTrait>::Column, &'static str)> = match rows.first() {
         Some(first) if backend == DbBackend::Postgres => {
@@ -124,9 +139,22 @@ where
         _ => Vec::new(),
     };
     if columns.is_empty() {
-        return match rows.is_empty() {
-            true => Ok(Vec::new()),
-            false => A::Entity::insert_many(rows).exec_with_returning(conn).await,
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let insert = A::Entity::insert_many(rows);
+        if conflict.is_empty() {
+            return insert.exec_with_returning(conn).await;
+        }
+        return match insert
+            .on_conflict_do_nothing_on(conflict.iter().copied())
+            .exec_with_returning_many(conn)
+            .await?
+        {
+            sea_orm::TryInsertResult::Inserted(rows) => Ok(rows),
+            sea_orm::TryInsertResult::Empty | sea_orm::TryInsertResult::Conflicted => {
+                Ok(Vec::new())
+            }
         };
     }
     let docs: Vec<Json> = rows
@@ -143,20 +171,28 @@ where
             )
         })
         .collect();
-    let names = columns
-        .iter()
-        .map(|(c, _)| format!("\"{}\"", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let quoted = |cols: &mut dyn Iterator<Item = &str>| {
+        cols.map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let names = quoted(&mut columns.iter().map(|(c, _)| c.as_str()));
     let types = columns
         .iter()
         .map(|(c, t)| format!("\"{}\" {t}", c.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
+    let on_conflict = match conflict.is_empty() {
+        true => String::new(),
+        false => format!(
+            " ON CONFLICT ({}) DO NOTHING",
+            quoted(&mut conflict.iter().map(|c| c.as_str()))
+        ),
+    };
     let table = A::Entity::default().table_name().to_owned();
     let sql = format!(
         "INSERT INTO \"{table}\" ({names}) SELECT {names} \
-         FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS r({types}) RETURNING *"
+         FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS r({types}){on_conflict} RETURNING *"
     );
     A::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(
@@ -166,6 +202,43 @@ where
         ))
         .all(conn)
         .await
+}
+
+/// `(a, b) IN (pairs)`: rows matching any of the (text, id) pairs.
+pub fn pairs_in(
+    backend: DbBackend,
+    (a, b): (impl IntoColumnRef + Clone, impl IntoColumnRef + Clone),
+    pairs: &[(&str, i64)],
+) -> sea_orm::Condition {
+    match backend {
+        DbBackend::Postgres => {
+            let texts: Vec<Value> = pairs.iter().map(|(t, _)| Value::from(*t)).collect();
+            let ids: Vec<i64> = pairs.iter().map(|(_, i)| *i).collect();
+            sea_orm::Condition::all().add(Expr::cust_with_exprs(
+                "($1, $2) IN (SELECT * FROM unnest($3, $4))",
+                [
+                    Expr::col(a),
+                    Expr::col(b),
+                    Expr::val(Value::Array(ArrayType::String, Some(Box::new(texts)))),
+                    Expr::val(pg_array(&ids)),
+                ],
+            ))
+        }
+        _ => {
+            // Grouped by the text: `a = t AND b IN (ids)` per distinct t.
+            let mut sorted = pairs.to_vec();
+            sorted.sort_unstable();
+            let mut any = sea_orm::Condition::any();
+            for group in sorted.chunk_by(|x, y| x.0 == y.0) {
+                any = any.add(
+                    Expr::col(a.clone())
+                        .eq(group[0].0)
+                        .and(Expr::col(b.clone()).is_in(group.iter().map(|(_, i)| *i))),
+                );
+            }
+            any
+        }
+    }
 }
 
 /// Ids as one `bigint[]` parameter. They used to travel as the text of an

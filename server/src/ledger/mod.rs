@@ -8,8 +8,8 @@
 //! concurrent payments cannot both spend the same escrow. [`audit`]
 //! re-derives every balance from the postings.
 //!
-//! Every transaction is also a link of a hash chain ([`receipts`]): `post`
-//! appends its receipt in the same database transaction.
+//! Every transaction is also a link of a hash chain ([`receipts`]),
+//! appended after its commit.
 
 pub mod entity;
 pub mod payments;
@@ -19,10 +19,10 @@ pub mod settlement;
 
 use sahel_protocol::api;
 use sahel_protocol::{Micros, Timestamp};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set, TryInsertResult,
+    QuerySelect, Set,
 };
 
 use crate::db::{now_ms, shape};
@@ -101,14 +101,12 @@ pub async fn ensure_accounts(
         out: &mut HashMap<AccountRef, i64>,
     ) -> Result<()> {
         for chunk in refs.chunks(500) {
-            let mut any = Condition::any();
-            for kind in chunk.chunk_by(|a, b| a.kind() == b.kind()) {
-                any = any.add(
-                    account::Column::Kind
-                        .eq(kind[0].kind())
-                        .and(account::Column::OwnerId.is_in(kind.iter().map(|r| r.owner()))),
-                );
-            }
+            let pairs: Vec<(&str, i64)> = chunk.iter().map(|r| (r.kind(), r.owner())).collect();
+            let any = shape::pairs_in(
+                conn.get_database_backend(),
+                (account::Column::Kind, account::Column::OwnerId),
+                &pairs,
+            );
             let found: Vec<(i64, String, i64)> = account::Entity::find()
                 .select_only()
                 .column(account::Column::Id)
@@ -143,16 +141,19 @@ pub async fn ensure_accounts(
         // first to commit and skips the row, and the lookup after it,
         // a statement later, sees it.
         for chunk in missing.chunks(500) {
-            account::Entity::insert_many(chunk.iter().map(|r| account::ActiveModel {
+            let rows = chunk.iter().map(|r| account::ActiveModel {
                 kind: Set(r.kind().to_owned()),
                 owner_id: Set(r.owner()),
                 balance: Set(0),
                 allow_negative: Set(r.allow_negative()),
                 created_at: Set(now),
                 ..Default::default()
-            }))
-            .on_conflict_do_nothing_on([account::Column::Kind, account::Column::OwnerId])
-            .exec_without_returning(conn)
+            });
+            shape::insert_rows_skipping_conflicts(
+                conn,
+                rows.collect(),
+                &[account::Column::Kind, account::Column::OwnerId],
+            )
             .await?;
         }
         lookup(conn, &missing, &mut found).await?;
@@ -302,20 +303,20 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
     // instead of a lookup and an insert); a concurrent twin's insert waits
     // for the first to commit and then finds its row.
     let now = now_ms();
-    let inserted = transaction::Entity::insert_many(txs.iter().map(|t| transaction::ActiveModel {
-        kind: Set(t.kind.to_owned()),
-        memo: Set(t.memo.to_string()),
-        idempotency_key: Set(t.idempotency_key.clone()),
-        created_at: Set(now),
-        ..Default::default()
-    }))
-    .on_conflict_do_nothing_on([transaction::Column::IdempotencyKey])
-    .exec_with_returning_many(conn)
+    let mut rows = shape::insert_rows_skipping_conflicts(
+        conn,
+        txs.iter()
+            .map(|t| transaction::ActiveModel {
+                kind: Set(t.kind.to_owned()),
+                memo: Set(t.memo.to_string()),
+                idempotency_key: Set(t.idempotency_key.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            })
+            .collect(),
+        &[transaction::Column::IdempotencyKey],
+    )
     .await?;
-    let mut rows = match inserted {
-        TryInsertResult::Inserted(rows) => rows,
-        TryInsertResult::Empty | TryInsertResult::Conflicted => Vec::new(),
-    };
     rows.sort_by_key(|r| r.id);
     let row_of = |t: &NewTx, rows: &[transaction::Model]| match &t.idempotency_key {
         Some(k) => rows
@@ -388,9 +389,7 @@ pub async fn post_many(conn: &impl ConnectionTrait, txs: &[NewTx]) -> Result<Vec
             })
             .collect();
         for chunk in posting_rows.chunks(1000) {
-            posting::Entity::insert_many(chunk.to_vec())
-                .exec(conn)
-                .await?;
+            shape::insert_rows(conn, chunk.to_vec()).await?;
         }
     }
 
@@ -426,18 +425,25 @@ async fn move_balances(
     postings: &[(AccountRef, Micros)],
     ids: &std::collections::HashMap<AccountRef, i64>,
 ) -> Result<()> {
+    let backend = conn.get_database_backend();
+    let amounts: Vec<(i64, sea_orm::Value)> = moves
+        .iter()
+        .map(|(id, amount)| (*id, (*amount).into()))
+        .collect();
     let delta = || {
-        let mut case = CaseStatement::new();
-        for (id, amount) in moves {
-            case = case.case(account::Column::Id.eq(*id), Expr::val(*amount));
-        }
-        let case: Expr = case.finally(Expr::val(0i64)).into();
-        Expr::col(account::Column::Balance).add(case)
+        let amount = shape::per_id(
+            backend,
+            account::Column::Id,
+            &amounts,
+            "bigint",
+            Expr::val(0i64),
+        );
+        Expr::col(account::Column::Balance).add(amount)
     };
     let res = account::Entity::update_many()
         .col_expr(account::Column::Balance, delta())
         .filter(shape::any_of_locked_in_order(
-            conn.get_database_backend(),
+            backend,
             account::Entity,
             account::Column::Id,
             moves.iter().map(|(id, _)| *id),
@@ -758,4 +764,106 @@ pub async fn deposit(
         kind: row.kind,
         created_at: Timestamp(row.created_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use sea_orm::{DbBackend, Statement};
+
+    /// The statement texts a connection has prepared that touch the ledger.
+    async fn prepared(conn: &impl ConnectionTrait) -> std::collections::BTreeSet<String> {
+        conn.query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%ledger_%'",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect()
+    }
+
+    /// On PostgreSQL a batch of payments prepares the same statements
+    /// whatever its size (`db::shape`): its transactions, new accounts,
+    /// balances and postings once grew a statement text per size, each
+    /// parsed and planned afresh. Balances come out as posting each alone
+    /// would leave them.
+    #[tokio::test]
+    async fn a_payment_batch_prepares_the_same_statements_whatever_its_size() {
+        let Some(admin) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        else {
+            return;
+        };
+        let url = crate::testing::create_scratch_database(&admin, "sahel_test")
+            .await
+            .unwrap();
+        let db = Db::connect(&url, 2).await.unwrap();
+        db.migrate().await.unwrap();
+        let writers = db.with_own_writers(&url, 1).await.unwrap();
+        let deposit = NewTx {
+            kind: "deposit",
+            memo: serde_json::json!({}),
+            idempotency_key: Some("deposit".into()),
+            postings: vec![
+                (AccountRef::Deposits, Micros(-1_000_000)),
+                (AccountRef::Escrow(1), Micros(1_000_000)),
+            ],
+        };
+        let tx = writers.write().await.unwrap();
+        post_many(&*tx, &[deposit]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut texts = None;
+        let mut user = 0;
+        for n in 1..=5 {
+            // Each batch pays contributors the ledger has not seen yet.
+            let batch: Vec<NewTx> = (0..n)
+                .map(|i| {
+                    user += 1;
+                    NewTx {
+                        kind: "pay_answers",
+                        memo: serde_json::json!({ "n": n, "i": i }),
+                        idempotency_key: Some(format!("pay:{n}:{i}")),
+                        postings: vec![
+                            (AccountRef::Escrow(1), Micros(-100)),
+                            (AccountRef::User(user), Micros(97)),
+                            (AccountRef::Fee, Micros(3)),
+                        ],
+                    }
+                })
+                .collect();
+            let tx = writers.write().await.unwrap();
+            let posted = post_many(&*tx, &batch).await.unwrap();
+            assert!(posted.iter().all(|p| matches!(p, Posted::New(_))));
+            let now = prepared(&*tx).await;
+            tx.commit().await.unwrap();
+            match &texts {
+                None => texts = Some(now),
+                Some(first) => assert_eq!(&now, first, "after a batch of {n}"),
+            }
+        }
+        let escrow = balance(&db.conn, AccountRef::Escrow(1)).await.unwrap();
+        assert_eq!(escrow, Micros(1_000_000 - 100 * user));
+        assert_eq!(
+            balance(&db.conn, AccountRef::Fee).await.unwrap(),
+            Micros(3 * user)
+        );
+        for u in 1..=user {
+            assert_eq!(
+                balance(&db.conn, AccountRef::User(u)).await.unwrap(),
+                Micros(97)
+            );
+        }
+        let audit = audit(&db.conn).await.unwrap();
+        assert_eq!(audit.postings_total, 0);
+        assert!(audit.balance_mismatches.is_empty(), "{audit:?}");
+        assert!(audit.unbalanced_transactions.is_empty(), "{audit:?}");
+        drop((writers, db));
+        crate::testing::drop_scratch_database(&admin, &url)
+            .await
+            .unwrap();
+    }
 }

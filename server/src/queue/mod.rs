@@ -1008,16 +1008,23 @@ async fn record_answers(
     }
 
     // Each project's counted items are decided together, under the
-    // quality settings its answers were checked with.
+    // quality settings its answers were checked with. Bounties in id
+    // order: deciding takes each one's completion lock, and two writers
+    // taking two bounties' locks in opposite orders would deadlock.
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
     let mut decided: Vec<answer::Model> = Vec::new();
-    let mut done: Vec<i64> = Vec::new();
+    let mut firsts: Vec<&Writing<'_>> = Vec::new();
     for w in batch {
-        let p = &w.prepared.project;
-        if done.contains(&p.row.id) {
-            continue;
+        if !firsts
+            .iter()
+            .any(|f| f.prepared.project.row.id == w.prepared.project.row.id)
+        {
+            firsts.push(w);
         }
-        done.push(p.row.id);
+    }
+    firsts.sort_by_key(|w| w.prepared.project.row.id);
+    for w in firsts {
+        let p = &w.prepared.project;
         let mine: Vec<item::Model> = counted
             .iter()
             .filter(|it| it.project_id == p.row.id)
