@@ -544,6 +544,84 @@ mod tests {
             .unwrap();
     }
 
+    /// `shape::per_id` gives each listed row its own value and the others
+    /// theirs, and on a batch writer's kept generic plan its JSON is cast
+    /// once per run (an `InitPlan`), not once for every row it updates.
+    /// PostgreSQL only.
+    #[tokio::test]
+    async fn per_row_values_are_parsed_once_per_statement() {
+        use sea_orm::Value;
+        use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+        let Some((admin, url, db)) = scratch_postgres(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT); \
+             INSERT INTO t SELECT g, 0 FROM generate_series(1, 50) g",
+        )
+        .await
+        else {
+            return;
+        };
+        let pairs: Vec<(i64, Value)> = vec![(3, 30i64.into()), (7, Value::BigInt(None))];
+        let update = Query::update()
+            .table(Alias::new("t"))
+            .value(
+                Alias::new("n"),
+                super::shape::per_id(
+                    DbBackend::Postgres,
+                    Alias::new("id"),
+                    &pairs,
+                    "bigint",
+                    Expr::val(1i64),
+                ),
+            )
+            .and_where(Expr::col(Alias::new("id")).lte(10))
+            .to_owned();
+        let update = DbBackend::Postgres.build(&update);
+        let explain = Statement {
+            sql: format!("EXPLAIN {}", update.sql),
+            ..update.clone()
+        };
+        let writers = db.with_own_writers(&url, 1).await.unwrap();
+        let tx = writers.write().await.unwrap();
+        let plan: Vec<String> = tx
+            .query_all_raw(explain)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect();
+        assert!(plan.iter().any(|l| l.contains("InitPlan")), "{plan:#?}");
+        tx.execute_raw(update).await.unwrap();
+        let rows: Vec<(i64, Option<i64>)> = tx
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT id, n FROM t WHERE id <= 11 ORDER BY id",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get_by_index(0).unwrap(),
+                    r.try_get_by_index(1).unwrap(),
+                )
+            })
+            .collect();
+        tx.commit().await.unwrap();
+        let want: Vec<(i64, Option<i64>)> = (1..=11)
+            .map(|id| match id {
+                3 => (id, Some(30)),
+                7 => (id, None),
+                11 => (id, Some(0)),
+                _ => (id, Some(1)),
+            })
+            .collect();
+        assert_eq!(rows, want);
+        drop((writers, db));
+        crate::testing::drop_scratch_database(&admin, &url)
+            .await
+            .unwrap();
+    }
+
     /// A table of counters for the lock-order test.
     mod counter {
         use sea_orm::entity::prelude::*;

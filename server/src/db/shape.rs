@@ -64,6 +64,13 @@ pub fn any_of_locked_in_order<E: EntityTrait>(
 
 /// For each row, the value paired with its `id` (null included; of SQL
 /// type `sql_type` on PostgreSQL), or `otherwise` for a row not listed.
+///
+/// On PostgreSQL the values travel as one JSON text, cast in a subquery of
+/// its own: the batch writers keep generic plans, where a cast of a
+/// parameter in the row's expression is evaluated, and the whole text
+/// parsed, again for every row (the ledger's balance update: 297 us a
+/// call under load); a subquery without outer references runs once per
+/// execution (2,000 rows: 430 ms against 12).
 pub fn per_id(
     backend: DbBackend,
     id: impl IntoColumnRef + Clone,
@@ -78,7 +85,7 @@ pub fn per_id(
             Expr::cust_with_exprs(
                 format!(
                     "CASE WHEN array_position($2, $3) IS NULL THEN $4 \
-                     ELSE CAST(CAST($1 AS jsonb) ->> \
+                     ELSE CAST((SELECT CAST($1 AS jsonb)) ->> \
                      (array_position($2, $3) - 1) AS {sql_type}) END"
                 ),
                 [
