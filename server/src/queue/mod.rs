@@ -1013,16 +1013,10 @@ async fn record_answers(
     // taking two bounties' locks in opposite orders would deadlock.
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
     let mut decided: Vec<answer::Model> = Vec::new();
-    let mut firsts: Vec<&Writing<'_>> = Vec::new();
-    for w in batch {
-        if !firsts
-            .iter()
-            .any(|f| f.prepared.project.row.id == w.prepared.project.row.id)
-        {
-            firsts.push(w);
-        }
-    }
+    // The first writing of each bounty (a stable sort keeps batch order).
+    let mut firsts: Vec<&Writing<'_>> = batch.iter().collect();
     firsts.sort_by_key(|w| w.prepared.project.row.id);
+    firsts.dedup_by_key(|w| w.prepared.project.row.id);
     for w in firsts {
         let p = &w.prepared.project;
         let mine: Vec<item::Model> = counted
