@@ -1152,3 +1152,121 @@ fn a_leases_status_changes_without_new_index_entries() {
         tx.rollback().await.unwrap();
     });
 }
+
+/// A write batch that closes items of several bounties takes their
+/// completion locks in bounty-id order, whatever order its answers came
+/// in: two replicas' batches crossing the same two bounties then wait for
+/// each other instead of deadlocking. Here the second batch holds one
+/// answer for bounty 2 (from the contributor with the lower id, so first
+/// in the batch) and one for bounty 1, while the test holds bounty 2's
+/// lock: the writer must be found holding bounty 1's lock and waiting for
+/// bounty 2's. PostgreSQL only (SQLite has one writer and no such locks).
+#[test]
+fn a_batch_across_bounties_takes_their_completion_locks_in_id_order() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    let app = spawn_app();
+    if !app.is_postgres() {
+        return;
+    }
+    // Overlap 1: each answer closes its item, and so takes its bounty's
+    // completion lock.
+    let [p1, p2, p3] = [(); 3].map(|()| funded_project(&app, 2, 1).1);
+    assert!(p1.id < p2.id);
+    let (a_id, a) = contributor(&app, "order-a");
+    let (b_id, b) = contributor(&app, "order-b");
+    let (_, x) = contributor(&app, "order-x");
+    assert!(a_id < b_id, "a's answer comes first in the batch");
+    let (ta, tb, tx) = (
+        a.lease(p2.id, 1).unwrap().remove(0),
+        b.lease(p1.id, 1).unwrap().remove(0),
+        x.lease(p3.id, 1).unwrap().remove(0),
+    );
+    let writes = metric(&app, "sahel_answer_writes_total");
+    let count = |sql: String| -> i64 {
+        app.block_on(
+            app.db()
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql)),
+        )
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+    };
+    let waiting_on_a_lock = || {
+        count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                .into(),
+        )
+    };
+    let submit = |c: Client, t: api::Task| {
+        std::thread::spawn(move || c.submit(&answer(&t, &truth(&t))).unwrap())
+    };
+
+    // Waits up to 10 s; the locks the test holds are let go before any
+    // assertion (a transaction dropped while panicking aborts the run).
+    let wait_until = |done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    };
+
+    // The first batch (x's answer, bounty 3) waits on x's lease row...
+    let blocker = hold_the_writer(&app, tx.lease_id);
+    let first = submit(x, tx);
+    let writer_waited = wait_until(&|| waiting_on_a_lock() > 0);
+    // ...while a's and b's answers queue up behind it, to go together.
+    let second = [submit(a, ta), submit(b, tb)];
+    std::thread::sleep(std::time::Duration::from_millis(1_000));
+    let bounty_2 = app.block_on(async {
+        let held = app.state.db.write().await.unwrap();
+        held.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({}, {})",
+            0x5343, p2.id
+        ))
+        .await
+        .unwrap();
+        held
+    });
+    app.block_on(blocker.commit()).unwrap();
+    first.join().unwrap();
+
+    // 0x5343, the namespace of bounties' completion locks.
+    let lock = |project: i64, granted: bool| {
+        count(format!(
+            "SELECT count(*) FROM pg_locks JOIN pg_database d ON d.oid = database \
+             WHERE d.datname = current_database() AND locktype = 'advisory' \
+             AND classid = {} AND objid = {project} AND granted = {granted}",
+            0x5343
+        ))
+    };
+    let asked_for_2 = wait_until(&|| lock(p2.id, false) > 0);
+    let holds_1 = lock(p1.id, true);
+    app.block_on(bounty_2.commit()).unwrap();
+    assert!(writer_waited, "the writer never waited on x's lease");
+    assert!(
+        asked_for_2,
+        "the second batch never asked for bounty 2's lock"
+    );
+    assert_eq!(holds_1, 1, "bounty 1's lock is taken before bounty 2's");
+
+    for s in second.map(|t| t.join().unwrap()) {
+        assert_eq!(s.status, AnswerStatus::Accepted, "{s:?}");
+    }
+    assert_eq!(
+        metric(&app, "sahel_answer_writes_total") - writes,
+        2,
+        "a's and b's answers were written in one batch"
+    );
+    assert_eq!(metric(&app, "sahel_answer_batches_split_total"), 0);
+    for p in [&p1, &p2, &p3] {
+        assert_queue_invariants(&app, p.id);
+    }
+    assert_ledger_clean(&app);
+}
