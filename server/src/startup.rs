@@ -77,7 +77,11 @@ impl Application {
                 batches.clone(),
                 metrics.clone(),
             )),
-            answer_writer: Arc::new(queue::answer_writer(batches, metrics.clone())),
+            answer_writer: Arc::new(queue::answer_writer(
+                batches,
+                metrics.clone(),
+                queue.clone(),
+            )),
             db,
             queue,
             config: Arc::new(config.clone()),

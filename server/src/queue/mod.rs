@@ -126,6 +126,42 @@ pub trait QueueBackend: Send + Sync + 'static {
     async fn answered(&self, project: i64, item: i64, user: i64) -> QueueResult<()>;
     /// The item needs `Some(n)` answers in all now, or is closed (`None`).
     async fn set_needed(&self, project: i64, item: i64, needed: Option<u32>) -> QueueResult<()>;
+    /// What committed answers changed, in order: each is
+    /// [`answered`](Self::answered) then [`set_needed`](Self::set_needed).
+    /// A backend across a network does them all in one round trip.
+    async fn record(&self, changes: &[AnswerChange]) -> QueueResult<()> {
+        record_step_by_step(self, changes).await
+    }
+}
+
+/// [`QueueBackend::record`] one call at a time.
+pub async fn record_step_by_step<Q: QueueBackend + ?Sized>(
+    q: &Q,
+    changes: &[AnswerChange],
+) -> QueueResult<()> {
+    for c in changes {
+        if let Some(user) = c.answered_by {
+            q.answered(c.project, c.item, user).await?;
+        }
+        if let Some(needed) = c.needed {
+            q.set_needed(c.project, c.item, needed).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What one committed answer changes in the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnswerChange {
+    pub project: i64,
+    pub item: i64,
+    /// Whose lease became an answer; none for a gold item, which is never
+    /// in the queue (a backend that creates items on first mention, Redis,
+    /// would offer it as a task).
+    pub answered_by: Option<i64>,
+    /// The item's need, if it changed: `Some(n)` answers in all, or
+    /// closed (`None`).
+    pub needed: Option<Option<u32>>,
 }
 
 const SNAPSHOT_PAGE: u64 = 20_000;
@@ -669,10 +705,12 @@ pub async fn submit(
             hash: hash.clone(),
             done,
         };
+        // The writer tells the queue; what is left runs to the end too.
         let st = state.clone();
-        let submission = commit_then_tell(state, async move {
+        let submission = to_the_end(async move {
             let (submission, effects) = st.answer_writer.run(job, answer).await?;
-            Ok((submission, vec![effects]))
+            rebuild_after(&st, std::slice::from_ref(&effects)).await;
+            Ok(submission)
         })
         .await?;
         nonce.committed();
@@ -1122,10 +1160,15 @@ impl writer::Job for AnswerJob {
     const MAX_BATCH_WEIGHT: usize = 256;
 }
 
-/// The answer writer of a server.
-pub fn answer_writer(db: Db, metrics: std::sync::Arc<Metrics>) -> AnswerWriter {
+/// The answer writer of a server, which also tells `queue` what each
+/// batch committed.
+pub fn answer_writer(
+    db: Db,
+    metrics: std::sync::Arc<Metrics>,
+    queue: std::sync::Arc<dyn QueueBackend>,
+) -> AnswerWriter {
     writer::GroupCommit::start(true, move |jobs| {
-        write_answer_batch(db.clone(), metrics.clone(), jobs)
+        write_answer_batch(db.clone(), metrics.clone(), queue.clone(), jobs)
     })
 }
 
@@ -1146,7 +1189,12 @@ impl AnswerJob {
 /// anything fails, the transaction is rolled back and each answer is
 /// written alone, in its own transaction, so a refusal touches nobody
 /// else's answer.
-async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: Vec<AnswerJob>) {
+async fn write_answer_batch(
+    db: Db,
+    metrics: std::sync::Arc<Metrics>,
+    queue: std::sync::Arc<dyn QueueBackend>,
+    mut jobs: Vec<AnswerJob>,
+) {
     let _busy = Metrics::time(&metrics.answer_batch_us);
     // Replicas write batches concurrently on PostgreSQL: rows locked one
     // answer at a time (a contributor's standing in a project) are taken
@@ -1184,31 +1232,42 @@ async fn write_answer_batch(db: Db, metrics: std::sync::Arc<Metrics>, mut jobs: 
         )
     }
     .await;
-    match together {
+    let results = match together {
         Ok(out) => {
             Metrics::add(&metrics.answer_writes, 1);
             Metrics::add(
                 &metrics.answer_calls_written,
                 out.iter().filter(|done| done.is_ok()).count() as u64,
             );
-            for (job, done) in jobs.into_iter().zip(out) {
-                let _ = job.done.send(done);
-            }
+            out
         }
-        Err(first) if jobs.len() == 1 => {
-            if let Some(job) = jobs.into_iter().next() {
-                let _ = job.done.send(Err(first));
-            }
-        }
+        Err(first) if jobs.len() == 1 => vec![Err(first)],
         Err(_) => {
             Metrics::add(&metrics.answer_batches_split, 1);
-            for job in jobs {
-                let alone =
-                    write_answer_alone((&db, &metrics), job.nonce.as_ref(), job.writing()).await;
-                let _ = job.done.send(alone);
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                out.push(
+                    write_answer_alone((&db, &metrics), job.nonce.as_ref(), job.writing()).await,
+                );
             }
+            out
         }
-    }
+    };
+    // The queue hears of the batch in one step before any caller hears of
+    // its answer, on a task of its own: the next batch need not wait for
+    // it, and a caller that hangs up cannot stop it.
+    let callers: Vec<_> = jobs.into_iter().map(|j| j.done).collect();
+    let metrics = metrics.clone();
+    tokio::spawn(async move {
+        let committed: Vec<&Effects> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(_, e)| e))
+            .collect();
+        tell_queue(&*queue, &metrics, &committed).await;
+        for (caller, result) in callers.into_iter().zip(results) {
+            let _ = caller.send(result);
+        }
+    });
 }
 
 /// Writes one prepared answer, with its request's nonce, in a transaction
@@ -1255,41 +1314,57 @@ async fn commit_then_tell<T: Send + 'static>(
     let st = state.clone();
     to_the_end(async move {
         let (out, effects) = commit.await?;
-        for e in effects {
-            apply_effects(&st, e).await;
-        }
+        apply_effects(&st, &effects).await;
         Ok(out)
     })
     .await
 }
 
-/// Tells the queue about a committed answer. A failure here only makes the
-/// queue stale; the next rebuild corrects it.
-async fn apply_effects(state: &AppState, e: Effects) {
-    Metrics::add(&state.metrics.answers_recorded, 1);
-    if e.outcome == Outcome::Closed {
-        Metrics::add(&state.metrics.items_closed, 1);
+/// Tells the queue about committed answers, then rebuilds the queues
+/// their quality checks asked for.
+async fn apply_effects(state: &AppState, effects: &[Effects]) {
+    tell_queue(
+        &*state.queue,
+        &state.metrics,
+        &effects.iter().collect::<Vec<_>>(),
+    )
+    .await;
+    rebuild_after(state, effects).await;
+}
+
+/// Tells the queue about committed answers, in one step. A failure here
+/// only makes the queue stale; the next rebuild corrects it.
+async fn tell_queue(queue: &dyn QueueBackend, metrics: &Metrics, effects: &[&Effects]) {
+    let changes: Vec<AnswerChange> = effects
+        .iter()
+        .map(|e| AnswerChange {
+            project: e.project,
+            item: e.item,
+            answered_by: (!e.gold).then_some(e.user),
+            needed: match e.outcome {
+                Outcome::Pending => None,
+                Outcome::NeedMore(n) => Some(Some(n)),
+                Outcome::Closed => Some(None),
+            },
+        })
+        .collect();
+    Metrics::add(&metrics.answers_recorded, effects.len() as u64);
+    Metrics::add(
+        &metrics.items_closed,
+        effects
+            .iter()
+            .filter(|e| e.outcome == Outcome::Closed)
+            .count() as u64,
+    );
+    if let Err(err) = queue.record(&changes).await {
+        tracing::warn!(error = %err, "queue update after committed answers failed");
     }
-    let q = &state.queue;
-    let updates = async {
-        // Gold items are never in the queue; telling it about one would
-        // make a backend that creates items on first mention (Redis) offer
-        // it as a task.
-        if !e.gold {
-            q.answered(e.project, e.item, e.user).await?;
-        }
-        match e.outcome {
-            Outcome::Pending => {}
-            Outcome::NeedMore(n) => q.set_needed(e.project, e.item, Some(n)).await?,
-            Outcome::Closed => q.set_needed(e.project, e.item, None).await?,
-        }
-        Ok::<_, QueueError>(())
-    };
-    if let Err(err) = updates.await {
-        tracing::warn!(error = %err, "queue update after a committed answer failed");
-    }
-    if e.reload {
-        // A suspension discarded answers on open items: offer them again.
+}
+
+/// Rebuilds the queue of each project where a suspension discarded answers
+/// on open items, to offer them again.
+async fn rebuild_after(state: &AppState, effects: &[Effects]) {
+    for e in effects.iter().filter(|e| e.reload) {
         quality::refresh_queue(state, e.project).await;
     }
 }

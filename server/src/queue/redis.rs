@@ -25,9 +25,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
-use super::{ProjectSnapshot, QueueBackend, QueueError, QueueResult, Reservation};
+use super::{AnswerChange, ProjectSnapshot, QueueBackend, QueueError, QueueResult, Reservation};
 
-/// Recomputes an item's membership of `:avail` from its hash.
+/// Recomputes an item's membership of `:avail` from its hash; and the
+/// two changes an answer makes, which [`ANSWERED`], [`SET_NEEDED`] and
+/// [`RECORD`] share.
 const REFRESH: &str = r#"
 local FRESH = 1125899906842624
 local function refresh(pp, item, overlap)
@@ -49,6 +51,29 @@ local function refresh(pp, item, overlap)
 end
 local function overlap_of(pp)
   return tonumber(redis.call('HGET', pp .. ':meta', 'overlap'))
+end
+local function answered(pp, item, user)
+  redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
+  redis.call('HSET', pp .. ':i:' .. item, 'u' .. user, 'a')
+  local overlap = overlap_of(pp)
+  if overlap then refresh(pp, item, overlap) end
+end
+local function set_needed(pp, item, needed)
+  local h = pp .. ':i:' .. item
+  if needed == 0 then
+    -- A closed item never comes back; drop its contributors to save memory.
+    local fields = redis.call('HKEYS', h)
+    for _, f in ipairs(fields) do
+      if string.sub(f, 1, 1) == 'u' then redis.call('ZREM', pp .. ':exp', item .. ':' .. string.sub(f, 2)) end
+    end
+    redis.call('DEL', h)
+    redis.call('HSET', h, 'c', '1')
+    redis.call('ZREM', pp .. ':avail', item)
+  else
+    redis.call('HSET', h, 'n', needed)
+    local overlap = overlap_of(pp)
+    if overlap then refresh(pp, item, overlap) end
+  end
 end
 "#;
 
@@ -101,11 +126,7 @@ return picked
 
 /// ARGV: prefix, item, user. A lease became an answer.
 const ANSWERED: &str = r#"
-local pp, item, user = ARGV[1], ARGV[2], ARGV[3]
-redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
-redis.call('HSET', pp .. ':i:' .. item, 'u' .. user, 'a')
-local overlap = overlap_of(pp)
-if overlap then refresh(pp, item, overlap) end
+answered(ARGV[1], ARGV[2], ARGV[3])
 return 1
 "#;
 
@@ -137,21 +158,19 @@ return 1
 
 /// ARGV: prefix, item, needed (0 = closed).
 const SET_NEEDED: &str = r#"
-local pp, item, needed = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local h = pp .. ':i:' .. item
-if needed == 0 then
-  -- A closed item never comes back; drop its contributors to save memory.
-  local fields = redis.call('HKEYS', h)
-  for _, f in ipairs(fields) do
-    if string.sub(f, 1, 1) == 'u' then redis.call('ZREM', pp .. ':exp', item .. ':' .. string.sub(f, 2)) end
-  end
-  redis.call('DEL', h)
-  redis.call('HSET', h, 'c', '1')
-  redis.call('ZREM', pp .. ':avail', item)
-else
-  redis.call('HSET', h, 'n', needed)
-  local overlap = overlap_of(pp)
-  if overlap then refresh(pp, item, overlap) end
+set_needed(ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return 1
+"#;
+
+/// ARGV: queue prefix, then per answer: project, item, user (empty: no
+/// answer to mark), needed (empty: unchanged, 0: closed). What a batch of
+/// committed answers changed, in one round trip.
+const RECORD: &str = r#"
+local prefix = ARGV[1]
+for i = 2, #ARGV, 4 do
+  local pp, item, user, needed = prefix .. ':p' .. ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if user ~= '' then answered(pp, item, user) end
+  if needed ~= '' then set_needed(pp, item, tonumber(needed)) end
 end
 return 1
 "#;
@@ -192,6 +211,7 @@ pub struct RedisQueue {
     release: Script,
     renew: Script,
     set_needed: Script,
+    record: Script,
     load_chunk: Script,
 }
 
@@ -220,6 +240,7 @@ impl RedisQueue {
             release: script(RELEASE),
             renew: script(RENEW),
             set_needed: script(SET_NEEDED),
+            record: script(RECORD),
             load_chunk: script(LOAD_CHUNK),
         })
     }
@@ -243,21 +264,24 @@ impl RedisQueue {
     /// Deletes every key of this queue's prefix: what a Redis flush does,
     /// without disturbing other users of the same Redis (tests).
     pub async fn flush_prefix(&self) -> anyhow::Result<u64> {
-        let mut conn = self.conn.clone();
-        let keys: Vec<String> = {
-            let mut iter: redis::AsyncIter<'_, String> =
-                conn.scan_match(format!("{}:*", self.prefix)).await?;
-            let mut out = Vec::new();
-            while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
-                out.push(k?);
-            }
-            out
-        };
+        let keys = self.keys().await?;
         let mut conn = self.conn.clone();
         for chunk in keys.chunks(500) {
             let _: () = conn.del(chunk).await?;
         }
         Ok(keys.len() as u64)
+    }
+
+    /// Every key of this queue's prefix.
+    async fn keys(&self) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut iter: redis::AsyncIter<'_, String> =
+            conn.scan_match(format!("{}:*", self.prefix)).await?;
+        let mut out = Vec::new();
+        while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+            out.push(k?);
+        }
+        Ok(out)
     }
 }
 
@@ -439,5 +463,140 @@ impl QueueBackend for RedisQueue {
         let n = needed.unwrap_or(0).to_string();
         self.run(&self.set_needed, &[self.pp(project), item.to_string(), n])
             .await
+    }
+
+    async fn record(&self, changes: &[AnswerChange]) -> QueueResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(1 + 4 * changes.len());
+        args.push(self.prefix.clone());
+        for c in changes {
+            args.extend([
+                c.project.to_string(),
+                c.item.to_string(),
+                c.answered_by.map(|u| u.to_string()).unwrap_or_default(),
+                c.needed
+                    .map(|n| n.unwrap_or(0).to_string())
+                    .unwrap_or_default(),
+            ]);
+        }
+        self.run(&self.record, &args).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{ItemSnapshot, record_step_by_step};
+
+    /// A queue's keys and their contents, its prefix left out, sorted.
+    async fn dump(q: &RedisQueue) -> Vec<(String, Vec<String>)> {
+        let mut conn = q.conn.clone();
+        let mut out = Vec::new();
+        for key in q.keys().await.unwrap() {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let mut contents: Vec<String> = match kind.as_str() {
+                "hash" => conn
+                    .hgetall::<_, Vec<(String, String)>>(&key)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(f, v)| format!("{f}={v}"))
+                    .collect(),
+                "zset" => conn
+                    .zrange_withscores::<_, Vec<(String, f64)>>(&key, 0, -1)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(m, s)| format!("{m}@{s}"))
+                    .collect(),
+                _ => vec![conn.get(&key).await.unwrap()],
+            };
+            contents.sort();
+            out.push((key[q.prefix.len()..].to_owned(), contents));
+        }
+        out.sort();
+        out
+    }
+
+    /// One script for a batch of answers leaves Redis as the calls one by
+    /// one do: answers, a closure, a gold item's new need, in one batch.
+    #[test]
+    fn recording_a_batch_at_once_leaves_what_recording_it_step_by_step_does() {
+        let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) else {
+            assert!(
+                !crate::testing::require_services(),
+                "this test needs REDIS_URL when SAHEL_TEST_REQUIRE_SERVICES=1"
+            );
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let connect = || async {
+                let prefix = format!("sahel-test-{}", crate::accounts::random_hex(6));
+                RedisQueue::connect(&url, &prefix).await.unwrap()
+            };
+            let (at_once, by_steps) = (connect().await, connect().await);
+            let until = 1_000_000;
+            for q in [&at_once, &by_steps] {
+                q.load(ProjectSnapshot {
+                    project_id: 1,
+                    overlap: 2,
+                    items: (1..=3)
+                        .map(|item_id| ItemSnapshot {
+                            item_id,
+                            needed: 2,
+                            answered_by: vec![],
+                            holders: vec![],
+                        })
+                        .collect(),
+                })
+                .await
+                .unwrap();
+                for (user, item) in [(10, 1), (11, 1), (12, 2)] {
+                    let got = q.reserve(1, user, 1, 0, until).await.unwrap();
+                    assert_eq!(got.iter().map(|r| r.item_id).collect::<Vec<_>>(), [item]);
+                }
+            }
+            let change = |item, answered_by, needed| AnswerChange {
+                project: 1,
+                item,
+                answered_by,
+                needed,
+            };
+            let changes = [
+                change(1, Some(10), None),
+                change(1, Some(11), Some(None)),
+                change(2, None, Some(Some(3))),
+                change(2, Some(12), None),
+            ];
+            at_once.record(&changes).await.unwrap();
+            record_step_by_step(&by_steps, &changes).await.unwrap();
+
+            let state = dump(&at_once).await;
+            assert_eq!(state, dump(&by_steps).await);
+            let item = |id: &str| {
+                state
+                    .iter()
+                    .find(|(k, _)| k == &format!(":p1:i:{id}"))
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(item("1"), Some(vec!["c=1".to_owned()]));
+            assert_eq!(item("2"), Some(vec!["n=3".to_owned(), "u12=a".to_owned()]));
+            for q in [&at_once, &by_steps] {
+                // Item 2 was started and still needs answers: it comes first.
+                let next = q.reserve(1, 13, 5, 0, until).await.unwrap();
+                assert_eq!(next.iter().map(|r| r.item_id).collect::<Vec<_>>(), [2, 3]);
+                q.flush_prefix().await.unwrap();
+            }
+        });
     }
 }
