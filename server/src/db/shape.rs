@@ -62,6 +62,20 @@ pub fn any_of_locked_in_order<E: EntityTrait>(
     }
 }
 
+/// `col` plus, for each row, the amount paired with its `id` (of SQL type
+/// `sql_type` on PostgreSQL), or `zero` for a row not listed: counters and
+/// balances moved row by row in one statement.
+pub fn plus_per_id(
+    backend: DbBackend,
+    id: impl IntoColumnRef + Clone,
+    col: impl IntoColumnRef,
+    amounts: &[(i64, Value)],
+    sql_type: &'static str,
+    zero: Value,
+) -> Expr {
+    Expr::col(col).add(per_id(backend, id, amounts, sql_type, Expr::val(zero)))
+}
+
 /// For each row, the value paired with its `id` (null included; of SQL
 /// type `sql_type` on PostgreSQL), or `otherwise` for a row not listed.
 ///

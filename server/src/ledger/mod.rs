@@ -431,14 +431,14 @@ async fn move_balances(
         .map(|(id, amount)| (*id, (*amount).into()))
         .collect();
     let delta = || {
-        let amount = shape::per_id(
+        shape::plus_per_id(
             backend,
             account::Column::Id,
+            account::Column::Balance,
             &amounts,
             "bigint",
-            Expr::val(0i64),
-        );
-        Expr::col(account::Column::Balance).add(amount)
+            0i64.into(),
+        )
     };
     let res = account::Entity::update_many()
         .col_expr(account::Column::Balance, delta())

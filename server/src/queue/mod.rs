@@ -1117,14 +1117,14 @@ async fn count_answers(
     let per_item: Vec<(i64, sea_orm::Value)> =
         per_item.into_iter().map(|(i, k)| (i, k.into())).collect();
     let added = || {
-        let k = shape::per_id(
+        shape::plus_per_id(
             backend,
             item::Column::Id,
+            item::Column::AnswersCount,
             &per_item,
             "integer",
-            Expr::val(0),
-        );
-        Expr::col(item::Column::AnswersCount).add(k)
+            0i32.into(),
+        )
     };
     Ok(item::Entity::update_many()
         .col_expr(item::Column::AnswersCount, added())
