@@ -162,13 +162,12 @@ set_needed(ARGV[1], ARGV[2], tonumber(ARGV[3]))
 return 1
 "#;
 
-/// ARGV: queue prefix, then per answer: project, item, user (empty: no
-/// answer to mark), needed (empty: unchanged, 0: closed). What a batch of
-/// committed answers changed, in one round trip.
+/// ARGV, per answer: project prefix, item, user (empty: no answer to
+/// mark), needed (empty: unchanged, 0: closed). What a batch of committed
+/// answers changed, in one round trip.
 const RECORD: &str = r#"
-local prefix = ARGV[1]
-for i = 2, #ARGV, 4 do
-  local pp, item, user, needed = prefix .. ':p' .. ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for i = 1, #ARGV, 4 do
+  local pp, item, user, needed = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if user ~= '' then answered(pp, item, user) end
   if needed ~= '' then set_needed(pp, item, tonumber(needed)) end
 end
@@ -469,11 +468,10 @@ impl QueueBackend for RedisQueue {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(1 + 4 * changes.len());
-        args.push(self.prefix.clone());
+        let mut args = Vec::with_capacity(4 * changes.len());
         for c in changes {
             args.extend([
-                c.project.to_string(),
+                self.pp(c.project),
                 c.item.to_string(),
                 c.answered_by.map(|u| u.to_string()).unwrap_or_default(),
                 c.needed
