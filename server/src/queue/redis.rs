@@ -12,9 +12,10 @@
 //! Every script ends by recomputing the item's place in `:avail` from its
 //! hash ([`REFRESH`]), and every write to an item hash merges rather than
 //! overwrites (an answer `a` beats a lease, a lease never overwrites an
-//! answer). That makes a rebuild commutative with live traffic: a replica
-//! can reload a flushed project from the database while others keep
-//! recording answers, and the union is right.
+//! answer, a closed item takes no more marks). That makes a rebuild
+//! commutative with live traffic: a replica can reload a flushed project
+//! from the database while others keep recording answers, and the union
+//! is right. It also lets two batches' updates land in either order.
 //!
 //! Redis holds only derived state. If a project's keys vanish (flush,
 //! restart), `reserve` answers `NOTREADY`, the server answers 503 and one
@@ -54,7 +55,11 @@ local function overlap_of(pp)
 end
 local function answered(pp, item, user)
   redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
-  redis.call('HSET', pp .. ':i:' .. item, 'u' .. user, 'a')
+  local h = pp .. ':i:' .. item
+  -- A closure that arrived first (another batch's update, sent later but
+  -- landed sooner) has already dropped the item's contributors.
+  if redis.call('HEXISTS', h, 'c') == 1 then return end
+  redis.call('HSET', h, 'u' .. user, 'a')
   local overlap = overlap_of(pp)
   if overlap then refresh(pp, item, overlap) end
 end
@@ -522,10 +527,11 @@ mod tests {
         out
     }
 
-    /// One script for a batch of answers leaves Redis as the calls one by
-    /// one do: answers, a closure, a gold item's new need, in one batch.
-    #[test]
-    fn recording_a_batch_at_once_leaves_what_recording_it_step_by_step_does() {
+    /// Runs `check` on a current-thread runtime with two fresh queues, each
+    /// holding project 1 (overlap 2, items 1 to 3) and the given
+    /// `(user, item)` leases, taken in that order; then flushes both. Without
+    /// `REDIS_URL` it does nothing, unless services are required.
+    fn two_queues(leases: &[(i64, i64)], check: impl AsyncFnOnce(&RedisQueue, &RedisQueue)) {
         let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) else {
             assert!(
                 !crate::testing::require_services(),
@@ -538,13 +544,10 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let connect = || async {
+            let mut queues = Vec::new();
+            for _ in 0..2 {
                 let prefix = format!("sahel-test-{}", crate::accounts::random_hex(6));
-                RedisQueue::connect(&url, &prefix).await.unwrap()
-            };
-            let (at_once, by_steps) = (connect().await, connect().await);
-            let until = 1_000_000;
-            for q in [&at_once, &by_steps] {
+                let q = RedisQueue::connect(&url, &prefix).await.unwrap();
                 q.load(ProjectSnapshot {
                     project_id: 1,
                     overlap: 2,
@@ -559,17 +562,53 @@ mod tests {
                 })
                 .await
                 .unwrap();
-                for (user, item) in [(10, 1), (11, 1), (12, 2)] {
-                    let got = q.reserve(1, user, 1, 0, until).await.unwrap();
+                for &(user, item) in leases {
+                    let got = q.reserve(1, user, 1, 0, UNTIL).await.unwrap();
                     assert_eq!(got.iter().map(|r| r.item_id).collect::<Vec<_>>(), [item]);
                 }
+                queues.push(q);
             }
-            let change = |item, answered_by, needed| AnswerChange {
-                project: 1,
-                item,
-                answered_by,
-                needed,
-            };
+            check(&queues[0], &queues[1]).await;
+            for q in &queues {
+                q.flush_prefix().await.unwrap();
+            }
+        });
+    }
+
+    const UNTIL: i64 = 1_000_000;
+
+    fn change(item: i64, answered_by: Option<i64>, needed: Option<Option<u32>>) -> AnswerChange {
+        AnswerChange {
+            project: 1,
+            item,
+            answered_by,
+            needed,
+        }
+    }
+
+    /// Both queues hold the same keys, and item `id`'s hash holds `fields`;
+    /// then both hand a new contributor `next`.
+    async fn same_state(a: &RedisQueue, b: &RedisQueue, items: &[(&str, &[&str])], next: &[i64]) {
+        let state = dump(a).await;
+        assert_eq!(state, dump(b).await);
+        for (id, fields) in items {
+            let found = state
+                .iter()
+                .find(|(k, _)| k == &format!(":p1:i:{id}"))
+                .map(|(_, v)| v.clone());
+            assert_eq!(found, Some(fields.iter().map(|f| f.to_string()).collect()));
+        }
+        for q in [a, b] {
+            let got = q.reserve(1, 99, 5, 0, UNTIL).await.unwrap();
+            assert_eq!(got.iter().map(|r| r.item_id).collect::<Vec<_>>(), next);
+        }
+    }
+
+    /// One script for a batch of answers leaves Redis as the calls one by
+    /// one do: answers, a closure, a gold item's new need, in one batch.
+    #[test]
+    fn recording_a_batch_at_once_leaves_what_recording_it_step_by_step_does() {
+        two_queues(&[(10, 1), (11, 1), (12, 2)], async |at_once, by_steps| {
             let changes = [
                 change(1, Some(10), None),
                 change(1, Some(11), Some(None)),
@@ -577,24 +616,35 @@ mod tests {
                 change(2, Some(12), None),
             ];
             at_once.record(&changes).await.unwrap();
-            record_step_by_step(&by_steps, &changes).await.unwrap();
+            record_step_by_step(by_steps, &changes).await.unwrap();
+            // Item 2 was started and still needs answers: it comes first.
+            let items: &[(&str, &[&str])] = &[("1", &["c=1"]), ("2", &["n=3", "u12=a"])];
+            same_state(at_once, by_steps, items, &[2, 3]).await;
+        });
+    }
 
-            let state = dump(&at_once).await;
-            assert_eq!(state, dump(&by_steps).await);
-            let item = |id: &str| {
-                state
-                    .iter()
-                    .find(|(k, _)| k == &format!(":p1:i:{id}"))
-                    .map(|(_, v)| v.clone())
-            };
-            assert_eq!(item("1"), Some(vec!["c=1".to_owned()]));
-            assert_eq!(item("2"), Some(vec!["n=3".to_owned(), "u12=a".to_owned()]));
-            for q in [&at_once, &by_steps] {
-                // Item 2 was started and still needs answers: it comes first.
-                let next = q.reserve(1, 13, 5, 0, until).await.unwrap();
-                assert_eq!(next.iter().map(|r| r.item_id).collect::<Vec<_>>(), [2, 3]);
-                q.flush_prefix().await.unwrap();
-            }
+    /// Two batches' updates may reach Redis in either order (each is sent
+    /// from a task of its own, and replicas send theirs independently):
+    /// either order leaves the same keys and hands out the same items.
+    #[test]
+    fn batches_recorded_in_either_order_leave_the_same_queue() {
+        let leases = [(10, 1), (11, 1), (12, 2), (13, 2)];
+        two_queues(&leases, async |in_order, reversed| {
+            // The first batch answers both items; the second closes item 1
+            // and, on a tie, asks a third answer of item 2.
+            let first = [change(1, Some(10), None), change(2, Some(12), None)];
+            let second = [
+                change(1, Some(11), Some(None)),
+                change(2, Some(13), Some(Some(3))),
+            ];
+            in_order.record(&first).await.unwrap();
+            in_order.record(&second).await.unwrap();
+            reversed.record(&second).await.unwrap();
+            reversed.record(&first).await.unwrap();
+            // Item 2 still needs an answer and was started: it comes
+            // before the fresh item 3; the closed item 1 never comes.
+            let items: &[(&str, &[&str])] = &[("1", &["c=1"]), ("2", &["n=3", "u12=a", "u13=a"])];
+            same_state(in_order, reversed, items, &[2, 3]).await;
         });
     }
 }
