@@ -232,6 +232,21 @@ impl TestApp {
         })
     }
 
+    /// This app's Redis keys, its prefix left out, sorted.
+    pub fn redis_keys(&self) -> Vec<String> {
+        let url = self.config.redis_url.clone().expect("this app uses Redis");
+        let prefix = self.config.redis_prefix.clone();
+        let mut keys: Vec<String> = self.block_on(async {
+            let q = RedisQueue::connect(&url, &prefix).await.expect("redis");
+            q.keys().await.expect("scan")
+        });
+        for k in &mut keys {
+            k.replace_range(..prefix.len(), "");
+        }
+        keys.sort();
+        keys
+    }
+
     fn start(
         rt: &tokio::runtime::Runtime,
         config: Config,

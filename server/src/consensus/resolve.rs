@@ -73,7 +73,7 @@ pub async fn resolve_items(
     p: &Project,
     settings: Option<&quality::entity::settings::Model>,
     items: &[item::Model],
-) -> Result<(Vec<Outcome>, Vec<answer::Model>)> {
+) -> Result<Resolved> {
     resolve(conn, p, settings, items, false).await
 }
 
@@ -89,9 +89,21 @@ pub async fn resolve_early(
         return Ok(Outcome::Pending);
     };
     let settings = quality::settings(conn, p.row.id).await?;
-    let (outcomes, _) =
-        resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
-    Ok(outcomes.into_iter().next().unwrap_or(Outcome::Pending))
+    let resolved = resolve(conn, p, settings.as_ref(), std::slice::from_ref(&it), true).await?;
+    Ok(resolved
+        .outcomes
+        .into_iter()
+        .next()
+        .unwrap_or(Outcome::Pending))
+}
+
+/// What deciding a bounty's items did: each item's outcome, the answers
+/// given their verdict, and whether the last open item closed (the
+/// bounty completed, in the caller's transaction).
+pub struct Resolved {
+    pub outcomes: Vec<Outcome>,
+    pub decided: Vec<answer::Model>,
+    pub completed: bool,
 }
 
 /// The writes that decisions ask for, gathered over many items.
@@ -110,7 +122,7 @@ async fn resolve(
     settings: Option<&quality::entity::settings::Model>,
     items: &[item::Model],
     early: bool,
-) -> Result<(Vec<Outcome>, Vec<answer::Model>)> {
+) -> Result<Resolved> {
     let ready = |it: &item::Model| it.status == "open" && (early || it.answers_count >= it.needed);
     let ids: Vec<i64> = items
         .iter()
@@ -118,7 +130,11 @@ async fn resolve(
         .map(|it| it.id)
         .collect();
     if ids.is_empty() {
-        return Ok((vec![Outcome::Pending; items.len()], Vec::new()));
+        return Ok(Resolved {
+            outcomes: vec![Outcome::Pending; items.len()],
+            decided: Vec::new(),
+            completed: false,
+        });
     }
     // Every answer of the items, their status checked here: with a status
     // in the query, PostgreSQL (on statistics of a table that grew since
@@ -207,14 +223,23 @@ async fn resolve(
             }
         });
     }
-    let decided = apply(conn, p, w).await?;
-    Ok((outcomes, decided))
+    let (decided, completed) = apply(conn, p, w).await?;
+    Ok(Resolved {
+        outcomes,
+        decided,
+        completed,
+    })
 }
 
 /// Writes the gathered decisions, in the lock order every money
 /// transaction keeps (answers, items, leases, project, accounts), so
 /// closing a bounty never deadlocks with a payment.
-async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Vec<answer::Model>> {
+/// Returns the decided answers and whether the bounty completed.
+async fn apply(
+    conn: &impl ConnectionTrait,
+    p: &Project,
+    w: Writes,
+) -> Result<(Vec<answer::Model>, bool)> {
     let now = now_ms();
     let decided = set_answers(conn, (&w.accepted, &w.rejected), p.row.reward, now).await?;
     if !w.need_more.is_empty() {
@@ -231,12 +256,13 @@ async fn apply(conn: &impl ConnectionTrait, p: &Project, w: Writes) -> Result<Ve
             .exec(conn)
             .await?;
     }
+    let mut completed = false;
     if !w.closed.is_empty() {
         close_items(conn, &w.closed, now).await?;
-        projects::complete_if_done(conn, p.row.id).await?;
+        completed = projects::complete_if_done(conn, p.row.id).await?;
     }
     ledger::payments::pay_answers(conn, p.row.id, &w.payments, p.row.reward).await?;
-    Ok(decided)
+    Ok((decided, completed))
 }
 
 /// Closes an item with its status and stored result.

@@ -766,6 +766,8 @@ pub struct Effects {
     outcome: Outcome,
     /// A suspension discarded answers: the project's queue is rebuilt.
     reload: bool,
+    /// This answer's transaction completed the bounty: the queue forgets it.
+    completed: bool,
 }
 
 /// A submission checked and signed outside the write gate: everything
@@ -1051,6 +1053,7 @@ async fn record_answers(
     // taking two bounties' locks in opposite orders would deadlock.
     let mut outcome: std::collections::HashMap<i64, Outcome> = Default::default();
     let mut decided: Vec<answer::Model> = Vec::new();
+    let mut completed: Vec<i64> = Vec::new();
     // The first writing of each bounty (a stable sort keeps batch order).
     let mut firsts: Vec<&Writing<'_>> = batch.iter().collect();
     firsts.sort_by_key(|w| w.prepared.project.row.id);
@@ -1062,10 +1065,12 @@ async fn record_answers(
             .filter(|it| it.project_id == p.row.id)
             .cloned()
             .collect();
-        let (outcomes, verdicts) =
-            resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
-        outcome.extend(mine.iter().map(|it| it.id).zip(outcomes));
-        decided.extend(verdicts);
+        let resolved = resolve::resolve_items(conn, p, w.prepared.settings.as_ref(), &mine).await?;
+        outcome.extend(mine.iter().map(|it| it.id).zip(resolved.outcomes));
+        decided.extend(resolved.decided);
+        if resolved.completed {
+            completed.push(p.row.id);
+        }
     }
 
     let mut out = Vec::with_capacity(batch.len());
@@ -1092,6 +1097,7 @@ async fn record_answers(
             gold: g.is_some(),
             outcome: outcome.get(&item).copied().unwrap_or(Outcome::Pending),
             reload,
+            completed: completed.contains(&a.project_id),
         };
         out.push((submission, effects));
     }
@@ -1358,6 +1364,21 @@ async fn tell_queue(queue: &dyn QueueBackend, metrics: &Metrics, effects: &[&Eff
     );
     if let Err(err) = queue.record(&changes).await {
         tracing::warn!(error = %err, "queue update after committed answers failed");
+    }
+    let mut completed: Vec<i64> = effects
+        .iter()
+        .filter(|e| e.completed)
+        .map(|e| e.project)
+        .collect();
+    completed.sort_unstable();
+    completed.dedup();
+    for project in completed {
+        // A completed bounty hands out nothing more: its items would
+        // otherwise stay in the queue (Redis, or this process's memory)
+        // for good. A failure leaves only that memory behind.
+        if let Err(err) = queue.unload(project).await {
+            tracing::warn!(error = %err, project, "unloading a completed project from the queue failed");
+        }
     }
 }
 

@@ -7,7 +7,10 @@
 //!   group in item-id (import) order;
 //! - `:exp`   sorted set of `item:user` leases scored by expiry;
 //! - `:i:<item>` hash of the item: `u<user>` = lease expiry or `a` for an
-//!   answer, `n` = answers needed when not the overlap, `c` = closed.
+//!   answer, `n` = answers needed when not the overlap, `c` = closed;
+//! - `:gone`  for an hour after the project was unloaded (closed or
+//!   completed): answer updates still on their way are dropped, not
+//!   written to item keys that nothing would remove.
 //!
 //! Every script ends by recomputing the item's place in `:avail` from its
 //! hash ([`REFRESH`]), and every write to an item hash merges rather than
@@ -53,7 +56,11 @@ end
 local function overlap_of(pp)
   return tonumber(redis.call('HGET', pp .. ':meta', 'overlap'))
 end
+local function gone(pp)
+  return redis.call('EXISTS', pp .. ':gone') == 1
+end
 local function answered(pp, item, user)
+  if gone(pp) then return end
   redis.call('ZREM', pp .. ':exp', item .. ':' .. user)
   local h = pp .. ':i:' .. item
   -- A closure that arrived first (another batch's update, sent later but
@@ -64,6 +71,7 @@ local function answered(pp, item, user)
   if overlap then refresh(pp, item, overlap) end
 end
 local function set_needed(pp, item, needed)
+  if gone(pp) then return end
   local h = pp .. ':i:' .. item
   if needed == 0 then
     -- A closed item never comes back; drop its contributors to save memory.
@@ -277,16 +285,40 @@ impl RedisQueue {
     }
 
     /// Every key of this queue's prefix.
-    async fn keys(&self) -> anyhow::Result<Vec<String>> {
+    pub async fn keys(&self) -> anyhow::Result<Vec<String>> {
         let mut conn = self.conn.clone();
-        let mut iter: redis::AsyncIter<'_, String> =
-            conn.scan_match(format!("{}:*", self.prefix)).await?;
-        let mut out = Vec::new();
-        while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
-            out.push(k?);
-        }
-        Ok(out)
+        Ok(scan(&mut conn, &format!("{}:*", self.prefix)).await?)
     }
+}
+
+/// Every key matching `pattern`. SCAN walks the whole keyspace whatever
+/// the pattern: a page of 1,000 keys per call rather than the default 10.
+async fn scan(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(conn)
+            .await?;
+        out.extend(page);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes every key matching `pattern`, 500 to a command.
+async fn delete_matching(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<()> {
+    for chunk in scan(conn, pattern).await?.chunks(500) {
+        let _: () = conn.unlink(chunk).await?;
+    }
+    Ok(())
 }
 
 /// Items per load script call: big enough to load a million items in a
@@ -333,6 +365,8 @@ impl QueueBackend for RedisQueue {
 
     async fn load(&self, snapshot: ProjectSnapshot) -> QueueResult<()> {
         let pp = self.pp(snapshot.project_id);
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(format!("{pp}:gone")).await.map_err(unavailable)?;
         for chunk in snapshot.items.chunks(LOAD_CHUNK_ITEMS) {
             let mut args = vec![pp.clone(), snapshot.overlap.to_string()];
             for it in chunk {
@@ -350,7 +384,6 @@ impl QueueBackend for RedisQueue {
             }
             self.run(&self.load_chunk, &args).await?;
         }
-        let mut conn = self.conn.clone();
         let _: () = conn
             .hset(format!("{pp}:meta"), "ready", "1")
             .await
@@ -368,21 +401,9 @@ impl QueueBackend for RedisQueue {
         let pp = self.pp(project);
         let mut conn = self.conn.clone();
         let _: () = conn.del(format!("{pp}:meta")).await.map_err(unavailable)?;
-        let items: Vec<String> = {
-            let mut iter: redis::AsyncIter<'_, String> = conn
-                .scan_match(format!("{pp}:i:*"))
-                .await
-                .map_err(unavailable)?;
-            let mut out = Vec::new();
-            while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
-                out.push(k.map_err(unavailable)?);
-            }
-            out
-        };
-        let mut conn = self.conn.clone();
-        for chunk in items.chunks(500) {
-            let _: () = conn.del(chunk).await.map_err(unavailable)?;
-        }
+        delete_matching(&mut conn, &format!("{pp}:i:*"))
+            .await
+            .map_err(unavailable)?;
         let _: () = conn
             .del(&[format!("{pp}:avail"), format!("{pp}:exp")])
             .await
@@ -391,18 +412,30 @@ impl QueueBackend for RedisQueue {
     }
 
     async fn unload(&self, project: i64) -> QueueResult<()> {
-        // Dropping the ready flag is enough to stop leasing; the item keys
-        // of a closed project are removed with the prefix scan below.
+        // Dropping the ready flag stops leasing at once. The tombstone
+        // turns away the answer updates still on their way (another
+        // batch's, another replica's), which would otherwise recreate
+        // item keys nobody removes; it outlives any of them.
         let pp = self.pp(project);
         let mut conn = self.conn.clone();
-        let _: () = conn
+        let _: () = redis::pipe()
+            .atomic()
             .del(&[
                 format!("{pp}:meta"),
                 format!("{pp}:avail"),
                 format!("{pp}:exp"),
             ])
+            .set_ex(format!("{pp}:gone"), "1", 3_600)
+            .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        // One key per item: a million-item bounty's take a while, and
+        // nothing waits for them.
+        tokio::spawn(async move {
+            if let Err(e) = delete_matching(&mut conn, &format!("{pp}:i:*")).await {
+                tracing::warn!(error = %e, prefix = pp, "removing an unloaded project's items from Redis failed");
+            }
+        });
         Ok(())
     }
 

@@ -1270,3 +1270,60 @@ fn a_batch_across_bounties_takes_their_completion_locks_in_id_order() {
     }
     assert_ledger_clean(&app);
 }
+
+/// A bounty that completes, or that its buyer closes, is dropped from the
+/// queue: on Redis none of its keys stay behind but the tombstone, and an
+/// answer update that arrives after it recreates none.
+#[test]
+fn a_completed_or_closed_bounty_leaves_nothing_in_the_queue() {
+    let app = spawn_app();
+    let (_, done) = funded_project(&app, 6, 2);
+    let people: Vec<Client> = (0..3)
+        .map(|i| contributor(&app, &format!("u{i}")).1)
+        .collect();
+    let answered: u32 = people
+        .iter()
+        .map(|c| work_until_done(std::slice::from_ref(c), done.id).answered)
+        .sum();
+    assert_eq!(answered, 12);
+    assert_eq!(items_with_status(&app, done.id, "resolved"), 6);
+    let loaded = |p: i64| app.block_on(app.state.queue.is_loaded(p)).unwrap();
+    assert!(!loaded(done.id), "a completed bounty stays loaded");
+
+    // Another bounty, closed with leases out.
+    let (b, closed) = funded_project(&app, 3, 2);
+    assert_eq!(people[0].lease(closed.id, 2).unwrap().len(), 2);
+    assert!(loaded(closed.id));
+    b.close_project(closed.id, "close").unwrap();
+    assert!(!loaded(closed.id), "a closed bounty stays loaded");
+
+    if !app.uses_redis() {
+        return;
+    }
+    let left = |p: i64| {
+        let mine = format!(":p{p}:");
+        app.redis_keys()
+            .into_iter()
+            .filter(|k| k.starts_with(&mine))
+            .collect::<Vec<_>>()
+    };
+    // The item keys go in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (left(done.id).len() > 1 || left(closed.id).len() > 1)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for p in [done.id, closed.id] {
+        assert_eq!(left(p), [format!(":p{p}:gone")]);
+    }
+    // A late update (another batch's, another replica's) is turned away.
+    let late = [sahel_server::queue::AnswerChange {
+        project: done.id,
+        item: 1,
+        answered_by: Some(99),
+        needed: Some(None),
+    }];
+    app.block_on(app.state.queue.record(&late)).unwrap();
+    assert_eq!(left(done.id), [format!(":p{}:gone", done.id)]);
+}
