@@ -135,6 +135,8 @@ struct Servers {
     children: Vec<Child>,
     database_url: String,
     data_dir: Option<PathBuf>,
+    /// The Redis URL and key prefix of servers this run started.
+    redis: Option<(String, String)>,
 }
 
 impl Drop for Servers {
@@ -145,6 +147,25 @@ impl Drop for Servers {
         }
         if let Some(d) = &self.data_dir {
             let _ = std::fs::remove_dir_all(d);
+        }
+        // A run ended by its time bound leaves a bounty loaded: its keys
+        // go with the servers, as the scratch database does.
+        if let Some((url, prefix)) = &self.redis {
+            let flushed = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        sahel_server::queue::redis::RedisQueue::connect(url, prefix)
+                            .await?
+                            .flush_prefix()
+                            .await
+                    })
+                });
+            if let Err(e) = flushed {
+                eprintln!("warning: the run's Redis keys ({prefix}:*) were not removed: {e}");
+            }
         }
     }
 }
@@ -160,6 +181,7 @@ fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Se
             children: vec![],
             database_url,
             data_dir: None,
+            redis: None,
         });
     }
     if args.servers > 1 && (args.database_url.is_none() || args.redis_url.is_none()) {
@@ -186,6 +208,7 @@ fn start_servers(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<Se
         children: vec![],
         database_url: database_url.clone(),
         data_dir: Some(data_dir.clone()),
+        redis: args.redis_url.clone().map(|url| (url, prefix.clone())),
     };
     for _ in 0..args.servers {
         let mut cmd = Command::new(&exe);
