@@ -804,6 +804,10 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
         b.progress(p.id).unwrap().status,
         api::ProjectStatus::Completed
     );
+    assert!(
+        !app.block_on(app.state.queue.is_loaded(p.id)).unwrap(),
+        "the review that completed the bounty unloads it from the queue"
+    );
     assert_eq!(reviews_in_db(&app, p.id), 3);
     assert_ledger_clean(&app);
 }

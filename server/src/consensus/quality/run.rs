@@ -385,8 +385,12 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
     st.pairs = Set(json!(fit.flagged).to_string());
     st.estimated_at = Set(Some(now));
     st.update(&*tx).await?;
-    projects::complete_if_done(&*tx, project_id).await?;
+    let completed = projects::complete_if_done(&*tx, project_id).await?;
     tx.commit().await?;
+    // As when an answer completes it (`queue::tell_queue`).
+    if completed && let Err(e) = state.queue.unload(project_id).await {
+        tracing::warn!(error = %e, project = project_id, "unloading a completed project from the queue failed");
+    }
     Ok((report, reload))
 }
 

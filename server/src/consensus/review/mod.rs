@@ -626,11 +626,11 @@ async fn record(
         .into_tuple()
         .all(&*tx)
         .await?;
-    let mut outcome = Outcome::Pending;
+    let (mut outcome, mut completed) = (Outcome::Pending, false);
     if verdicts.len() >= p.row.reviews_per_answer.max(1) as usize {
         let accepts = verdicts.iter().filter(|v| *v == "accept").count();
         let accepted = 2 * accepts > verdicts.len();
-        outcome = decide_answer(&*tx, &p, &a, accepted, now).await?;
+        (outcome, completed) = decide_answer(&*tx, &p, &a, accepted, now).await?;
     }
     gold::count_review(&*tx, p.row.id, user.id, None, now).await?;
     pay(&*tx, &p, l.item_id, user.id, &r.id.to_string()).await?;
@@ -644,19 +644,24 @@ async fn record(
     if let Err(e) = told {
         tracing::warn!(error = %e, "queue update after a review failed");
     }
+    // As when an answer completes it (`queue::tell_queue`).
+    if completed && let Err(e) = q.unload(l.project_id).await {
+        tracing::warn!(error = %e, "unloading a completed project from the queue failed");
+    }
     Ok(given(&r))
 }
 
 /// Applies the reviews' verdict on one answer, then settles its item:
 /// resolved at `overlap` accepted answers, one more slot after a
-/// rejection, or closed at the cap with nothing left to review.
+/// rejection, or closed at the cap with nothing left to review. Says too
+/// whether that completed the bounty.
 async fn decide_answer(
     conn: &impl ConnectionTrait,
     p: &Project,
     a: &answer::Model,
     accepted: bool,
     now: i64,
-) -> Result<Outcome> {
+) -> Result<(Outcome, bool)> {
     let reward = p.row.reward;
     answer::Entity::update_many()
         .col_expr(
@@ -675,7 +680,7 @@ async fn decide_answer(
         .one(conn)
         .await?
         .ok_or_else(|| anyhow::anyhow!("item {} vanished", a.item_id))?;
-    let mut outcome = Outcome::Pending;
+    let (mut outcome, mut completed) = (Outcome::Pending, false);
     if it.status == "open" {
         let overlap = p.row.overlap as usize;
         let answers = answer::Entity::find()
@@ -722,14 +727,14 @@ async fn decide_answer(
                 .filter(review_lease::Column::Status.eq("open"))
                 .exec(conn)
                 .await?;
-            projects::complete_if_done(conn, p.row.id).await?;
+            completed = projects::complete_if_done(conn, p.row.id).await?;
         }
     }
     if accepted {
         ledger::payments::pay_reviewed_answer(conn, p.row.id, a.item_id, a.id, a.user_id, reward)
             .await?;
     }
-    Ok(outcome)
+    Ok((outcome, completed))
 }
 
 /// Reviews given on one answer, oldest first (for tests and reports).
