@@ -85,11 +85,8 @@ pub async fn close(
 ) -> Result<HttpResponse> {
     let id = path.into_inner();
     let closed = projects::close(&state.db, &user, id, &req.idempotency_key).await?;
-    // Committed: now the queue forgets the project. A failure leaves only
-    // a stale index (leases are refused by status anyway).
-    if let Err(e) = state.queue.unload(id).await {
-        tracing::warn!(error = %e, project = id, "unloading a closed project from the queue failed");
-    }
+    // Committed: now the queue forgets the project.
+    crate::queue::forget(&*state.queue, id).await;
     Ok(HttpResponse::Ok().json(closed))
 }
 

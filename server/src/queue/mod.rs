@@ -1373,12 +1373,17 @@ async fn tell_queue(queue: &dyn QueueBackend, metrics: &Metrics, effects: &[&Eff
     completed.sort_unstable();
     completed.dedup();
     for project in completed {
-        // A completed bounty hands out nothing more: its items would
-        // otherwise stay in the queue (Redis, or this process's memory)
-        // for good. A failure leaves only that memory behind.
-        if let Err(err) = queue.unload(project).await {
-            tracing::warn!(error = %err, project, "unloading a completed project from the queue failed");
-        }
+        forget(queue, project).await;
+    }
+}
+
+/// Drops a bounty that ended (completed or closed, committed) from the
+/// queue: it hands out nothing more, and its items would otherwise stay
+/// in the queue (Redis, or this process's memory) for good. A failure
+/// leaves only that memory behind; leases are refused by status anyway.
+pub async fn forget(queue: &dyn QueueBackend, project: i64) {
+    if let Err(err) = queue.unload(project).await {
+        tracing::warn!(error = %err, project, "unloading an ended project from the queue failed");
     }
 }
 

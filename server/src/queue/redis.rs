@@ -276,12 +276,8 @@ impl RedisQueue {
     /// Deletes every key of this queue's prefix: what a Redis flush does,
     /// without disturbing other users of the same Redis (tests).
     pub async fn flush_prefix(&self) -> anyhow::Result<u64> {
-        let keys = self.keys().await?;
         let mut conn = self.conn.clone();
-        for chunk in keys.chunks(500) {
-            let _: () = conn.del(chunk).await?;
-        }
-        Ok(keys.len() as u64)
+        Ok(delete_matching(&mut conn, &format!("{}:*", self.prefix)).await?)
     }
 
     /// Every key of this queue's prefix.
@@ -313,12 +309,14 @@ async fn scan(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult
     }
 }
 
-/// Deletes every key matching `pattern`, 500 to a command.
-async fn delete_matching(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<()> {
-    for chunk in scan(conn, pattern).await?.chunks(500) {
+/// Deletes every key matching `pattern`, 500 to a command. Returns how
+/// many there were.
+async fn delete_matching(conn: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<u64> {
+    let keys = scan(conn, pattern).await?;
+    for chunk in keys.chunks(500) {
         let _: () = conn.unlink(chunk).await?;
     }
-    Ok(())
+    Ok(keys.len() as u64)
 }
 
 /// Items per load script call: big enough to load a million items in a

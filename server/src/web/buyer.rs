@@ -867,10 +867,8 @@ pub async fn close(
         .into());
     }
     projects::close(&state.db, &s.user(), id, &form.idempotency_key).await?;
-    // Committed; a stale queue only refuses by status.
-    if let Err(e) = state.queue.unload(id).await {
-        tracing::warn!(error = %e, project = id, "unloading a closed project from the queue failed");
-    }
+    // Committed: now the queue forgets the project.
+    crate::queue::forget(&*state.queue, id).await;
     Ok(see_other(&format!("/projects/{id}/progress?done=closed")))
 }
 

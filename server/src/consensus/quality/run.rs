@@ -387,9 +387,8 @@ async fn estimate(state: &AppState, project_id: i64, newest: i64) -> Result<(Run
     st.update(&*tx).await?;
     let completed = projects::complete_if_done(&*tx, project_id).await?;
     tx.commit().await?;
-    // As when an answer completes it (`queue::tell_queue`).
-    if completed && let Err(e) = state.queue.unload(project_id).await {
-        tracing::warn!(error = %e, project = project_id, "unloading a completed project from the queue failed");
+    if completed {
+        crate::queue::forget(&*state.queue, project_id).await;
     }
     Ok((report, reload))
 }

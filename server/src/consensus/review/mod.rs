@@ -644,9 +644,8 @@ async fn record(
     if let Err(e) = told {
         tracing::warn!(error = %e, "queue update after a review failed");
     }
-    // As when an answer completes it (`queue::tell_queue`).
-    if completed && let Err(e) = q.unload(l.project_id).await {
-        tracing::warn!(error = %e, "unloading a completed project from the queue failed");
+    if completed {
+        crate::queue::forget(&**q, l.project_id).await;
     }
     Ok(given(&r))
 }
