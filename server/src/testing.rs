@@ -247,6 +247,26 @@ impl TestApp {
         keys
     }
 
+    /// What an unloaded project leaves in this app's Redis once its item
+    /// keys, deleted in the background, are gone (up to 10 s): its keys,
+    /// the prefix left out, sorted (only its tombstone, when all is well).
+    pub fn redis_keys_left_by(&self, project: i64) -> Vec<String> {
+        let mine = format!(":p{project}:");
+        let of_project = || {
+            self.redis_keys()
+                .into_iter()
+                .filter(|k| k.starts_with(&mine))
+                .collect::<Vec<_>>()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut left = of_project();
+        while left.len() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            left = of_project();
+        }
+        left
+    }
+
     fn start(
         rt: &tokio::runtime::Runtime,
         config: Config,

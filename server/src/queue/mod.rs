@@ -289,8 +289,16 @@ pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
 }
 
 /// Rebuilds a loaded project's queue from the database (after the quality
-/// engine discarded answers, so their items are offered again).
+/// engine discarded answers, so their items are offered again). A bounty
+/// that has ended meanwhile (the same run may have completed it) is
+/// unloaded instead: loading it would clear its tombstone and leave it in
+/// the queue for good.
 pub async fn reload_project(state: &AppState, project_id: i64) -> Result<()> {
+    let status = projects::get(&state.db.conn, project_id).await?.status();
+    if !matches!(status, ProjectStatus::Open | ProjectStatus::Paused) {
+        forget(&*state.queue, project_id).await;
+        return Ok(());
+    }
     let snap = snapshot(&state.db.conn, project_id, now_ms()).await?;
     state.queue.reload(snap).await?;
     Metrics::add(&state.metrics.queue_rebuilds, 1);

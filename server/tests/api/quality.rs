@@ -465,6 +465,42 @@ fn dynamic_overlap_resolves_easy_items_early_and_asks_for_more_on_a_contested_on
 }
 
 #[test]
+fn a_bounty_the_background_run_completes_leaves_the_queue() {
+    let app = spawn_app();
+    let (b, p) = quality_bounty(
+        &app,
+        3,
+        9,
+        &[],
+        json!({ "gold_every": 0, "min_answers": 2 }),
+    );
+    let people: Vec<(i64, Client)> = (0..3)
+        .map(|i| contributor(&app, &format!("end{i}")))
+        .collect();
+    round_robin(p.id, &people, 8, truth);
+    // Two newcomers agreeing do not settle the last item at submit time.
+    round_robin(p.id, &people[..2], 1, truth);
+    assert_eq!(items_with_status(&app, p.id, "resolved"), 8);
+    let loaded = || app.block_on(app.state.queue.is_loaded(p.id)).unwrap();
+    assert!(loaded());
+
+    // The run learns they are reliable, settles the last item early, and
+    // with it completes the bounty; its queue refresh must not bring the
+    // bounty back.
+    let r = run_background(&app);
+    assert_eq!(r.resolved, 1);
+    assert_eq!(
+        b.project(p.id).unwrap().status,
+        api::ProjectStatus::Completed
+    );
+    assert!(!loaded(), "the completed bounty was loaded again");
+    if app.uses_redis() {
+        assert_eq!(app.redis_keys_left_by(p.id), [format!(":p{}:gone", p.id)]);
+    }
+    assert_ledger_clean(&app);
+}
+
+#[test]
 fn the_exam_admits_who_passes_and_locks_out_who_fails() {
     let app = spawn_app();
     let gold = ["positive", "negative", "neutral", "positive", "negative"];

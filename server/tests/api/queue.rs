@@ -1300,22 +1300,8 @@ fn a_completed_or_closed_bounty_leaves_nothing_in_the_queue() {
     if !app.uses_redis() {
         return;
     }
-    let left = |p: i64| {
-        let mine = format!(":p{p}:");
-        app.redis_keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&mine))
-            .collect::<Vec<_>>()
-    };
-    // The item keys go in the background.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while (left(done.id).len() > 1 || left(closed.id).len() > 1)
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     for p in [done.id, closed.id] {
-        assert_eq!(left(p), [format!(":p{p}:gone")]);
+        assert_eq!(app.redis_keys_left_by(p), [format!(":p{p}:gone")]);
     }
     // A late update (another batch's, another replica's) is turned away.
     let late = [sahel_server::queue::AnswerChange {
@@ -1325,5 +1311,8 @@ fn a_completed_or_closed_bounty_leaves_nothing_in_the_queue() {
         needed: Some(None),
     }];
     app.block_on(app.state.queue.record(&late)).unwrap();
-    assert_eq!(left(done.id), [format!(":p{}:gone", done.id)]);
+    assert_eq!(
+        app.redis_keys_left_by(done.id),
+        [format!(":p{}:gone", done.id)]
+    );
 }
