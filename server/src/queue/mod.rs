@@ -285,23 +285,28 @@ pub async fn load_project(state: &AppState, project_id: i64) -> Result<()> {
         backend = state.queue.name(),
         "queue loaded from the database"
     );
-    Ok(())
+    unload_if_ended(state, project_id).await
 }
 
 /// Rebuilds a loaded project's queue from the database (after the quality
-/// engine discarded answers, so their items are offered again). A bounty
-/// that has ended meanwhile (the same run may have completed it) is
-/// unloaded instead: loading it would clear its tombstone and leave it in
-/// the queue for good.
+/// engine discarded answers, so their items are offered again).
 pub async fn reload_project(state: &AppState, project_id: i64) -> Result<()> {
-    let status = projects::get(&state.db.conn, project_id).await?.status();
-    if !matches!(status, ProjectStatus::Open | ProjectStatus::Paused) {
-        forget(&*state.queue, project_id).await;
-        return Ok(());
-    }
     let snap = snapshot(&state.db.conn, project_id, now_ms()).await?;
     state.queue.reload(snap).await?;
     Metrics::add(&state.metrics.queue_rebuilds, 1);
+    unload_if_ended(state, project_id).await
+}
+
+/// Unloads a bounty just loaded if it has ended: its own unload, which
+/// follows its commit, may have come before the load (which also cleared
+/// its tombstone), and nothing else would ever remove it. Its status is
+/// read after the load, so either this read sees the end, or the end's
+/// unload comes after the load.
+async fn unload_if_ended(state: &AppState, project_id: i64) -> Result<()> {
+    let status = projects::get(&state.db.conn, project_id).await?.status();
+    if !matches!(status, ProjectStatus::Open | ProjectStatus::Paused) {
+        forget(&*state.queue, project_id).await;
+    }
     Ok(())
 }
 
