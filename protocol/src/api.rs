@@ -162,6 +162,19 @@ pub enum ProjectStatus {
     Closed,
 }
 
+impl ProjectStatus {
+    /// Funded and not over (open or paused): its leases may still be
+    /// answered, and the task queue holds it.
+    pub fn is_running(self) -> bool {
+        matches!(self, ProjectStatus::Open | ProjectStatus::Paused)
+    }
+
+    /// Completed or closed: no more work, and its results may be published.
+    pub fn has_ended(self) -> bool {
+        matches!(self, ProjectStatus::Completed | ProjectStatus::Closed)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateProject {

@@ -232,6 +232,13 @@ impl TestApp {
         })
     }
 
+    /// Whether this app's task queue holds `project` (loaded, either
+    /// backend).
+    pub fn queue_holds(&self, project: i64) -> bool {
+        self.block_on(self.state.queue.is_loaded(project))
+            .expect("the queue answers")
+    }
+
     /// This app's Redis keys, its prefix left out, sorted.
     pub fn redis_keys(&self) -> Vec<String> {
         let url = self.config.redis_url.clone().expect("this app uses Redis");

@@ -12,7 +12,7 @@
 pub mod entity;
 pub mod export;
 
-use sahel_protocol::api::{self, ProjectStatus, Role};
+use sahel_protocol::api::{self, Role};
 use sahel_protocol::provenance::{self, ExportRecord, SignedAnswer};
 use sahel_protocol::{Micros, Timestamp};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -85,7 +85,7 @@ pub async fn publish(
     }
     let tx = db.write().await?;
     let p = projects::get_owned(&*tx, buyer, project_id).await?;
-    if !matches!(p.status(), ProjectStatus::Completed | ProjectStatus::Closed) {
+    if !p.status().has_ended() {
         return Err(Error::conflict(
             "project-not-finished",
             "only a completed or closed bounty can be published",

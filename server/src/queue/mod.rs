@@ -303,8 +303,11 @@ pub async fn reload_project(state: &AppState, project_id: i64) -> Result<()> {
 /// read after the load, so either this read sees the end, or the end's
 /// unload comes after the load.
 async fn unload_if_ended(state: &AppState, project_id: i64) -> Result<()> {
-    let status = projects::get(&state.db.conn, project_id).await?.status();
-    if !matches!(status, ProjectStatus::Open | ProjectStatus::Paused) {
+    if !projects::get(&state.db.conn, project_id)
+        .await?
+        .status()
+        .is_running()
+    {
         forget(&*state.queue, project_id).await;
     }
     Ok(())

@@ -410,7 +410,7 @@ pub async fn project(
             fund_key: random_hex(16),
             imported: q.imported,
             skipped: q.skipped,
-            can_publish: matches!(p.status(), ProjectStatus::Completed | ProjectStatus::Closed),
+            can_publish: p.status().has_ended(),
             datasets: views::datasets_of(conn, id)
                 .await?
                 .into_iter()
@@ -761,7 +761,7 @@ pub async fn progress(
     let pr = projects::progress(conn, &p).await?;
     let start = p.row.funded_at.unwrap_or(p.row.created_at);
     let last = views::last_answer_at(conn, id).await?.unwrap_or(start);
-    let end = if matches!(p.status(), ProjectStatus::Open | ProjectStatus::Paused) {
+    let end = if p.status().is_running() {
         crate::db::now_ms()
     } else {
         last
@@ -792,7 +792,7 @@ pub async fn progress(
             charts,
             can_pause: p.status() == ProjectStatus::Open,
             can_resume: p.status() == ProjectStatus::Paused,
-            can_close: matches!(p.status(), ProjectStatus::Open | ProjectStatus::Paused),
+            can_close: p.status().is_running(),
             close_key: random_hex(16),
             exports: exports(id, p.row.task_type.as_str()),
             q: quality_view(&state, &s.user(), id).await?,

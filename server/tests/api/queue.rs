@@ -1287,20 +1287,22 @@ fn a_completed_or_closed_bounty_leaves_nothing_in_the_queue() {
         .sum();
     assert_eq!(answered, 12);
     assert_eq!(items_with_status(&app, done.id, "resolved"), 6);
-    let loaded = |p: i64| app.block_on(app.state.queue.is_loaded(p)).unwrap();
-    assert!(!loaded(done.id), "a completed bounty stays loaded");
+    assert!(!app.queue_holds(done.id), "a completed bounty stays loaded");
     // A lease call that saw the bounty open just before it completed, and
     // then found it unloaded, rebuilds it after the completion's unload.
     app.block_on(sahel_server::queue::load_project(&app.state, done.id))
         .unwrap();
-    assert!(!loaded(done.id), "a late rebuild keeps a completed bounty");
+    assert!(
+        !app.queue_holds(done.id),
+        "a late rebuild keeps a completed bounty"
+    );
 
     // Another bounty, closed with leases out.
     let (b, closed) = funded_project(&app, 3, 2);
     assert_eq!(people[0].lease(closed.id, 2).unwrap().len(), 2);
-    assert!(loaded(closed.id));
+    assert!(app.queue_holds(closed.id));
     b.close_project(closed.id, "close").unwrap();
-    assert!(!loaded(closed.id), "a closed bounty stays loaded");
+    assert!(!app.queue_holds(closed.id), "a closed bounty stays loaded");
 
     if !app.uses_redis() {
         return;

@@ -805,7 +805,7 @@ fn free_text_is_written_reviewed_and_a_rejected_slot_is_offered_again() {
         api::ProjectStatus::Completed
     );
     assert!(
-        !app.block_on(app.state.queue.is_loaded(p.id)).unwrap(),
+        !app.queue_holds(p.id),
         "the review that completed the bounty unloads it from the queue"
     );
     assert_eq!(reviews_in_db(&app, p.id), 3);
